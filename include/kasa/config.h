@@ -1,0 +1,56 @@
+/*
+ * kasa.conf: krb5.conf-style profile syntax, read with the profile library MIT Kerberos
+ * ships. See kasa.conf(5).
+ *
+ *   [directory]
+ *       backend = mit
+ *       realm = PROSEWARE.LAB
+ *       admin_server = 127.0.0.1:749
+ *       principal = kasa/admin@PROSEWARE.LAB
+ *       keytab = /etc/kasa/admin.keytab
+ *       enctypes = aes256-cts-hmac-sha1-96 aes128-cts-hmac-sha1-96
+ */
+#ifndef KASA_CONFIG_H
+#define KASA_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "kasa/kasa.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define KASA_CONFIG_ENV "KASA_CONFIG"
+#define KASA_CONFIG_DEFAULT "/etc/kasa/kasa.conf"
+#define KASA_ENCTYPES_DEFAULT "aes256-cts-hmac-sha1-96 aes128-cts-hmac-sha1-96"
+
+typedef struct kasa_config {
+    char *path;         /* the file read */
+    char *backend;      /* "mit" */
+    char *realm;        /* NULL: krb5.conf's default realm */
+    char *admin_server; /* host[:port]; NULL: krb5.conf's admin_server for the realm */
+    char *principal;    /* who kasa authenticates to the directory as */
+    char *keytab;       /* that principal's keys; NULL: use ccache */
+    char *ccache;       /* NULL: the default credential cache */
+    int32_t *enctypes;  /* the enctypes of the keys kasa makes */
+    size_t n_enctypes;
+} kasa_config;
+
+/*
+ * Read the configuration from path; when path is NULL, from $KASA_CONFIG, else from
+ * KASA_CONFIG_DEFAULT. Unknown settings are warned about, not fatal.
+ */
+KASA_API long kasa_config_load(kasa_ctx *ctx, const char *path, kasa_config **cfg_out);
+
+KASA_API void kasa_config_free(kasa_config *cfg);
+
+/* The path kasa_config_load() would read for path (NULL: the environment, the default). */
+KASA_API const char *kasa_config_path(const char *path);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,62 @@
+/*
+ * libkasa: Kerberos for a load-balanced array of servers.
+ *
+ * Every call takes a context. Functions return 0 or a com_err code (kasa_err.h, or a
+ * krb5/kadm5 code); kasa_error() then gives the one-line sentence that says what went
+ * wrong and what to do. The layout of the context is private.
+ */
+#ifndef KASA_KASA_H
+#define KASA_KASA_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "kasa/kasa_err.h"
+
+#if defined(__GNUC__)
+#define KASA_API __attribute__((visibility("default")))
+#define KASA_PRINTF(f, a) __attribute__((format(printf, f, a)))
+#else
+#define KASA_API
+#define KASA_PRINTF(f, a)
+#endif
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct kasa_ctx kasa_ctx;
+
+/* Receives warnings: things that worked but that the administrator should know. */
+typedef void (*kasa_warn_fn)(void *data, const char *message);
+
+/* Make a context; on failure returns an errno value and *ctx_out is NULL. */
+KASA_API int kasa_ctx_new(kasa_ctx **ctx_out);
+KASA_API void kasa_ctx_free(kasa_ctx *ctx);
+
+/* The sentence describing the last error set on ctx ("" when none). */
+KASA_API const char *kasa_error(kasa_ctx *ctx);
+
+/* Set the last error: the detail sentence is formatted; code is returned for chaining. */
+KASA_API long kasa_set_error(kasa_ctx *ctx, long code, const char *fmt, ...) KASA_PRINTF(3, 4);
+
+/* Where warnings go (default: nowhere). */
+KASA_API void kasa_set_warn_fn(kasa_ctx *ctx, kasa_warn_fn fn, void *data);
+
+/* Emit a warning through the context's handler. */
+KASA_API void kasa_warn(kasa_ctx *ctx, const char *fmt, ...) KASA_PRINTF(2, 3);
+
+/* The exit status a command should return for code: 0 ok, 2 bad input, 1 otherwise. */
+KASA_API int kasa_exit_status(long code);
+
+/* Wipe a secret; the compiler may not drop it. */
+KASA_API void kasa_zap(void *p, size_t len);
+
+/* The library's version string. */
+KASA_API const char *kasa_version(void);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,216 @@
+/*
+ * Reading kasa.conf with MIT's profile library, so its syntax, quoting and comments are
+ * exactly krb5.conf's, and administrators need learn nothing new.
+ */
+#include "kasa/config.h"
+
+#include <errno.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <com_err.h>
+#include <profile.h>
+
+#include "private.h"
+
+static const char *const directory_keys[] = {
+    "backend", "realm", "admin_server", "principal", "keytab", "ccache", "enctypes", NULL,
+};
+
+const char *kasa_config_path(const char *path)
+{
+    const char *env;
+
+    if (path != NULL)
+        return path;
+    env = secure_getenv(KASA_CONFIG_ENV);
+    if (env != NULL && *env != '\0')
+        return env;
+    return KASA_CONFIG_DEFAULT;
+}
+
+void kasa_config_free(kasa_config *cfg)
+{
+    if (cfg == NULL)
+        return;
+    free(cfg->path);
+    free(cfg->backend);
+    free(cfg->realm);
+    free(cfg->admin_server);
+    free(cfg->principal);
+    free(cfg->keytab);
+    free(cfg->ccache);
+    free(cfg->enctypes);
+    free(cfg);
+}
+
+/* Copy [directory] key into *out; absent keys give def (which may be NULL). */
+static long get_string(kasa_ctx *ctx, profile_t prof, const kasa_config *cfg, const char *key,
+                       const char *def, char **out)
+{
+    char *val = NULL;
+    long ret;
+
+    ret = profile_get_string(prof, "directory", key, NULL, def, &val);
+    if (ret)
+        return kasa_set_error(ctx, KASA_ERR_CONFIG, "%s: cannot read [directory] %s: %s",
+                              cfg->path, key, error_message(ret));
+    *out = NULL;
+    if (val != NULL && *val != '\0') {
+        *out = strdup(val);
+        if (*out == NULL)
+            ret = kasa_set_error(ctx, KASA_ERR_NOMEM, NULL);
+    }
+    profile_release_string(val);
+    return ret;
+}
+
+/* DES, triple DES and export RC4: broken or retired (RFC 6649, RFC 8429). krb5 1.20 has
+ * no public call for this. RC4 (arcfour-hmac) stays allowed: some AD realms still need it. */
+static bool is_weak(krb5_enctype et)
+{
+    return et < ENCTYPE_AES128_CTS_HMAC_SHA1_96 || et == ENCTYPE_ARCFOUR_HMAC_EXP;
+}
+
+/* Turn a space- or comma-separated list of enctype names into numbers. */
+static long parse_enctypes(kasa_ctx *ctx, kasa_config *cfg, const char *list)
+{
+    char *copy = NULL, *tok, *save = NULL;
+    int32_t *ids = NULL;
+    size_t n = 0;
+    long ret = 0;
+
+    copy = strdup(list);
+    ids = calloc(strlen(list) / 2 + 1, sizeof(*ids));
+    if (copy == NULL || ids == NULL) {
+        ret = kasa_set_error(ctx, KASA_ERR_NOMEM, NULL);
+        goto cleanup;
+    }
+    for (tok = strtok_r(copy, " \t,", &save); tok != NULL; tok = strtok_r(NULL, " \t,", &save)) {
+        krb5_enctype et;
+        krb5_boolean valid = FALSE;
+        if (krb5_string_to_enctype(tok, &et) != 0 || krb5_c_valid_enctype(et) == FALSE ||
+            is_weak(et)) {
+            ret = kasa_set_error(ctx, KASA_ERR_CONFIG,
+                                 "%s: [directory] enctypes: %s is not an enctype kasa can use "
+                                 "(try aes256-cts-hmac-sha1-96)",
+                                 cfg->path, tok);
+            goto cleanup;
+        }
+        for (size_t i = 0; i < n; i++)
+            valid = valid || ids[i] == et;
+        if (!valid)
+            ids[n++] = et;
+    }
+    if (n == 0) {
+        ret = kasa_set_error(ctx, KASA_ERR_CONFIG, "%s: [directory] enctypes is empty", cfg->path);
+        goto cleanup;
+    }
+    cfg->enctypes = ids;
+    cfg->n_enctypes = n;
+    ids = NULL;
+
+cleanup:
+    free(copy);
+    free(ids);
+    return ret;
+}
+
+/* Warn about [directory] keys kasa does not know: a typo must not pass silently. */
+static void warn_unknown(kasa_ctx *ctx, profile_t prof, const kasa_config *cfg)
+{
+    const char *names[] = {"directory", NULL};
+    char **rel = NULL;
+
+    if (profile_get_relation_names(prof, names, &rel) != 0)
+        return;
+    for (size_t i = 0; rel[i] != NULL; i++) {
+        size_t k = 0;
+        while (directory_keys[k] != NULL && strcmp(directory_keys[k], rel[i]) != 0)
+            k++;
+        if (directory_keys[k] == NULL)
+            kasa_warn(ctx, "%s: [directory] %s is not a kasa setting; ignored", cfg->path,
+                      rel[i]);
+    }
+    profile_free_list(rel);
+}
+
+long kasa_config_load(kasa_ctx *ctx, const char *path, kasa_config **cfg_out)
+{
+    kasa_config *cfg = NULL;
+    profile_t prof = NULL;
+    char *enctypes = NULL;
+    long ret;
+
+    *cfg_out = NULL;
+    cfg = calloc(1, sizeof(*cfg));
+    if (cfg == NULL)
+        return kasa_set_error(ctx, KASA_ERR_NOMEM, NULL);
+    cfg->path = strdup(kasa_config_path(path));
+    if (cfg->path == NULL) {
+        ret = kasa_set_error(ctx, KASA_ERR_NOMEM, NULL);
+        goto cleanup;
+    }
+    if (access(cfg->path, R_OK) != 0) {
+        ret = kasa_set_error(ctx, KASA_ERR_CONFIG,
+                             "cannot read %s: %s; give -c FILE or set KASA_CONFIG (for a lab: "
+                             "eval \"$(kasa lab env)\")",
+                             cfg->path, strerror(errno));
+        goto cleanup;
+    }
+    ret = profile_init_path(cfg->path, &prof);
+    if (ret) {
+        ret = kasa_set_error(ctx, KASA_ERR_CONFIG, "%s: %s", cfg->path, error_message(ret));
+        goto cleanup;
+    }
+    warn_unknown(ctx, prof, cfg);
+    ret = get_string(ctx, prof, cfg, "backend", "mit", &cfg->backend);
+    if (!ret)
+        ret = get_string(ctx, prof, cfg, "realm", NULL, &cfg->realm);
+    if (!ret)
+        ret = get_string(ctx, prof, cfg, "admin_server", NULL, &cfg->admin_server);
+    if (!ret)
+        ret = get_string(ctx, prof, cfg, "principal", NULL, &cfg->principal);
+    if (!ret)
+        ret = get_string(ctx, prof, cfg, "keytab", NULL, &cfg->keytab);
+    if (!ret)
+        ret = get_string(ctx, prof, cfg, "ccache", NULL, &cfg->ccache);
+    if (!ret)
+        ret = get_string(ctx, prof, cfg, "enctypes", KASA_ENCTYPES_DEFAULT, &enctypes);
+    if (ret)
+        goto cleanup;
+
+    if (cfg->backend == NULL || strcmp(cfg->backend, "mit") != 0) {
+        ret = kasa_set_error(ctx, KASA_ERR_CONFIG,
+                             "%s: [directory] backend = %s is not known; the backend is mit",
+                             cfg->path, cfg->backend != NULL ? cfg->backend : "");
+        goto cleanup;
+    }
+    if (cfg->keytab != NULL && cfg->principal == NULL) {
+        ret = kasa_set_error(ctx, KASA_ERR_CONFIG,
+                             "%s: [directory] keytab is set but principal is not; name the "
+                             "principal whose keys the keytab holds",
+                             cfg->path);
+        goto cleanup;
+    }
+    if (cfg->keytab != NULL && cfg->ccache != NULL) {
+        ret = kasa_set_error(ctx, KASA_ERR_CONFIG,
+                             "%s: [directory] set keytab or ccache, not both", cfg->path);
+        goto cleanup;
+    }
+    ret = parse_enctypes(ctx, cfg, enctypes != NULL ? enctypes : KASA_ENCTYPES_DEFAULT);
+    if (ret)
+        goto cleanup;
+
+    *cfg_out = cfg;
+    cfg = NULL;
+
+cleanup:
+    free(enctypes);
+    if (prof != NULL)
+        profile_release(prof);
+    kasa_config_free(cfg);
+    return ret;
+}

@@ -1,0 +1,741 @@
+/*
+ * The MIT Kerberos backend: kadm5's client API (libkadm5clnt_mit) talking to kadmind.
+ *
+ * MIT's database has no SPN aliases, so an SPN is a principal of its own (SPN@REALM)
+ * that carries the same keys and kvno as the account that owns it; the owner is written
+ * on the SPN principal as the string attribute kasa.owner, so every admin host sees it.
+ * Accounts are principals NAME@REALM with kasa.kind and kasa.description. Every object
+ * is created disabled and enabled only once its keys and attributes are in place; if a
+ * step fails, the object is deleted again, so nothing half-made is left behind.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include <kadm5/admin.h>
+#include <krb5/krb5.h>
+
+#include "directory.h"
+#include "private.h"
+
+#define ATTR_KIND "kasa.kind"
+#define ATTR_DESCRIPTION "kasa.description"
+#define ATTR_OWNER "kasa.owner"
+#define ATTR_CREATED "kasa.created"
+
+struct mit {
+    krb5_context kctx;
+    void *handle;
+};
+
+static struct mit *M(kasa_dir *dir)
+{
+    return dir->priv;
+}
+
+/* Set the error for a kadm5 failure, choosing the kasa code from the kadm5 one. */
+static long fail(kasa_dir *dir, long kret, const char *what, const char *name)
+{
+    long code;
+    const char *hint = "";
+
+    switch (kret) {
+    case KADM5_AUTH_GET:
+    case KADM5_AUTH_ADD:
+    case KADM5_AUTH_MODIFY:
+    case KADM5_AUTH_DELETE:
+    case KADM5_AUTH_INSUFFICIENT:
+    case KADM5_AUTH_LIST:
+    case KADM5_AUTH_SETKEY:
+    case KADM5_AUTH_EXTRACT:
+        code = KASA_ERR_DIR_DENIED;
+        hint = " (kasa's principal needs \"*e\" in kadmind's kadm5.acl)";
+        break;
+    case KADM5_RPC_ERROR:
+    case KADM5_NO_SRV:
+    case KADM5_CANT_RESOLVE:
+    case KRB5_KDC_UNREACH:
+    case KRB5_REALM_CANT_RESOLVE:
+    case ECONNREFUSED:
+    case ETIMEDOUT:
+        code = KASA_ERR_DIR_UNREACHABLE;
+        break;
+    default:
+        code = KASA_ERR_DIR;
+        break;
+    }
+    return kasa_set_krb5_error(dir->ctx, code, M(dir)->kctx, kret, "%s %s%s", what, name, hint);
+}
+
+/* name@REALM as a principal. */
+static long principal(kasa_dir *dir, const char *name, krb5_principal *out)
+{
+    char *full = NULL;
+    long ret;
+
+    if (asprintf(&full, "%s@%s", name, dir->realm) < 0)
+        return kasa_set_error(dir->ctx, KASA_ERR_NOMEM, NULL);
+    ret = krb5_parse_name(M(dir)->kctx, full, out);
+    if (ret)
+        ret = kasa_set_krb5_error(dir->ctx, KASA_ERR_INTERNAL, M(dir)->kctx, ret,
+                                  "cannot make a principal of %s", full);
+    free(full);
+    return ret;
+}
+
+static long mit_open(kasa_dir *dir)
+{
+    const kasa_config *cfg = dir->cfg;
+    kadm5_config_params params;
+    krb5_ccache cc = NULL;
+    char *realm = NULL, *who = NULL;
+    struct mit *m;
+    long ret;
+
+    m = calloc(1, sizeof(*m));
+    if (m == NULL)
+        return kasa_set_error(dir->ctx, KASA_ERR_NOMEM, NULL);
+    dir->priv = m;
+    ret = kadm5_init_krb5_context(&m->kctx);
+    if (ret) {
+        m->kctx = NULL;
+        ret = kasa_set_error(dir->ctx, KASA_ERR_CONFIG, "cannot read the Kerberos configuration");
+        goto cleanup;
+    }
+    if (cfg->realm != NULL) {
+        dir->realm = strdup(cfg->realm);
+    } else {
+        ret = krb5_get_default_realm(m->kctx, &realm);
+        if (ret) {
+            ret = kasa_set_krb5_error(dir->ctx, KASA_ERR_CONFIG, m->kctx, ret,
+                                      "%s: no [directory] realm and no default realm", cfg->path);
+            goto cleanup;
+        }
+        dir->realm = strdup(realm);
+    }
+    if (dir->realm == NULL) {
+        ret = kasa_set_error(dir->ctx, KASA_ERR_NOMEM, NULL);
+        goto cleanup;
+    }
+
+    memset(&params, 0, sizeof(params));
+    params.mask = KADM5_CONFIG_REALM;
+    params.realm = dir->realm;
+    if (cfg->admin_server != NULL) {
+        params.mask |= KADM5_CONFIG_ADMIN_SERVER;
+        params.admin_server = cfg->admin_server;
+    }
+    if (cfg->keytab != NULL) {
+        ret = kadm5_init_with_skey(m->kctx, cfg->principal, cfg->keytab, KADM5_ADMIN_SERVICE,
+                                   &params, KADM5_STRUCT_VERSION, KADM5_API_VERSION_4, NULL,
+                                   &m->handle);
+        who = cfg->principal;
+    } else {
+        ret = cfg->ccache != NULL ? krb5_cc_resolve(m->kctx, cfg->ccache, &cc)
+                                  : krb5_cc_default(m->kctx, &cc);
+        if (!ret)
+            ret = kadm5_init_with_creds(m->kctx, cfg->principal, cc, KADM5_ADMIN_SERVICE,
+                                        &params, KADM5_STRUCT_VERSION, KADM5_API_VERSION_4,
+                                        NULL, &m->handle);
+        who = cfg->principal != NULL ? cfg->principal : "the credential cache's principal";
+    }
+    if (ret) {
+        m->handle = NULL;
+        switch (ret) {
+        case KRB5_KDC_UNREACH:
+        case KRB5_REALM_CANT_RESOLVE:
+            ret = kasa_set_krb5_error(dir->ctx, KASA_ERR_DIR_UNREACHABLE, m->kctx, ret,
+                                      "cannot reach the KDC of %s (is it running?)", dir->realm);
+            break;
+        case KADM5_RPC_ERROR:
+        case KADM5_NO_SRV:
+        case KADM5_CANT_RESOLVE:
+        case ECONNREFUSED:
+        case ETIMEDOUT:
+            ret = kasa_set_krb5_error(dir->ctx, KASA_ERR_DIR_UNREACHABLE, m->kctx, ret,
+                                      "cannot reach kadmind for %s%s%s (is it running?)",
+                                      dir->realm, cfg->admin_server ? " at " : "",
+                                      cfg->admin_server ? cfg->admin_server : "");
+            break;
+        default:
+            ret = kasa_set_krb5_error(dir->ctx, KASA_ERR_DIR_AUTH, m->kctx, ret,
+                                      "cannot authenticate to kadmind for %s as %s", dir->realm,
+                                      who);
+            break;
+        }
+        goto cleanup;
+    }
+
+cleanup:
+    if (cc != NULL)
+        krb5_cc_close(m->kctx, cc);
+    if (realm != NULL)
+        krb5_free_default_realm(m->kctx, realm);
+    return ret;
+}
+
+static void mit_close(kasa_dir *dir)
+{
+    struct mit *m = M(dir);
+
+    if (m == NULL)
+        return;
+    if (m->handle != NULL)
+        kadm5_destroy(m->handle);
+    if (m->kctx != NULL)
+        krb5_free_context(m->kctx);
+    free(m);
+    dir->priv = NULL;
+}
+
+/* The value of string attribute key on princ, or NULL (*found false) when absent. */
+static long get_attr(kasa_dir *dir, krb5_principal princ, const char *name, const char *key,
+                     char **value_out)
+{
+    krb5_string_attr *strs = NULL;
+    int n = 0;
+    long ret;
+
+    *value_out = NULL;
+    ret = kadm5_get_strings(M(dir)->handle, princ, &strs, &n);
+    if (ret)
+        return fail(dir, ret, "cannot read the attributes of", name);
+    for (int i = 0; i < n; i++) {
+        if (strcmp(strs[i].key, key) == 0) {
+            *value_out = strdup(strs[i].value);
+            if (*value_out == NULL)
+                ret = kasa_set_error(dir->ctx, KASA_ERR_NOMEM, NULL);
+            break;
+        }
+    }
+    kadm5_free_strings(M(dir)->handle, strs, n);
+    return ret;
+}
+
+/* Give princ the keys ks (at ks->kvno), replacing any it has. */
+static long set_keys(kasa_dir *dir, krb5_principal princ, const char *name,
+                     const krb5_keyblock *keys, size_t n, unsigned kvno)
+{
+    kadm5_key_data *kd;
+    long ret;
+
+    kd = calloc(n, sizeof(*kd));
+    if (kd == NULL)
+        return kasa_set_error(dir->ctx, KASA_ERR_NOMEM, NULL);
+    for (size_t i = 0; i < n; i++) {
+        kd[i].kvno = kvno;
+        kd[i].key = keys[i]; /* borrowed: setkey copies, and kd is only freed, not zapped */
+    }
+    ret = kadm5_setkey_principal_4(M(dir)->handle, princ, FALSE, kd, (int)n);
+    free(kd);
+    if (ret)
+        return fail(dir, ret, "cannot set the keys of", name);
+    return 0;
+}
+
+/* Turn tickets for princ on or off. */
+static long set_enabled(kasa_dir *dir, krb5_principal princ, const char *name, bool on,
+                        krb5_flags extra)
+{
+    kadm5_principal_ent_rec ent;
+    long ret;
+
+    memset(&ent, 0, sizeof(ent));
+    ent.principal = princ;
+    ent.attributes = (on ? 0 : KRB5_KDB_DISALLOW_ALL_TIX) | extra;
+    ret = kadm5_modify_principal(M(dir)->handle, &ent, KADM5_ATTRIBUTES);
+    if (ret)
+        return fail(dir, ret, "cannot enable", name);
+    return 0;
+}
+
+/*
+ * Make princ, disabled and keyless, then let fill() complete it; enable it at the end.
+ * Any failure deletes it again.
+ */
+static long create_object(kasa_dir *dir, krb5_principal princ, const char *name,
+                          const char *const *attrs, const krb5_keyblock *keys, size_t n_keys,
+                          unsigned kvno, krb5_flags flags)
+{
+    kadm5_principal_ent_rec ent;
+    long ret;
+
+    memset(&ent, 0, sizeof(ent));
+    ent.principal = princ;
+    ent.attributes = KRB5_KDB_DISALLOW_ALL_TIX;
+    ret = kadm5_create_principal_3(M(dir)->handle, &ent,
+                                   KADM5_PRINCIPAL | KADM5_ATTRIBUTES | KADM5_KEY_DATA, 0, NULL,
+                                   NULL);
+    if (ret == KADM5_DUP)
+        return kasa_set_error(dir->ctx, KASA_ERR_ACCOUNT_EXISTS, "%s@%s already exists", name,
+                              dir->realm);
+    if (ret)
+        return fail(dir, ret, "cannot create", name);
+    for (size_t i = 0; attrs[i] != NULL && !ret; i += 2) {
+        ret = kadm5_set_string(M(dir)->handle, princ, attrs[i], attrs[i + 1]);
+        if (ret)
+            ret = fail(dir, ret, "cannot set the attributes of", name);
+    }
+    if (!ret)
+        ret = set_keys(dir, princ, name, keys, n_keys, kvno);
+    if (!ret)
+        ret = set_enabled(dir, princ, name, true, flags);
+    if (ret)
+        (void)kadm5_delete_principal(M(dir)->handle, princ);
+    return ret;
+}
+
+static long mit_account_create(kasa_dir *dir, const char *name, kasa_account_kind kind,
+                               const char *description, const kasa_keyset *keys)
+{
+    krb5_principal princ = NULL;
+    kadm5_principal_ent_rec ent;
+    char *kind_attr = NULL;
+    char created[32];
+    long ret;
+
+    ret = principal(dir, name, &princ);
+    if (ret)
+        return ret;
+    memset(&ent, 0, sizeof(ent));
+    ret = kadm5_get_principal(M(dir)->handle, princ, &ent, KADM5_PRINCIPAL);
+    if (ret == 0) {
+        kadm5_free_principal_ent(M(dir)->handle, &ent);
+        ret = get_attr(dir, princ, name, ATTR_KIND, &kind_attr);
+        if (!ret && kind_attr != NULL)
+            ret = kasa_set_error(dir->ctx, KASA_ERR_ACCOUNT_EXISTS,
+                                 "account %s already exists; see kasa account show %s", name,
+                                 name);
+        else if (!ret)
+            ret = kasa_set_error(dir->ctx, KASA_ERR_ACCOUNT_EXISTS,
+                                 "principal %s@%s already exists and kasa does not manage it; "
+                                 "choose another name",
+                                 name, dir->realm);
+        goto cleanup;
+    }
+    if (ret != KADM5_UNK_PRINC) {
+        ret = fail(dir, ret, "cannot look up", name);
+        goto cleanup;
+    }
+    snprintf(created, sizeof(created), "%lld", (long long)time(NULL));
+    const char *attrs[] = {ATTR_KIND, kasa_account_kind_name(kind), ATTR_DESCRIPTION,
+                           description, ATTR_CREATED, created, NULL};
+    ret = create_object(dir, princ, name, attrs, keys->keys, keys->n, keys->kvno,
+                        KRB5_KDB_REQUIRES_PRE_AUTH);
+
+cleanup:
+    free(kind_attr);
+    krb5_free_principal(M(dir)->kctx, princ);
+    return ret;
+}
+
+/* Fill an account from its principal; KASA_ERR_NOT_MANAGED when kasa did not make it. */
+static long read_account(kasa_dir *dir, const char *name, krb5_principal princ,
+                         kasa_account *acct)
+{
+    kadm5_principal_ent_rec ent;
+    krb5_string_attr *strs = NULL;
+    int n = 0;
+    char *full = NULL;
+    long ret;
+
+    memset(&ent, 0, sizeof(ent));
+    ret = kadm5_get_principal(M(dir)->handle, princ, &ent, KADM5_PRINCIPAL_NORMAL_MASK);
+    if (ret == KADM5_UNK_PRINC)
+        return kasa_set_error(dir->ctx, KASA_ERR_ACCOUNT_NOT_FOUND,
+                              "no account %s in %s; create it with kasa account create", name,
+                              dir->realm);
+    if (ret)
+        return fail(dir, ret, "cannot look up", name);
+    acct->kvno = ent.kvno;
+    kadm5_free_principal_ent(M(dir)->handle, &ent);
+    ret = kadm5_get_strings(M(dir)->handle, princ, &strs, &n);
+    if (ret)
+        return fail(dir, ret, "cannot read the attributes of", name);
+    acct->kind = 0;
+    for (int i = 0; i < n && !ret; i++) {
+        if (strcmp(strs[i].key, ATTR_KIND) == 0)
+            acct->kind = strcmp(strs[i].value, "computer") == 0 ? KASA_ACCOUNT_COMPUTER
+                                                                : KASA_ACCOUNT_USER;
+        else if (strcmp(strs[i].key, ATTR_DESCRIPTION) == 0 && acct->description == NULL)
+            ret = (acct->description = strdup(strs[i].value)) == NULL;
+        else if (strcmp(strs[i].key, ATTR_CREATED) == 0)
+            acct->created = strtoll(strs[i].value, NULL, 10);
+    }
+    kadm5_free_strings(M(dir)->handle, strs, n);
+    if (ret)
+        return kasa_set_error(dir->ctx, KASA_ERR_NOMEM, NULL);
+    if (acct->kind == 0)
+        return kasa_set_error(dir->ctx, KASA_ERR_NOT_MANAGED,
+                              "%s@%s is a principal kasa does not manage; make an account with "
+                              "kasa account create",
+                              name, dir->realm);
+    if (asprintf(&full, "%s@%s", name, dir->realm) < 0)
+        return kasa_set_error(dir->ctx, KASA_ERR_NOMEM, NULL);
+    acct->principal = full;
+    acct->name = strdup(name);
+    if (acct->description == NULL)
+        acct->description = strdup("");
+    if (acct->name == NULL || acct->description == NULL)
+        return kasa_set_error(dir->ctx, KASA_ERR_NOMEM, NULL);
+    return 0;
+}
+
+static long mit_account_get(kasa_dir *dir, const char *name, kasa_account **out)
+{
+    krb5_principal princ = NULL;
+    kasa_account *acct;
+    long ret;
+
+    *out = NULL;
+    acct = calloc(1, sizeof(*acct));
+    if (acct == NULL)
+        return kasa_set_error(dir->ctx, KASA_ERR_NOMEM, NULL);
+    ret = principal(dir, name, &princ);
+    if (!ret)
+        ret = read_account(dir, name, princ, acct);
+    if (princ != NULL)
+        krb5_free_principal(M(dir)->kctx, princ);
+    if (ret) {
+        kasa_account_free(acct);
+        return ret;
+    }
+    *out = acct;
+    return 0;
+}
+
+/* Every principal name in the realm, without the realm: one round trip to kadmind. */
+static long all_names(kasa_dir *dir, char ***names_out, int *n_out)
+{
+    long ret;
+
+    ret = kadm5_get_principals(M(dir)->handle, NULL, names_out, n_out);
+    if (ret) {
+        *names_out = NULL;
+        *n_out = 0;
+        return fail(dir, ret, "cannot list the principals of", dir->realm);
+    }
+    /* Names are NAME@REALM; cut at the last '@' (the realm holds none). */
+    for (int i = 0; i < *n_out; i++) {
+        char *at = strrchr((*names_out)[i], '@');
+        if (at != NULL)
+            *at = '\0';
+    }
+    return 0;
+}
+
+/* Whether a principal name (no realm) has more than one component: an SPN. */
+static bool is_spn_name(const char *name)
+{
+    for (const char *p = name; *p; p++) {
+        if (*p == '\\' && p[1] != '\0')
+            p++;
+        else if (*p == '/')
+            return true;
+    }
+    return false;
+}
+
+static long mit_account_list(kasa_dir *dir, kasa_account **out, size_t *n_out)
+{
+    kasa_account *accts = NULL;
+    char **names = NULL;
+    int n = 0;
+    size_t count = 0;
+    long ret;
+
+    ret = all_names(dir, &names, &n);
+    if (ret)
+        return ret;
+    accts = calloc((size_t)n + 1, sizeof(*accts));
+    if (accts == NULL) {
+        ret = kasa_set_error(dir->ctx, KASA_ERR_NOMEM, NULL);
+        goto cleanup;
+    }
+    for (int i = 0; i < n; i++) {
+        krb5_principal princ = NULL;
+        if (is_spn_name(names[i]) || strchr(names[i], '\\') != NULL)
+            continue;
+        ret = principal(dir, names[i], &princ);
+        if (ret)
+            goto cleanup;
+        ret = read_account(dir, names[i], princ, &accts[count]);
+        krb5_free_principal(M(dir)->kctx, princ);
+        if (ret == KASA_ERR_NOT_MANAGED || ret == KASA_ERR_ACCOUNT_NOT_FOUND) {
+            /* not ours, or deleted while we listed */
+            free(accts[count].name);
+            free(accts[count].principal);
+            free(accts[count].description);
+            memset(&accts[count], 0, sizeof(accts[count]));
+            ret = 0;
+            continue;
+        }
+        if (ret)
+            goto cleanup;
+        count++;
+    }
+    *out = accts;
+    *n_out = count;
+    accts = NULL;
+
+cleanup:
+    if (accts != NULL)
+        kasa_account_list_free(accts, (size_t)n + 1);
+    kadm5_free_name_list(M(dir)->handle, names, n);
+    return ret;
+}
+
+static long mit_account_delete(kasa_dir *dir, const kasa_account *acct)
+{
+    krb5_principal princ = NULL;
+    long ret;
+
+    ret = principal(dir, acct->name, &princ);
+    if (ret)
+        return ret;
+    ret = kadm5_delete_principal(M(dir)->handle, princ);
+    if (ret)
+        ret = fail(dir, ret, "cannot delete", acct->name);
+    krb5_free_principal(M(dir)->kctx, princ);
+    return ret;
+}
+
+static long mit_spn_claims(kasa_dir *dir, const char *spn, bool with_owners,
+                           kasa_spn_claim **out, size_t *n_out)
+{
+    kasa_spn_claim *claims = NULL;
+    char **names = NULL;
+    int n = 0;
+    size_t count = 0;
+    long ret;
+
+    *out = NULL;
+    *n_out = 0;
+    ret = all_names(dir, &names, &n);
+    if (ret)
+        return ret;
+    claims = calloc((size_t)n + 1, sizeof(*claims));
+    if (claims == NULL) {
+        ret = kasa_set_error(dir->ctx, KASA_ERR_NOMEM, NULL);
+        goto cleanup;
+    }
+    for (int i = 0; i < n; i++) {
+        kasa_spn_claim *c = &claims[count];
+        if (!is_spn_name(names[i]) || (spn != NULL && strcasecmp(names[i], spn) != 0))
+            continue;
+        c->spn = strdup(names[i]);
+        if (c->spn == NULL || asprintf(&c->holder, "%s@%s", names[i], dir->realm) < 0) {
+            c->holder = NULL;
+            count++;
+            ret = kasa_set_error(dir->ctx, KASA_ERR_NOMEM, NULL);
+            goto cleanup;
+        }
+        count++;
+        if (with_owners) {
+            krb5_principal princ = NULL;
+            ret = principal(dir, names[i], &princ);
+            if (!ret)
+                ret = get_attr(dir, princ, names[i], ATTR_OWNER, &c->owner);
+            krb5_free_principal(M(dir)->kctx, princ);
+            if (ret == KASA_ERR_DIR && spn == NULL)
+                ret = 0; /* deleted while we listed */
+            if (ret)
+                goto cleanup;
+        }
+    }
+    *out = claims;
+    *n_out = count;
+    claims = NULL;
+    count = 0;
+
+cleanup:
+    kasa_spn_claims_free(claims, count);
+    kadm5_free_name_list(M(dir)->handle, names, n);
+    return ret;
+}
+
+/* The account's keys at its current kvno, as kadmind holds them (needs the 'e' right). */
+static long current_keys(kasa_dir *dir, const kasa_account *acct, kasa_keyset **out)
+{
+    krb5_principal princ = NULL;
+    kadm5_key_data *kd = NULL;
+    kasa_keyset *ks = NULL;
+    int n = 0;
+    long ret;
+
+    *out = NULL;
+    ret = principal(dir, acct->name, &princ);
+    if (ret)
+        return ret;
+    ret = kadm5_get_principal_keys(M(dir)->handle, princ, acct->kvno, &kd, &n);
+    if (ret) {
+        ret = fail(dir, ret, "cannot read the keys of", acct->name);
+        goto cleanup;
+    }
+    ks = calloc(1, sizeof(*ks));
+    if (ks == NULL || (ks->keys = calloc((size_t)n + 1, sizeof(*ks->keys))) == NULL) {
+        ret = kasa_set_error(dir->ctx, KASA_ERR_NOMEM, NULL);
+        goto cleanup;
+    }
+    ks->kvno = acct->kvno;
+    for (int i = 0; i < n; i++) {
+        ret = krb5_copy_keyblock_contents(M(dir)->kctx, &kd[i].key, &ks->keys[ks->n]);
+        if (ret) {
+            ret = kasa_set_error(dir->ctx, KASA_ERR_NOMEM, NULL);
+            goto cleanup;
+        }
+        ks->n++;
+    }
+    if (ks->n == 0) {
+        ret = kasa_set_error(dir->ctx, KASA_ERR_DIR, "%s has no keys at kvno %u", acct->name,
+                             acct->kvno);
+        goto cleanup;
+    }
+    *out = ks;
+    ks = NULL;
+
+cleanup:
+    if (kd != NULL)
+        kadm5_free_kadm5_key_data(M(dir)->kctx, n, kd); /* zaps the keys */
+    kasa_keyset_free(ks);
+    krb5_free_principal(M(dir)->kctx, princ);
+    return ret;
+}
+
+static long mit_spn_add(kasa_dir *dir, const char *spn, const kasa_account *acct)
+{
+    krb5_principal princ = NULL;
+    kasa_keyset *keys = NULL;
+    long ret;
+
+    ret = current_keys(dir, acct, &keys);
+    if (!ret)
+        ret = principal(dir, spn, &princ);
+    if (!ret) {
+        const char *attrs[] = {ATTR_OWNER, acct->name, NULL};
+        ret = create_object(dir, princ, spn, attrs, keys->keys, keys->n, keys->kvno, 0);
+        if (ret == KASA_ERR_ACCOUNT_EXISTS)
+            ret = kasa_set_error(dir->ctx, KASA_ERR_SPN_EXISTS,
+                                 "SPN %s was created by someone else meanwhile; run kasa spn "
+                                 "query %s",
+                                 spn, spn);
+    }
+    kasa_keyset_free(keys);
+    krb5_free_principal(M(dir)->kctx, princ);
+    return ret;
+}
+
+static long mit_spn_delete(kasa_dir *dir, const char *spn, const kasa_account *acct)
+{
+    krb5_principal princ = NULL;
+    long ret;
+
+    (void)acct;
+    ret = principal(dir, spn, &princ);
+    if (ret)
+        return ret;
+    ret = kadm5_delete_principal(M(dir)->handle, princ);
+    if (ret)
+        ret = fail(dir, ret, "cannot delete", spn);
+    krb5_free_principal(M(dir)->kctx, princ);
+    return ret;
+}
+
+static long mit_spn_list(kasa_dir *dir, const kasa_account *acct, char ***out, size_t *n_out)
+{
+    kasa_spn_claim *claims = NULL;
+    size_t n = 0, count = 0;
+    char **spns = NULL;
+    long ret;
+
+    *out = NULL;
+    *n_out = 0;
+    ret = mit_spn_claims(dir, NULL, true, &claims, &n);
+    if (ret)
+        return ret;
+    spns = calloc(n + 1, sizeof(*spns));
+    if (spns == NULL) {
+        ret = kasa_set_error(dir->ctx, KASA_ERR_NOMEM, NULL);
+        goto cleanup;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (claims[i].owner != NULL && strcmp(claims[i].owner, acct->name) == 0) {
+            spns[count++] = claims[i].spn;
+            claims[i].spn = NULL;
+        }
+    }
+    *out = spns;
+    *n_out = count;
+
+cleanup:
+    kasa_spn_claims_free(claims, n);
+    return ret;
+}
+
+/* The SPNs first, the account last: the account's kvno says the whole set moved. */
+static long mit_key_set(kasa_dir *dir, const kasa_account *acct, const kasa_keyset *keys)
+{
+    krb5_principal princ = NULL;
+    char **spns = NULL;
+    size_t n = 0;
+    long ret;
+
+    ret = mit_spn_list(dir, acct, &spns, &n);
+    for (size_t i = 0; i <= n && !ret; i++) {
+        const char *name = i < n ? spns[i] : acct->name;
+        ret = principal(dir, name, &princ);
+        if (!ret)
+            ret = set_keys(dir, princ, name, keys->keys, keys->n, keys->kvno);
+        krb5_free_principal(M(dir)->kctx, princ);
+        princ = NULL;
+    }
+    kasa_spn_list_free(spns, n);
+    return ret;
+}
+
+static long mit_meta_get(kasa_dir *dir, const char *object, const char *key, char **value_out)
+{
+    krb5_principal princ = NULL;
+    long ret;
+
+    ret = principal(dir, object, &princ);
+    if (!ret)
+        ret = get_attr(dir, princ, object, key, value_out);
+    krb5_free_principal(M(dir)->kctx, princ);
+    return ret;
+}
+
+static long mit_meta_set(kasa_dir *dir, const char *object, const char *key, const char *value)
+{
+    krb5_principal princ = NULL;
+    long ret;
+
+    ret = principal(dir, object, &princ);
+    if (!ret) {
+        ret = kadm5_set_string(M(dir)->handle, princ, key, value);
+        if (ret)
+            ret = fail(dir, ret, "cannot set an attribute of", object);
+    }
+    krb5_free_principal(M(dir)->kctx, princ);
+    return ret;
+}
+
+const struct kasa_dir_ops kasa_dir_mit_ops = {
+    .name = "mit",
+    .exact_names = true,
+    .open = mit_open,
+    .close = mit_close,
+    .account_create = mit_account_create,
+    .account_get = mit_account_get,
+    .account_list = mit_account_list,
+    .account_delete = mit_account_delete,
+    .spn_claims = mit_spn_claims,
+    .spn_add = mit_spn_add,
+    .spn_delete = mit_spn_delete,
+    .spn_list = mit_spn_list,
+    .key_set = mit_key_set,
+    .meta_get = mit_meta_get,
+    .meta_set = mit_meta_set,
+};

@@ -1,0 +1,472 @@
+/*
+ * The directory's rules, the same for every backend: what an SPN and an account name
+ * may be, that an SPN has one owner in the whole directory (case-insensitively, as in
+ * Active Directory: a client may ask for HTTP/x or http/x and mean one service), that
+ * an account owning SPNs is not deleted by accident. The backend only does mechanics.
+ */
+#include "directory.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "kasa/spn.h"
+#include "private.h"
+
+#define DESCRIPTION_MAX 1024
+
+void kasa_spn_claims_free(kasa_spn_claim *claims, size_t n)
+{
+    if (claims == NULL)
+        return;
+    for (size_t i = 0; i < n; i++) {
+        free(claims[i].spn);
+        free(claims[i].holder);
+        free(claims[i].owner);
+    }
+    free(claims);
+}
+
+void kasa_spn_list_free(char **spns, size_t n)
+{
+    if (spns == NULL)
+        return;
+    for (size_t i = 0; i < n; i++)
+        free(spns[i]);
+    free(spns);
+}
+
+long kasa_dir_open(kasa_ctx *ctx, const kasa_config *cfg, kasa_dir **dir_out)
+{
+    kasa_dir *dir;
+    long ret;
+
+    *dir_out = NULL;
+    dir = calloc(1, sizeof(*dir));
+    if (dir == NULL)
+        return kasa_set_error(ctx, KASA_ERR_NOMEM, NULL);
+    dir->ctx = ctx;
+    dir->cfg = cfg;
+    dir->ops = &kasa_dir_mit_ops;
+    ret = dir->ops->open(dir);
+    if (ret) {
+        free(dir->realm);
+        free(dir);
+        return ret;
+    }
+    *dir_out = dir;
+    return 0;
+}
+
+void kasa_dir_close(kasa_dir *dir)
+{
+    if (dir == NULL)
+        return;
+    dir->ops->close(dir);
+    free(dir->realm);
+    free(dir);
+}
+
+const char *kasa_dir_realm(kasa_dir *dir)
+{
+    return dir->realm;
+}
+
+/* Validate spn; on error the message reads "X is not a valid SPN: reason". */
+static long check_spn(kasa_dir *dir, const char *spn)
+{
+    char why[256];
+
+    if (kasa_spn_parse(spn, NULL, why, sizeof(why)) != 0) {
+        /* The reason already quotes the printable part; never echo raw control bytes. */
+        bool printable = true;
+        for (const unsigned char *p = (const unsigned char *)spn; *p; p++)
+            printable = printable && *p >= 0x20 && *p < 0x7f;
+        if (!printable || strlen(spn) > 80)
+            return kasa_set_error(dir->ctx, KASA_ERR_SPN_INVALID, "not a valid SPN: %s", why);
+        return kasa_set_error(dir->ctx, KASA_ERR_SPN_INVALID, "%s is not a valid SPN: %s", spn,
+                              why);
+    }
+    return 0;
+}
+
+/* Look an account up by a name that may be either kind. */
+static long get_account(kasa_dir *dir, const char *name, kasa_account **out)
+{
+    char why[256];
+    size_t len = name != NULL ? strlen(name) : 0;
+    kasa_account_kind kind =
+        len > 0 && name[len - 1] == '$' ? KASA_ACCOUNT_COMPUTER : KASA_ACCOUNT_USER;
+
+    if (kasa_account_name_check(name, kind, why, sizeof(why)) != 0)
+        return kasa_set_error(dir->ctx, KASA_ERR_ACCOUNT_INVALID, "%s", why);
+    return dir->ops->account_get(dir, name, out);
+}
+
+long kasa_account_create(kasa_dir *dir, const char *name, kasa_account_kind kind,
+                         const char *description)
+{
+    kasa_keyset *keys = NULL;
+    char why[256];
+    long ret;
+
+    if (kasa_account_name_check(name, kind, why, sizeof(why)) != 0)
+        return kasa_set_error(dir->ctx, KASA_ERR_ACCOUNT_INVALID, "%s", why);
+    if (description == NULL)
+        description = "";
+    if (strlen(description) > DESCRIPTION_MAX)
+        return kasa_set_error(dir->ctx, KASA_ERR_ACCOUNT_INVALID,
+                              "the description is longer than %d characters", DESCRIPTION_MAX);
+    for (const unsigned char *p = (const unsigned char *)description; *p; p++) {
+        if (*p < 0x20 || *p == 0x7f)
+            return kasa_set_error(dir->ctx, KASA_ERR_ACCOUNT_INVALID,
+                                  "the description holds a control character (0x%02x)", *p);
+    }
+    ret = kasa_keyset_generate(dir->ctx, 1, dir->cfg->enctypes, dir->cfg->n_enctypes, &keys);
+    if (ret)
+        return ret;
+    ret = dir->ops->account_create(dir, name, kind, description, keys);
+    kasa_keyset_free(keys);
+    return ret;
+}
+
+long kasa_account_get(kasa_dir *dir, const char *name, kasa_account **out)
+{
+    *out = NULL;
+    return get_account(dir, name, out);
+}
+
+static int account_cmp(const void *a, const void *b)
+{
+    return strcasecmp(((const kasa_account *)a)->name, ((const kasa_account *)b)->name);
+}
+
+long kasa_account_list(kasa_dir *dir, kasa_account **out, size_t *n_out)
+{
+    long ret;
+
+    *out = NULL;
+    *n_out = 0;
+    ret = dir->ops->account_list(dir, out, n_out);
+    if (!ret && *n_out > 1)
+        qsort(*out, *n_out, sizeof(**out), account_cmp);
+    return ret;
+}
+
+long kasa_account_delete(kasa_dir *dir, const char *name, bool force)
+{
+    kasa_account *acct = NULL;
+    char **spns = NULL;
+    size_t n = 0;
+    long ret;
+
+    ret = get_account(dir, name, &acct);
+    if (ret)
+        goto cleanup;
+    ret = dir->ops->spn_list(dir, acct, &spns, &n);
+    if (ret)
+        goto cleanup;
+    if (n > 0 && !force) {
+        ret = kasa_set_error(dir->ctx, KASA_ERR_ACCOUNT_HAS_SPNS,
+                             "%s owns %zu SPN%s (%s%s); delete them first with kasa spn delete, "
+                             "or use --force to delete them with the account",
+                             acct->name, n, n == 1 ? "" : "s", spns[0], n > 1 ? ", ..." : "");
+        goto cleanup;
+    }
+    for (size_t i = 0; i < n; i++) {
+        ret = dir->ops->spn_delete(dir, spns[i], acct);
+        if (ret)
+            goto cleanup;
+    }
+    ret = dir->ops->account_delete(dir, acct);
+
+cleanup:
+    kasa_spn_list_free(spns, n);
+    kasa_account_free(acct);
+    return ret;
+}
+
+/* The claims of spn (any case), split into the exact one and the case variants. */
+static long find_claims(kasa_dir *dir, const char *spn, kasa_spn_claim **all, size_t *n_all,
+                        const kasa_spn_claim **exact)
+{
+    long ret;
+
+    *exact = NULL;
+    ret = dir->ops->spn_claims(dir, spn, true, all, n_all);
+    if (ret)
+        return ret;
+    for (size_t i = 0; i < *n_all; i++) {
+        if (strcmp((*all)[i].spn, spn) == 0)
+            *exact = &(*all)[i];
+    }
+    return 0;
+}
+
+static bool owned_by(const kasa_spn_claim *c, const kasa_account *acct)
+{
+    return c->owner != NULL && strcmp(c->owner, acct->name) == 0;
+}
+
+long kasa_spn_add(kasa_dir *dir, const char *spn, const char *account)
+{
+    kasa_account *acct = NULL;
+    kasa_spn_claim *claims = NULL;
+    const kasa_spn_claim *exact;
+    size_t n = 0;
+    long ret;
+
+    ret = check_spn(dir, spn);
+    if (!ret)
+        ret = get_account(dir, account, &acct);
+    if (!ret)
+        ret = find_claims(dir, spn, &claims, &n, &exact);
+    if (ret)
+        goto cleanup;
+
+    if (exact != NULL) {
+        if (owned_by(exact, acct)) {
+            kasa_warn(dir->ctx, "%s already belongs to %s; nothing to do", spn, acct->name);
+        } else if (exact->owner != NULL) {
+            ret = kasa_set_error(dir->ctx, KASA_ERR_SPN_EXISTS,
+                                 "SPN %s already belongs to %s; delete it there first (kasa spn "
+                                 "delete %s %s)",
+                                 spn, exact->owner, spn, exact->owner);
+        } else {
+            ret = kasa_set_error(dir->ctx, KASA_ERR_SPN_EXISTS,
+                                 "SPN %s already exists as %s, which kasa does not manage; "
+                                 "remove that principal first if nothing uses it",
+                                 spn, exact->holder);
+        }
+        goto cleanup;
+    }
+    for (size_t i = 0; i < n; i++) {
+        const kasa_spn_claim *c = &claims[i];
+        if (owned_by(c, acct)) {
+            kasa_warn(dir->ctx,
+                      "%s differs only by case from %s, which %s already owns; Active Directory "
+                      "counts them as one SPN, MIT Kerberos as two names (both are kept)",
+                      spn, c->spn, acct->name);
+            continue;
+        }
+        ret = kasa_set_error(dir->ctx, KASA_ERR_SPN_EXISTS,
+                             "SPN %s differs only by case from %s, which belongs to %s; SPNs are "
+                             "unique ignoring case, so delete it there first",
+                             spn, c->spn, c->owner != NULL ? c->owner : c->holder);
+        goto cleanup;
+    }
+    ret = dir->ops->spn_add(dir, spn, acct);
+    if (!ret && dir->ops->exact_names && strncasecmp(spn, "http/", 5) == 0 && strncmp(spn, "HTTP/", 5) != 0)
+        kasa_warn(dir->ctx,
+                  "browsers and curl ask for HTTP/%s (upper case); MIT Kerberos matches names "
+                  "exactly, so add HTTP/%s too if they must use Kerberos",
+                  spn + 5, spn + 5);
+
+cleanup:
+    kasa_spn_claims_free(claims, n);
+    kasa_account_free(acct);
+    return ret;
+}
+
+long kasa_spn_delete(kasa_dir *dir, const char *spn, const char *account)
+{
+    kasa_account *acct = NULL;
+    kasa_spn_claim *claims = NULL;
+    const kasa_spn_claim *exact;
+    size_t n = 0;
+    long ret;
+
+    ret = check_spn(dir, spn);
+    if (!ret)
+        ret = get_account(dir, account, &acct);
+    if (!ret)
+        ret = find_claims(dir, spn, &claims, &n, &exact);
+    if (ret)
+        goto cleanup;
+    if (exact == NULL) {
+        if (n > 0)
+            ret = kasa_set_error(dir->ctx, KASA_ERR_SPN_NOT_FOUND,
+                                 "SPN %s is not in the directory, but %s is (names differ by "
+                                 "case); give it exactly as kasa spn list shows it",
+                                 spn, claims[0].spn);
+        else
+            ret = kasa_set_error(dir->ctx, KASA_ERR_SPN_NOT_FOUND,
+                                 "SPN %s is not in the directory", spn);
+    } else if (exact->owner == NULL) {
+        ret = kasa_set_error(dir->ctx, KASA_ERR_NOT_MANAGED,
+                             "SPN %s exists as %s, which kasa does not manage; kasa will not "
+                             "delete it",
+                             spn, exact->holder);
+    } else if (!owned_by(exact, acct)) {
+        ret = kasa_set_error(dir->ctx, KASA_ERR_SPN_NOT_OWNED,
+                             "SPN %s belongs to %s, not to %s", spn, exact->owner, acct->name);
+    } else {
+        ret = dir->ops->spn_delete(dir, spn, acct);
+    }
+
+cleanup:
+    kasa_spn_claims_free(claims, n);
+    kasa_account_free(acct);
+    return ret;
+}
+
+static int str_cmp(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+long kasa_spn_list(kasa_dir *dir, const char *account, char ***spns_out, size_t *n_out)
+{
+    kasa_account *acct = NULL;
+    long ret;
+
+    *spns_out = NULL;
+    *n_out = 0;
+    ret = get_account(dir, account, &acct);
+    if (!ret)
+        ret = dir->ops->spn_list(dir, acct, spns_out, n_out);
+    if (!ret && *n_out > 1)
+        qsort(*spns_out, *n_out, sizeof(**spns_out), str_cmp);
+    kasa_account_free(acct);
+    return ret;
+}
+
+long kasa_spn_query(kasa_dir *dir, const char *spn, kasa_spn_claim **claim_out,
+                    kasa_spn_claim **variants_out, size_t *n_variants_out)
+{
+    kasa_spn_claim *claims = NULL;
+    const kasa_spn_claim *exact;
+    size_t n = 0;
+    long ret;
+
+    *claim_out = NULL;
+    if (variants_out != NULL) {
+        *variants_out = NULL;
+        *n_variants_out = 0;
+    }
+    ret = check_spn(dir, spn);
+    if (!ret)
+        ret = find_claims(dir, spn, &claims, &n, &exact);
+    if (ret)
+        return ret;
+    if (exact != NULL) {
+        /* Move the exact claim out; the rest are the variants. */
+        kasa_spn_claim *one = calloc(1, sizeof(*one));
+        if (one == NULL) {
+            kasa_spn_claims_free(claims, n);
+            return kasa_set_error(dir->ctx, KASA_ERR_NOMEM, NULL);
+        }
+        size_t at = (size_t)(exact - claims);
+        *one = claims[at];
+        claims[at] = claims[n - 1];
+        n--;
+        *claim_out = one;
+    } else {
+        ret = kasa_set_error(dir->ctx, KASA_ERR_SPN_NOT_FOUND, "no account owns SPN %s", spn);
+    }
+    if (variants_out != NULL) {
+        *variants_out = claims;
+        *n_variants_out = n;
+    } else {
+        kasa_spn_claims_free(claims, n);
+    }
+    return ret;
+}
+
+static int claim_cmp(const void *a, const void *b)
+{
+    const kasa_spn_claim *x = a, *y = b;
+    int c = strcasecmp(x->spn, y->spn);
+
+    return c != 0 ? c : strcmp(x->spn, y->spn);
+}
+
+long kasa_spn_duplicates(kasa_dir *dir, kasa_spn_claim **claims_out, size_t *n_out)
+{
+    kasa_spn_claim *all = NULL, *dups = NULL, *grp = NULL;
+    size_t n_all = 0, n_dups = 0, n_grp = 0, cap = 0;
+    long ret;
+
+    *claims_out = NULL;
+    *n_out = 0;
+    /* Names only first (one round trip); owners only for the few that collide. */
+    ret = dir->ops->spn_claims(dir, NULL, false, &all, &n_all);
+    if (ret)
+        return ret;
+    if (n_all > 1)
+        qsort(all, n_all, sizeof(*all), claim_cmp);
+    for (size_t i = 0; i < n_all;) {
+        size_t j = i + 1;
+        while (j < n_all && strcasecmp(all[i].spn, all[j].spn) == 0)
+            j++;
+        if (j - i > 1) {
+            ret = dir->ops->spn_claims(dir, all[i].spn, true, &grp, &n_grp);
+            if (ret)
+                goto cleanup;
+            if (n_dups + n_grp > cap) {
+                size_t ncap = (n_dups + n_grp) * 2;
+                kasa_spn_claim *p = realloc(dups, ncap * sizeof(*dups));
+                if (p == NULL) {
+                    ret = kasa_set_error(dir->ctx, KASA_ERR_NOMEM, NULL);
+                    goto cleanup;
+                }
+                dups = p;
+                cap = ncap;
+            }
+            if (n_grp > 1)
+                qsort(grp, n_grp, sizeof(*grp), claim_cmp);
+            memcpy(dups + n_dups, grp, n_grp * sizeof(*grp));
+            n_dups += n_grp;
+            free(grp);
+            grp = NULL;
+            n_grp = 0;
+        }
+        i = j;
+    }
+    *claims_out = dups;
+    *n_out = n_dups;
+    dups = NULL;
+    n_dups = 0;
+
+cleanup:
+    kasa_spn_claims_free(grp, n_grp);
+    kasa_spn_claims_free(dups, n_dups);
+    kasa_spn_claims_free(all, n_all);
+    return ret;
+}
+
+long kasa_key_kvno(kasa_dir *dir, const char *account, unsigned *kvno_out)
+{
+    kasa_account *acct = NULL;
+    long ret;
+
+    *kvno_out = 0;
+    ret = get_account(dir, account, &acct);
+    if (!ret)
+        *kvno_out = acct->kvno;
+    kasa_account_free(acct);
+    return ret;
+}
+
+long kasa_key_set(kasa_dir *dir, const char *account, const kasa_keyset *keys)
+{
+    kasa_account *acct = NULL;
+    long ret;
+
+    ret = get_account(dir, account, &acct);
+    if (!ret)
+        ret = dir->ops->key_set(dir, acct, keys);
+    kasa_account_free(acct);
+    return ret;
+}
+
+long kasa_meta_get(kasa_dir *dir, const char *object, const char *key, char **value_out)
+{
+    *value_out = NULL;
+    return dir->ops->meta_get(dir, object, key, value_out);
+}
+
+long kasa_meta_set(kasa_dir *dir, const char *object, const char *key, const char *value)
+{
+    return dir->ops->meta_set(dir, object, key, value);
+}

@@ -1,0 +1,50 @@
+/*
+ * The backend interface behind kasa/directory.h. A backend does the mechanics of one
+ * directory; lib/directory.c holds every rule, so each backend stays small and the rules
+ * are the same everywhere.
+ */
+#ifndef KASA_DIRECTORY_PRIV_H
+#define KASA_DIRECTORY_PRIV_H
+
+#include "kasa/directory.h"
+
+struct kasa_dir_ops {
+    const char *name;
+    bool exact_names; /* the KDC matches names case-sensitively (MIT), unlike AD */
+    long (*open)(kasa_dir *dir);
+    void (*close)(kasa_dir *dir);
+
+    /* Fails with KASA_ERR_ACCOUNT_EXISTS when the name is taken, by anything. */
+    long (*account_create)(kasa_dir *dir, const char *name, kasa_account_kind kind,
+                           const char *description, const kasa_keyset *keys);
+    /* KASA_ERR_ACCOUNT_NOT_FOUND, or KASA_ERR_NOT_MANAGED for an object kasa did not make. */
+    long (*account_get)(kasa_dir *dir, const char *name, kasa_account **out);
+    long (*account_list)(kasa_dir *dir, kasa_account **out, size_t *n_out);
+    long (*account_delete)(kasa_dir *dir, const kasa_account *acct);
+
+    /* Claims of SPNs equal to spn ignoring case (every SPN when spn is NULL); owners are
+     * looked up only when with_owners. */
+    long (*spn_claims)(kasa_dir *dir, const char *spn, bool with_owners,
+                       kasa_spn_claim **out, size_t *n_out);
+    /* Give the account the SPN; nothing else checked. */
+    long (*spn_add)(kasa_dir *dir, const char *spn, const kasa_account *acct);
+    long (*spn_delete)(kasa_dir *dir, const char *spn, const kasa_account *acct);
+    long (*spn_list)(kasa_dir *dir, const kasa_account *acct, char ***out, size_t *n_out);
+
+    long (*key_set)(kasa_dir *dir, const kasa_account *acct, const kasa_keyset *keys);
+
+    long (*meta_get)(kasa_dir *dir, const char *object, const char *key, char **value_out);
+    long (*meta_set)(kasa_dir *dir, const char *object, const char *key, const char *value);
+};
+
+struct kasa_dir {
+    kasa_ctx *ctx;
+    const kasa_config *cfg;
+    const struct kasa_dir_ops *ops;
+    char *realm;
+    void *priv; /* the backend's state */
+};
+
+extern const struct kasa_dir_ops kasa_dir_mit_ops;
+
+#endif

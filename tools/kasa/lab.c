@@ -1,0 +1,725 @@
+/*
+ * kasa lab: a throwaway MIT Kerberos realm on loopback, the realm the demo and every
+ * end-to-end test run on (in the manner of krb5's k5test.py). Everything lives in one
+ * directory: krb5.conf, kdc.conf, the database, keytabs, kasa.conf, logs, and lab.state,
+ * which records the ports and the identity (pid and start time) of each daemon so that
+ * "down" stops exactly what "up" started.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <com_err.h>
+#include <profile.h>
+
+#include "cli.h"
+#include "proc.h"
+
+#define LAB_ADDR "127.0.0.1"
+#define LAB_DIR_DEFAULT "./lab"
+#define LAB_REALM_DEFAULT "PROSEWARE.LAB"
+#define READY_TIMEOUT_MS 15000
+#define STOP_TIMEOUT_MS 5000
+#define LAB_DIR_MAX 1024                /* longer lab paths are refused */
+#define LAB_PATH_MAX (LAB_DIR_MAX + 64) /* DIR/file */
+
+static const char help_group[] =
+    "usage: kasa lab up [--dir DIR] [--realm REALM]\n"
+    "       kasa lab down [--dir DIR]\n"
+    "       kasa lab env [--dir DIR]\n"
+    "       kasa lab status [--dir DIR] [--json]\n"
+    "\n"
+    "A throwaway MIT Kerberos realm on 127.0.0.1 (default realm " LAB_REALM_DEFAULT
+    ", default\n"
+    "DIR " LAB_DIR_DEFAULT "): krb5kdc and kadmind on free ports, an admin principal for kasa, a\n"
+    "test user alice (DIR/alice.keytab). Then: eval \"$(kasa lab env)\". See kasa(1).\n";
+
+enum { D_KDC, D_KADMIND, N_DAEMONS };
+static const char *const daemon_names[N_DAEMONS] = {"krb5kdc", "kadmind"};
+
+struct lab {
+    char dir[LAB_DIR_MAX];
+    char realm[128];
+    int kdc_port, kadmind_port, kpasswd_port;
+    struct proc procs[N_DAEMONS];
+};
+
+/* DIR/name into buf. */
+static const char *lab_path(const struct lab *lab, const char *name, char *buf, size_t len)
+{
+    snprintf(buf, len, "%s/%s", lab->dir, name);
+    return buf;
+}
+
+static int parse_dir_opts(struct cli *cli, int argc, char **argv, const char **dir,
+                          const char **realm, bool *json, const char *help)
+{
+    static const struct option with_realm[] = {
+        {"dir", required_argument, NULL, 'd'},
+        {"realm", required_argument, NULL, 'r'},
+        {NULL, 0, NULL, 0},
+    };
+    int c;
+
+    while ((c = cli_getopt(cli, argc, argv, realm != NULL ? "d:r:" : "d:",
+                           realm != NULL ? with_realm : with_realm + 0, json)) != -1) {
+        switch (c) {
+        case 'h':
+            fputs(help, stdout);
+            return -1;
+        case 'd':
+            *dir = optarg;
+            break;
+        case 'r':
+            if (realm == NULL)
+                return cli_usage(cli, "unknown option --realm");
+            *realm = optarg;
+            break;
+        case 'j':
+            break;
+        default:
+            return EXIT_USAGE;
+        }
+    }
+    return cli_operands(cli, argc - optind, 0, 0, "no arguments");
+}
+
+/*
+ * Make dir absolute and check it can be written into configuration files and shell
+ * lines as it is: no white space, quotes, or other characters that would need escaping.
+ */
+static int resolve_dir(struct cli *cli, const char *dir, bool create, struct lab *lab)
+{
+    char real[PATH_MAX];
+
+    for (const unsigned char *p = (const unsigned char *)dir; *p; p++) {
+        if (*p <= 0x20 || *p >= 0x7f || strchr("\"'\\$`;&|<>*?#{}[]()", *p) != NULL)
+            return cli_usage(cli, "the lab directory's path may hold no spaces, quotes or shell "
+                                  "characters");
+    }
+    if (*dir == '\0')
+        return cli_usage(cli, "the lab directory's path is empty");
+    if (create && mkdir(dir, 0700) != 0 && errno != EEXIST) {
+        cli_say(cli, "cannot create %s: %s", dir, strerror(errno));
+        return EXIT_FAILED;
+    }
+    if (realpath(dir, real) == NULL) {
+        if (errno == ENOENT) {
+            cli_say(cli, "no lab in %s; start one with kasa lab up --dir %s", dir, dir);
+            return EXIT_FAILED;
+        }
+        cli_say(cli, "cannot use %s: %s", dir, strerror(errno));
+        return EXIT_FAILED;
+    }
+    if (strlen(real) >= sizeof(lab->dir))
+        return cli_usage(cli, "the lab directory's path is too long");
+    snprintf(lab->dir, sizeof(lab->dir), "%s", real);
+    return 0;
+}
+
+static int check_realm(struct cli *cli, const char *realm)
+{
+    size_t len = strlen(realm);
+
+    if (len == 0 || len > 64)
+        return cli_usage(cli, "the realm must be 1 to 64 characters");
+    for (size_t i = 0; i < len; i++) {
+        char c = realm[i];
+        if (!((c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' || c == '-'))
+            return cli_usage(cli, "the realm may hold only upper-case letters, digits, '.' "
+                                  "and '-' (e.g. PROSEWARE.LAB)");
+    }
+    if (realm[0] == '.' || realm[len - 1] == '.')
+        return cli_usage(cli, "the realm may not start or end with '.'");
+    return 0;
+}
+
+/* Write text to path by write-temp, fsync, rename, so no reader sees half a file. */
+static int write_file(struct cli *cli, const char *path, const char *text, mode_t mode)
+{
+    char tmp[LAB_PATH_MAX + 8];
+    size_t len = strlen(text);
+    FILE *f;
+    int fd;
+
+    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+    fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
+    f = fd >= 0 ? fdopen(fd, "w") : NULL;
+    if (f == NULL || fwrite(text, 1, len, f) != len || fflush(f) != 0 || fsync(fd) != 0 ||
+        fclose(f) != 0 || rename(tmp, path) != 0) {
+        cli_say(cli, "cannot write %s: %s", path, strerror(errno));
+        if (f != NULL)
+            fclose(f);
+        else if (fd >= 0)
+            close(fd);
+        unlink(tmp);
+        return EXIT_FAILED;
+    }
+    return 0;
+}
+
+/* Read DIR/lab.state; 1 when there is none. */
+static int read_state(struct cli *cli, struct lab *lab)
+{
+    char path[LAB_PATH_MAX], *realm = NULL;
+    profile_t prof = NULL;
+    long ret;
+    int v[7] = {0};
+    static const char *const keys[7] = {"kdc_port",    "kadmind_port", "kpasswd_port", "kdc_pid",
+                                        "kadmind_pid", "kdc_start",    "kadmind_start"};
+
+    lab_path(lab, "lab.state", path, sizeof(path));
+    if (access(path, F_OK) != 0)
+        return 1;
+    ret = profile_init_path(path, &prof);
+    if (!ret)
+        ret = profile_get_string(prof, "lab", "realm", NULL, NULL, &realm);
+    for (int i = 0; i < 7 && !ret; i++)
+        ret = profile_get_integer(prof, "lab", keys[i], NULL, 0, &v[i]);
+    if (!ret && (realm == NULL || check_realm(cli, realm) != 0))
+        ret = PROF_NO_RELATION;
+    if (ret) {
+        cli_say(cli, "%s is damaged (%s); stop what runs there by hand and remove the directory",
+                path, error_message(ret));
+        profile_release_string(realm);
+        if (prof != NULL)
+            profile_release(prof);
+        return -1;
+    }
+    snprintf(lab->realm, sizeof(lab->realm), "%s", realm);
+    lab->kdc_port = v[0];
+    lab->kadmind_port = v[1];
+    lab->kpasswd_port = v[2];
+    lab->procs[D_KDC].pid = v[3];
+    lab->procs[D_KADMIND].pid = v[4];
+    /* Start times are clock ticks since boot; they fit an int for years of uptime. */
+    lab->procs[D_KDC].start = (unsigned long long)(unsigned)v[5];
+    lab->procs[D_KADMIND].start = (unsigned long long)(unsigned)v[6];
+    profile_release_string(realm);
+    profile_release(prof);
+    return 0;
+}
+
+static int write_state(struct cli *cli, const struct lab *lab)
+{
+    char path[LAB_PATH_MAX], text[1024];
+
+    snprintf(text, sizeof(text),
+             "# The state of the kasa lab in this directory; written by kasa lab.\n"
+             "[lab]\n"
+             "\trealm = %s\n"
+             "\tkdc_port = %d\n"
+             "\tkadmind_port = %d\n"
+             "\tkpasswd_port = %d\n"
+             "\tkdc_pid = %d\n"
+             "\tkdc_start = %llu\n"
+             "\tkadmind_pid = %d\n"
+             "\tkadmind_start = %llu\n",
+             lab->realm, lab->kdc_port, lab->kadmind_port, lab->kpasswd_port,
+             (int)lab->procs[D_KDC].pid, lab->procs[D_KDC].start,
+             (int)lab->procs[D_KADMIND].pid, lab->procs[D_KADMIND].start);
+    return write_file(cli, lab_path(lab, "lab.state", path, sizeof(path)), text, 0600);
+}
+
+/* The domain the lab maps to its realm: the realm in lower case. */
+static void realm_domain(const struct lab *lab, char *buf, size_t len)
+{
+    size_t i;
+
+    for (i = 0; lab->realm[i] != '\0' && i + 1 < len; i++)
+        buf[i] = (char)(lab->realm[i] >= 'A' && lab->realm[i] <= 'Z' ? lab->realm[i] + 32
+                                                                     : lab->realm[i]);
+    buf[i] = '\0';
+}
+
+static int write_configs(struct cli *cli, const struct lab *lab)
+{
+    char path[LAB_PATH_MAX], domain[128], text[8192];
+    const char *d = lab->dir;
+    int st;
+
+    realm_domain(lab, domain, sizeof(domain));
+    snprintf(text, sizeof(text),
+             "# krb5.conf for the kasa lab realm %s; written by kasa lab up.\n"
+             "[libdefaults]\n"
+             "\tdefault_realm = %s\n"
+             "\tdns_lookup_kdc = false\n"
+             "\tdns_lookup_realm = false\n"
+             "\tdns_canonicalize_hostname = false\n"
+             "\trdns = false\n"
+             "\tudp_preference_limit = 1\n"
+             "\n"
+             "[realms]\n"
+             "\t%s = {\n"
+             "\t\tkdc = " LAB_ADDR ":%d\n"
+             "\t\tadmin_server = " LAB_ADDR ":%d\n"
+             "\t\tkpasswd_server = " LAB_ADDR ":%d\n"
+             "\t}\n"
+             "\n"
+             "[domain_realm]\n"
+             "\t.%s = %s\n"
+             "\t%s = %s\n",
+             lab->realm, lab->realm, lab->realm, lab->kdc_port, lab->kadmind_port,
+             lab->kpasswd_port, domain, lab->realm, domain, lab->realm);
+    st = write_file(cli, lab_path(lab, "krb5.conf", path, sizeof(path)), text, 0644);
+    if (st)
+        return st;
+
+    snprintf(text, sizeof(text),
+             "# kdc.conf for the kasa lab realm %s; written by kasa lab up.\n"
+             "[kdcdefaults]\n"
+             "\tkdc_listen = " LAB_ADDR ":%d\n"
+             "\tkdc_tcp_listen = " LAB_ADDR ":%d\n"
+             "\n"
+             "[realms]\n"
+             "\t%s = {\n"
+             "\t\tdatabase_name = %s/principal\n"
+             "\t\tkey_stash_file = %s/stash\n"
+             "\t\tacl_file = %s/kadm5.acl\n"
+             "\t\tkadmind_listen = " LAB_ADDR ":%d\n"
+             "\t\tkpasswd_listen = " LAB_ADDR ":%d\n"
+             "\t\tmax_life = 10h\n"
+             "\t\tmax_renewable_life = 7d\n"
+             "\t\tsupported_enctypes = aes256-cts-hmac-sha1-96:normal "
+             "aes128-cts-hmac-sha1-96:normal\n"
+             "\t}\n"
+             "\n"
+             "[logging]\n"
+             "\tkdc = FILE:%s/krb5kdc.log\n"
+             "\tadmin_server = FILE:%s/kadmind.log\n"
+             "\tdefault = FILE:%s/krb5lib.log\n",
+             lab->realm, lab->kdc_port, lab->kdc_port, lab->realm, d, d, d, lab->kadmind_port,
+             lab->kpasswd_port, d, d, d);
+    st = write_file(cli, lab_path(lab, "kdc.conf", path, sizeof(path)), text, 0644);
+    if (st)
+        return st;
+
+    snprintf(text, sizeof(text),
+             "# kadmind's ACL: kasa's admin principal may do everything, extracting keys\n"
+             "# included ('e'), which kasa needs to give an SPN its account's keys.\n"
+             "kasa/admin@%s *e\n",
+             lab->realm);
+    st = write_file(cli, lab_path(lab, "kadm5.acl", path, sizeof(path)), text, 0644);
+    if (st)
+        return st;
+
+    snprintf(text, sizeof(text),
+             "# kasa.conf for the lab realm %s; written by kasa lab up. See kasa.conf(5).\n"
+             "[directory]\n"
+             "\tbackend = mit\n"
+             "\trealm = %s\n"
+             "\tadmin_server = " LAB_ADDR ":%d\n"
+             "\tprincipal = kasa/admin@%s\n"
+             "\tkeytab = %s/kasa-admin.keytab\n"
+             "\tenctypes = " KASA_ENCTYPES_DEFAULT "\n",
+             lab->realm, lab->realm, lab->kadmind_port, lab->realm, d);
+    return write_file(cli, lab_path(lab, "kasa.conf", path, sizeof(path)), text, 0644);
+}
+
+/* The environment the lab's programs run with: its krb5.conf, kdc.conf, rcache dir. */
+struct lab_env {
+    char config[LAB_PATH_MAX + 32], profile[LAB_PATH_MAX + 32], rcache[LAB_PATH_MAX + 32];
+    const char *env[4];
+};
+
+static void lab_env_init(const struct lab *lab, struct lab_env *e)
+{
+    snprintf(e->config, sizeof(e->config), "KRB5_CONFIG=%s/krb5.conf", lab->dir);
+    snprintf(e->profile, sizeof(e->profile), "KRB5_KDC_PROFILE=%s/kdc.conf", lab->dir);
+    snprintf(e->rcache, sizeof(e->rcache), "KRB5RCACHEDIR=%s", lab->dir);
+    e->env[0] = e->config;
+    e->env[1] = e->profile;
+    e->env[2] = e->rcache;
+    e->env[3] = NULL;
+}
+
+/* Run kadmin.local -q query against the lab's database. */
+static int kadmin_local(struct cli *cli, const struct lab *lab, const char *query)
+{
+    char log[LAB_PATH_MAX];
+    struct lab_env e;
+    const char *argv[] = {"kadmin.local", "-r", lab->realm, "-q", query, NULL};
+
+    lab_env_init(lab, &e);
+    if (proc_run(argv, e.env, NULL, 0, lab_path(lab, "setup.log", log, sizeof(log))) != 0) {
+        cli_say(cli, "kadmin.local failed on \"%s\"; see %s", query, log);
+        return EXIT_FAILED;
+    }
+    return 0;
+}
+
+/* Create the database (random master password, stashed) and the lab's principals. */
+static int create_realm(struct cli *cli, const struct lab *lab)
+{
+    unsigned char raw[24];
+    char input[128], log[LAB_PATH_MAX], q[LAB_PATH_MAX + 64];
+    size_t n = 0;
+    struct lab_env e;
+    int st;
+    const char *argv[] = {"kdb5_util", "create", "-s", "-r", lab->realm, NULL};
+
+    /* The master password is fed on stdin, never on a command line, and wiped after. */
+    if (getrandom(raw, sizeof(raw), 0) != (ssize_t)sizeof(raw)) {
+        cli_say(cli, "cannot read random bytes: %s", strerror(errno));
+        return EXIT_FAILED;
+    }
+    for (int twice = 0; twice < 2; twice++) {
+        for (size_t i = 0; i < sizeof(raw); i++)
+            n += (size_t)snprintf(input + n, sizeof(input) - n, "%02x", raw[i]);
+        input[n++] = '\n';
+    }
+    lab_env_init(lab, &e);
+    st = proc_run(argv, e.env, input, n, lab_path(lab, "setup.log", log, sizeof(log)));
+    kasa_zap(raw, sizeof(raw));
+    kasa_zap(input, sizeof(input));
+    if (st != 0) {
+        cli_say(cli, "kdb5_util create failed; see %s", log);
+        return EXIT_FAILED;
+    }
+    st = kadmin_local(cli, lab, "addprinc -randkey kasa/admin");
+    if (!st) {
+        snprintf(q, sizeof(q), "ktadd -k %s/kasa-admin.keytab kasa/admin", lab->dir);
+        st = kadmin_local(cli, lab, q);
+    }
+    if (!st)
+        st = kadmin_local(cli, lab, "addprinc -randkey +requires_preauth alice");
+    if (!st) {
+        snprintf(q, sizeof(q), "ktadd -k %s/alice.keytab alice", lab->dir);
+        st = kadmin_local(cli, lab, q);
+    }
+    return st;
+}
+
+static bool daemon_ready(const struct lab *lab, int which)
+{
+    int port = which == D_KDC ? lab->kdc_port : lab->kadmind_port;
+
+    return proc_port_open(LAB_ADDR, port);
+}
+
+/* Start the daemons that are not running; false when one died or never listened. */
+static bool start_daemons(struct cli *cli, struct lab *lab)
+{
+    struct lab_env e;
+    char log[N_DAEMONS][LAB_PATH_MAX];
+    struct timespec tick = {0, 50 * 1000 * 1000};
+    const char *kdc[] = {"krb5kdc", "-n", "-r", lab->realm, NULL};
+    const char *kadmind[] = {"kadmind", "-nofork", "-r", lab->realm, NULL};
+    const char *const *argvs[N_DAEMONS] = {kdc, kadmind};
+    bool ok = true;
+
+    lab_env_init(lab, &e);
+    for (int i = 0; i < N_DAEMONS; i++) {
+        char name[32];
+        if (proc_alive(&lab->procs[i]))
+            continue;
+        snprintf(name, sizeof(name), "%s.out", daemon_names[i]);
+        lab_path(lab, name, log[i], sizeof(log[i]));
+        if (proc_spawn(argvs[i], e.env, log[i], &lab->procs[i]) != 0) {
+            cli_say(cli, "cannot start %s: %s", daemon_names[i], strerror(errno));
+            return false;
+        }
+    }
+    for (int i = 0; i < N_DAEMONS && ok; i++) {
+        int waited = 0;
+        while (!daemon_ready(lab, i) && proc_alive(&lab->procs[i]) && waited < READY_TIMEOUT_MS) {
+            nanosleep(&tick, NULL);
+            waited += 50;
+        }
+        ok = proc_alive(&lab->procs[i]) && daemon_ready(lab, i);
+        if (!ok && cli->verbose)
+            cli_say(cli, "%s did not come up; see %s/%s.out", daemon_names[i], lab->dir,
+                    daemon_names[i]);
+    }
+    return ok;
+}
+
+static void stop_daemons(struct lab *lab)
+{
+    for (int i = N_DAEMONS - 1; i >= 0; i--) {
+        proc_stop(&lab->procs[i], STOP_TIMEOUT_MS);
+        lab->procs[i].pid = 0;
+        lab->procs[i].start = 0;
+    }
+}
+
+static int pick_ports(struct cli *cli, struct lab *lab)
+{
+    int ports[3];
+    int err = proc_free_ports(LAB_ADDR, ports, 3);
+
+    if (err) {
+        cli_say(cli, "cannot find free ports on " LAB_ADDR ": %s", strerror(err));
+        return EXIT_FAILED;
+    }
+    lab->kdc_port = ports[0];
+    lab->kadmind_port = ports[1];
+    lab->kpasswd_port = ports[2];
+    return 0;
+}
+
+static int lab_up(struct cli *cli, int argc, char **argv)
+{
+    const char *dir = LAB_DIR_DEFAULT, *realm = NULL;
+    char path[LAB_PATH_MAX];
+    struct lab lab;
+    bool fresh;
+    int st;
+
+    st = parse_dir_opts(cli, argc, argv, &dir, &realm, NULL,
+                        "usage: kasa lab up [--dir DIR] [--realm REALM]\n"
+                        "\n"
+                        "Start a throwaway MIT realm on " LAB_ADDR " in DIR (default " LAB_DIR_DEFAULT
+                        ")\n"
+                        "for REALM (default " LAB_REALM_DEFAULT
+                        "). Running it again starts only what is\n"
+                        "not running; the realm's database is kept until you remove DIR.\n"
+                        "  -d, --dir DIR       the lab's directory\n"
+                        "  -r, --realm REALM   the realm's name\n");
+    if (st)
+        return st < 0 ? EXIT_OK : st;
+    if (realm != NULL && (st = check_realm(cli, realm)) != 0)
+        return st;
+    memset(&lab, 0, sizeof(lab));
+    st = resolve_dir(cli, dir, true, &lab);
+    if (st)
+        return st;
+
+    st = read_state(cli, &lab);
+    if (st < 0)
+        return EXIT_FAILED;
+    fresh = st == 1;
+    if (!fresh) {
+        if (realm != NULL && strcmp(realm, lab.realm) != 0)
+            return cli_usage(cli, "%s holds the lab realm %s, not %s; use another --dir",
+                             lab.dir, lab.realm, realm);
+        if (proc_alive(&lab.procs[D_KDC]) && proc_alive(&lab.procs[D_KADMIND])) {
+            printf("lab %s already runs in %s (krb5kdc pid %d, kadmind pid %d)\n", lab.realm,
+                   lab.dir, (int)lab.procs[D_KDC].pid, (int)lab.procs[D_KADMIND].pid);
+            return EXIT_OK;
+        }
+    } else {
+        lab_path(&lab, "principal", path, sizeof(path));
+        if (access(path, F_OK) == 0) {
+            cli_say(cli, "%s holds a Kerberos database but no lab.state; remove it or use "
+                         "another --dir",
+                    lab.dir);
+            return EXIT_FAILED;
+        }
+        snprintf(lab.realm, sizeof(lab.realm), "%s", realm != NULL ? realm : LAB_REALM_DEFAULT);
+        st = pick_ports(cli, &lab);
+        if (!st)
+            st = write_configs(cli, &lab);
+        if (!st)
+            st = create_realm(cli, &lab);
+        if (st)
+            return st;
+    }
+
+    /* A port taken between choosing it and the daemon binding it: choose again. */
+    for (int attempt = 0;; attempt++) {
+        if (start_daemons(cli, &lab))
+            break;
+        stop_daemons(&lab);
+        if (attempt == 2) {
+            cli_say(cli, "the lab's daemons did not start; see %s/krb5kdc.out and "
+                         "%s/kadmind.out",
+                    lab.dir, lab.dir);
+            write_state(cli, &lab);
+            return EXIT_FAILED;
+        }
+        st = pick_ports(cli, &lab);
+        if (!st)
+            st = write_configs(cli, &lab);
+        if (st)
+            return st;
+    }
+    st = write_state(cli, &lab);
+    if (st) {
+        stop_daemons(&lab);
+        return st;
+    }
+    printf("lab %s runs in %s\n"
+           "  krb5kdc  " LAB_ADDR ":%d (pid %d)\n"
+           "  kadmind  " LAB_ADDR ":%d (pid %d)\n"
+           "  test user alice: %s/alice.keytab\n"
+           "point this shell at it: eval \"$(kasa lab env --dir %s)\"\n",
+           lab.realm, lab.dir, lab.kdc_port, (int)lab.procs[D_KDC].pid, lab.kadmind_port,
+           (int)lab.procs[D_KADMIND].pid, lab.dir, lab.dir);
+    return EXIT_OK;
+}
+
+/* Load an existing lab for down/env/status; prints and returns non-zero when none. */
+static int load_lab(struct cli *cli, const char *dir, struct lab *lab, bool quiet_missing)
+{
+    int st;
+
+    memset(lab, 0, sizeof(*lab));
+    st = resolve_dir(cli, dir, false, lab);
+    if (st)
+        return st;
+    st = read_state(cli, lab);
+    if (st < 0)
+        return EXIT_FAILED;
+    if (st == 1) {
+        if (!quiet_missing)
+            cli_say(cli, "no lab in %s; start one with kasa lab up --dir %s", lab->dir, dir);
+        return EXIT_FAILED;
+    }
+    return 0;
+}
+
+static int lab_down(struct cli *cli, int argc, char **argv)
+{
+    const char *dir = LAB_DIR_DEFAULT;
+    struct lab lab;
+    int st, stopped = 0;
+
+    st = parse_dir_opts(cli, argc, argv, &dir, NULL, NULL,
+                        "usage: kasa lab down [--dir DIR]\n"
+                        "\n"
+                        "Stop the daemons kasa lab up started in DIR, and only those. The\n"
+                        "directory stays; remove it to throw the realm away.\n");
+    if (st)
+        return st < 0 ? EXIT_OK : st;
+    memset(&lab, 0, sizeof(lab));
+    if (access(dir, F_OK) != 0 || resolve_dir(cli, dir, false, &lab) != 0 ||
+        (st = read_state(cli, &lab)) == 1) {
+        printf("no lab in %s; nothing to stop\n", dir);
+        return EXIT_OK;
+    }
+    if (st < 0)
+        return EXIT_FAILED;
+    for (int i = N_DAEMONS - 1; i >= 0; i--) {
+        if (proc_stop(&lab.procs[i], STOP_TIMEOUT_MS)) {
+            printf("stopped %s (pid %d)\n", daemon_names[i], (int)lab.procs[i].pid);
+            stopped++;
+        }
+        lab.procs[i].pid = 0;
+        lab.procs[i].start = 0;
+    }
+    if (stopped == 0)
+        printf("nothing runs in %s; nothing to stop\n", lab.dir);
+    return write_state(cli, &lab);
+}
+
+static int lab_env(struct cli *cli, int argc, char **argv)
+{
+    const char *dir = LAB_DIR_DEFAULT;
+    struct lab lab;
+    int st;
+
+    st = parse_dir_opts(cli, argc, argv, &dir, NULL, NULL,
+                        "usage: kasa lab env [--dir DIR]\n"
+                        "\n"
+                        "Print export lines that point kasa and MIT's tools (kinit, kvno,\n"
+                        "kadmin.local) at the lab: eval \"$(kasa lab env)\".\n");
+    if (st)
+        return st < 0 ? EXIT_OK : st;
+    st = load_lab(cli, dir, &lab, false);
+    if (st)
+        return st;
+    /* resolve_dir() allowed no character that would need quoting. */
+    printf("export KRB5_CONFIG=%s/krb5.conf\n"
+           "export KRB5_KDC_PROFILE=%s/kdc.conf\n"
+           "export KRB5CCNAME=FILE:%s/ccache\n"
+           "export KRB5RCACHEDIR=%s\n"
+           "export KASA_CONFIG=%s/kasa.conf\n"
+           "export KASA_LAB_DIR=%s\n",
+           lab.dir, lab.dir, lab.dir, lab.dir, lab.dir, lab.dir);
+    return EXIT_OK;
+}
+
+static json_object *daemon_json(const struct lab *lab, int which, int port)
+{
+    json_object *o = json_object_new_object();
+    char log[LAB_PATH_MAX], name[32];
+    bool alive = proc_alive(&lab->procs[which]);
+
+    snprintf(name, sizeof(name), "%s.log", which == D_KDC ? "krb5kdc" : "kadmind");
+    json_object_object_add(o, "address", json_object_new_string(LAB_ADDR));
+    json_object_object_add(o, "port", json_object_new_int(port));
+    json_object_object_add(o, "pid", alive ? json_object_new_int(lab->procs[which].pid) : NULL);
+    json_object_object_add(o, "running", json_object_new_boolean(alive));
+    json_object_object_add(o, "log",
+                           json_object_new_string(lab_path(lab, name, log, sizeof(log))));
+    return o;
+}
+
+static int lab_status(struct cli *cli, int argc, char **argv)
+{
+    const char *dir = LAB_DIR_DEFAULT;
+    bool json = false, all;
+    struct lab lab;
+    char path[LAB_PATH_MAX];
+    int st;
+
+    st = parse_dir_opts(cli, argc, argv, &dir, NULL, &json,
+                        "usage: kasa lab status [--dir DIR] [--json]\n"
+                        "\n"
+                        "What runs in the lab: each daemon's address, port and pid.\n"
+                        "Exit 0 when everything runs, 1 otherwise.\n");
+    if (st)
+        return st < 0 ? EXIT_OK : st;
+    st = load_lab(cli, dir, &lab, false);
+    if (st)
+        return st;
+    all = proc_alive(&lab.procs[D_KDC]) && proc_alive(&lab.procs[D_KADMIND]);
+    if (json) {
+        json_object *o = json_object_new_object(), *files = json_object_new_object();
+        static const char *const names[][2] = {
+            {"krb5_config", "krb5.conf"},        {"kdc_profile", "kdc.conf"},
+            {"kasa_config", "kasa.conf"},        {"admin_keytab", "kasa-admin.keytab"},
+            {"alice_keytab", "alice.keytab"},    {"acl", "kadm5.acl"},
+        };
+        json_object_object_add(o, "dir", json_object_new_string(lab.dir));
+        json_object_object_add(o, "realm", json_object_new_string(lab.realm));
+        json_object_object_add(o, "running", json_object_new_boolean(all));
+        json_object_object_add(o, "kdc", daemon_json(&lab, D_KDC, lab.kdc_port));
+        json_object_object_add(o, "kadmind", daemon_json(&lab, D_KADMIND, lab.kadmind_port));
+        json_object *kp = daemon_json(&lab, D_KADMIND, lab.kpasswd_port);
+        json_object_object_add(o, "kpasswd", kp);
+        for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+            json_object_object_add(
+                files, names[i][0],
+                json_object_new_string(lab_path(&lab, names[i][1], path, sizeof(path))));
+        json_object_object_add(o, "files", files);
+        cli_json_print(o);
+    } else {
+        struct table *t = table_new(4, "SERVICE", "ADDRESS", "PID", "STATE");
+        static const char *const services[] = {"kdc", "kadmind", "kpasswd"};
+        int ports[] = {lab.kdc_port, lab.kadmind_port, lab.kpasswd_port};
+        int which[] = {D_KDC, D_KADMIND, D_KADMIND};
+        printf("lab %s in %s\n", lab.realm, lab.dir);
+        for (int i = 0; i < 3; i++) {
+            char addr[64], pid[16];
+            bool alive = proc_alive(&lab.procs[which[i]]);
+            snprintf(addr, sizeof(addr), LAB_ADDR ":%d", ports[i]);
+            snprintf(pid, sizeof(pid), "%d", (int)lab.procs[which[i]].pid);
+            table_add(t, services[i], addr, alive ? pid : "-", alive ? "running" : "stopped");
+        }
+        table_print(t, stdout);
+        table_free(t);
+    }
+    return all ? EXIT_OK : EXIT_FAILED;
+}
+
+int cmd_lab(struct cli *cli, int argc, char **argv)
+{
+    static const struct cli_verb verbs[] = {
+        {"up", lab_up},
+        {"down", lab_down},
+        {"env", lab_env},
+        {"status", lab_status},
+        {NULL, NULL},
+    };
+
+    return cli_dispatch(cli, "lab", verbs, help_group, argc, argv);
+}

@@ -1,0 +1,107 @@
+/*
+ * kasa: the administrator's command line. Parses the global options and hands the rest
+ * to one command group (lab, account, spn); each group lives in its own file.
+ */
+#include <getopt.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+
+static const char usage[] =
+    "usage: kasa [-c FILE] [-v] COMMAND ...\n"
+    "\n"
+    "Kerberos for a load-balanced array of servers: one alternate service account (ASA)\n"
+    "owns the array's SPNs.\n"
+    "\n"
+    "commands:\n"
+    "  lab up|down|env|status       a throwaway MIT realm on loopback\n"
+    "  account create|show|list|delete\n"
+    "                               the alternate service account\n"
+    "  spn add|delete|list|query|duplicates\n"
+    "                               SPNs, like setspn -S/-D/-L/-Q/-X\n"
+    "\n"
+    "options:\n"
+    "  -c, --config FILE   kasa.conf to read (default: $KASA_CONFIG, then " KASA_CONFIG_DEFAULT
+    ")\n"
+    "  -v, --verbose       say more\n"
+    "      --version       print the version\n"
+    "  -h, --help          this help; kasa COMMAND --help for a command's\n"
+    "\n"
+    "exit status: 0 ok, 1 failed (nothing changed), 2 bad usage or bad input.\n"
+    "See kasa(1) and kasa.conf(5).\n";
+
+static void print_warning(void *data, const char *msg)
+{
+    struct cli *cli = data;
+
+    cli_say(cli, "warning: %s", msg);
+}
+
+int main(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"config", required_argument, NULL, 'c'},
+        {"verbose", no_argument, NULL, 'v'},
+        {"version", no_argument, NULL, 'V'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    struct cli cli;
+    int c, status;
+
+    memset(&cli, 0, sizeof(cli));
+    if (kasa_ctx_new(&cli.ctx) != 0) {
+        fputs("kasa: out of memory\n", stderr);
+        return EXIT_FAILED;
+    }
+    kasa_set_warn_fn(cli.ctx, print_warning, &cli);
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, "+:c:vh", opts, NULL)) != -1) {
+        switch (c) {
+        case 'c':
+            cli.config_path = optarg;
+            break;
+        case 'v':
+            cli.verbose = true;
+            break;
+        case 'V':
+            printf("kasa %s\n", kasa_version());
+            status = EXIT_OK;
+            goto done;
+        case 'h':
+            fputs(usage, stdout);
+            status = EXIT_OK;
+            goto done;
+        case ':':
+            status = cli_usage(&cli, "option %s needs a value", argv[optind - 1]);
+            goto done;
+        default:
+            status = cli_usage(&cli, "unknown option %s", argv[optind - 1]);
+            goto done;
+        }
+    }
+    argc -= optind;
+    argv += optind;
+    if (argc < 1) {
+        fputs(usage, stderr);
+        status = EXIT_USAGE;
+    } else if (strcmp(argv[0], "lab") == 0) {
+        status = cmd_lab(&cli, argc - 1, argv + 1);
+    } else if (strcmp(argv[0], "account") == 0) {
+        status = cmd_account(&cli, argc - 1, argv + 1);
+    } else if (strcmp(argv[0], "spn") == 0) {
+        status = cmd_spn(&cli, argc - 1, argv + 1);
+    } else if (strcmp(argv[0], "help") == 0) {
+        fputs(usage, stdout);
+        status = EXIT_OK;
+    } else {
+        status = cli_usage(&cli, "unknown command %s", argv[0]);
+    }
+
+done:
+    kasa_dir_close(cli.dir);
+    kasa_config_free(cli.cfg);
+    kasa_ctx_free(cli.ctx);
+    return status;
+}
