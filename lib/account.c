@@ -70,8 +70,8 @@ long kasa_account_name_check(const char *name, kasa_account_kind kind, char *why
     if (computer && name[len - 1] != '$')
         return bad(why, why_len, "a computer account's name ends in '$' (did you mean %s$?)", name);
     if (!computer && name[len - 1] == '$')
-        return bad(why, why_len,
-                   "a user account's name does not end in '$'; use --computer for %s", name);
+        return bad(why, why_len, "a user account's name does not end in '$'; use --computer for %s",
+                   name);
     if (computer && len > KASA_COMPUTER_NAME_MAX)
         return bad(why, why_len,
                    "a computer account's name is at most 15 characters before the '$'");

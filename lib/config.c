@@ -55,8 +55,8 @@ static long get_string(kasa_ctx *ctx, profile_t prof, const kasa_config *cfg, co
 
     ret = profile_get_string(prof, "directory", key, NULL, def, &val);
     if (ret)
-        return kasa_set_error(ctx, KASA_ERR_CONFIG, "%s: cannot read [directory] %s: %s",
-                              cfg->path, key, error_message(ret));
+        return kasa_set_error(ctx, KASA_ERR_CONFIG, "%s: cannot read [directory] %s: %s", cfg->path,
+                              key, error_message(ret));
     *out = NULL;
     if (val != NULL && *val != '\0') {
         *out = strdup(val);
@@ -131,8 +131,7 @@ static void warn_unknown(kasa_ctx *ctx, profile_t prof, const kasa_config *cfg)
         while (directory_keys[k] != NULL && strcmp(directory_keys[k], rel[i]) != 0)
             k++;
         if (directory_keys[k] == NULL)
-            kasa_warn(ctx, "%s: [directory] %s is not a kasa setting; ignored", cfg->path,
-                      rel[i]);
+            kasa_warn(ctx, "%s: [directory] %s is not a kasa setting; ignored", cfg->path, rel[i]);
     }
     profile_free_list(rel);
 }
@@ -196,8 +195,8 @@ long kasa_config_load(kasa_ctx *ctx, const char *path, kasa_config **cfg_out)
         goto cleanup;
     }
     if (cfg->keytab != NULL && cfg->ccache != NULL) {
-        ret = kasa_set_error(ctx, KASA_ERR_CONFIG,
-                             "%s: [directory] set keytab or ccache, not both", cfg->path);
+        ret = kasa_set_error(ctx, KASA_ERR_CONFIG, "%s: [directory] set keytab or ccache, not both",
+                             cfg->path);
         goto cleanup;
     }
     ret = parse_enctypes(ctx, cfg, enctypes != NULL ? enctypes : KASA_ENCTYPES_DEFAULT);

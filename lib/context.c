@@ -72,8 +72,8 @@ long kasa_set_error(kasa_ctx *ctx, long code, const char *fmt, ...)
     return code;
 }
 
-long kasa_set_krb5_error(kasa_ctx *ctx, long code, krb5_context kctx, long kcode,
-                         const char *fmt, ...)
+long kasa_set_krb5_error(kasa_ctx *ctx, long code, krb5_context kctx, long kcode, const char *fmt,
+                         ...)
 {
     const char *kmsg;
     va_list ap;
@@ -112,8 +112,7 @@ int kasa_exit_status(long code)
 {
     if (code == 0)
         return 0;
-    if (code == KASA_ERR_USAGE || code == KASA_ERR_SPN_INVALID ||
-        code == KASA_ERR_ACCOUNT_INVALID)
+    if (code == KASA_ERR_USAGE || code == KASA_ERR_SPN_INVALID || code == KASA_ERR_ACCOUNT_INVALID)
         return 2;
     return 1;
 }
@@ -126,8 +125,8 @@ long kasa_krb5(kasa_ctx *ctx, krb5_context *out)
         ret = krb5_init_context(&ctx->kctx);
         if (ret) {
             ctx->kctx = NULL;
-            return kasa_set_error(ctx, KASA_ERR_CONFIG, "cannot read the Kerberos configuration: %s",
-                                  error_message(ret));
+            return kasa_set_error(ctx, KASA_ERR_CONFIG,
+                                  "cannot read the Kerberos configuration: %s", error_message(ret));
         }
     }
     *out = ctx->kctx;

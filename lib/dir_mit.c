@@ -128,17 +128,17 @@ static long mit_open(kasa_dir *dir)
         params.admin_server = cfg->admin_server;
     }
     if (cfg->keytab != NULL) {
-        ret = kadm5_init_with_skey(m->kctx, cfg->principal, cfg->keytab, KADM5_ADMIN_SERVICE,
-                                   &params, KADM5_STRUCT_VERSION, KADM5_API_VERSION_4, NULL,
-                                   &m->handle);
+        ret =
+            kadm5_init_with_skey(m->kctx, cfg->principal, cfg->keytab, KADM5_ADMIN_SERVICE, &params,
+                                 KADM5_STRUCT_VERSION, KADM5_API_VERSION_4, NULL, &m->handle);
         who = cfg->principal;
     } else {
         ret = cfg->ccache != NULL ? krb5_cc_resolve(m->kctx, cfg->ccache, &cc)
                                   : krb5_cc_default(m->kctx, &cc);
         if (!ret)
-            ret = kadm5_init_with_creds(m->kctx, cfg->principal, cc, KADM5_ADMIN_SERVICE,
-                                        &params, KADM5_STRUCT_VERSION, KADM5_API_VERSION_4,
-                                        NULL, &m->handle);
+            ret =
+                kadm5_init_with_creds(m->kctx, cfg->principal, cc, KADM5_ADMIN_SERVICE, &params,
+                                      KADM5_STRUCT_VERSION, KADM5_API_VERSION_4, NULL, &m->handle);
         who = cfg->principal != NULL ? cfg->principal : "the credential cache's principal";
     }
     if (ret) {
@@ -160,9 +160,9 @@ static long mit_open(kasa_dir *dir)
                                       cfg->admin_server ? cfg->admin_server : "");
             break;
         default:
-            ret = kasa_set_krb5_error(dir->ctx, KASA_ERR_DIR_AUTH, m->kctx, ret,
-                                      "cannot authenticate to kadmind for %s as %s", dir->realm,
-                                      who);
+            ret =
+                kasa_set_krb5_error(dir->ctx, KASA_ERR_DIR_AUTH, m->kctx, ret,
+                                    "cannot authenticate to kadmind for %s as %s", dir->realm, who);
             break;
         }
         goto cleanup;
@@ -265,9 +265,8 @@ static long create_object(kasa_dir *dir, krb5_principal princ, const char *name,
     memset(&ent, 0, sizeof(ent));
     ent.principal = princ;
     ent.attributes = KRB5_KDB_DISALLOW_ALL_TIX;
-    ret = kadm5_create_principal_3(M(dir)->handle, &ent,
-                                   KADM5_PRINCIPAL | KADM5_ATTRIBUTES | KADM5_KEY_DATA, 0, NULL,
-                                   NULL);
+    ret = kadm5_create_principal_3(
+        M(dir)->handle, &ent, KADM5_PRINCIPAL | KADM5_ATTRIBUTES | KADM5_KEY_DATA, 0, NULL, NULL);
     if (ret == KADM5_DUP)
         return kasa_set_error(dir->ctx, KASA_ERR_ACCOUNT_EXISTS, "%s@%s already exists", name,
                               dir->realm);
@@ -306,8 +305,7 @@ static long mit_account_create(kasa_dir *dir, const char *name, kasa_account_kin
         ret = get_attr(dir, princ, name, ATTR_KIND, &kind_attr);
         if (!ret && kind_attr != NULL)
             ret = kasa_set_error(dir->ctx, KASA_ERR_ACCOUNT_EXISTS,
-                                 "account %s already exists; see kasa account show %s", name,
-                                 name);
+                                 "account %s already exists; see kasa account show %s", name, name);
         else if (!ret)
             ret = kasa_set_error(dir->ctx, KASA_ERR_ACCOUNT_EXISTS,
                                  "principal %s@%s already exists and kasa does not manage it; "
@@ -320,8 +318,13 @@ static long mit_account_create(kasa_dir *dir, const char *name, kasa_account_kin
         goto cleanup;
     }
     snprintf(created, sizeof(created), "%lld", (long long)time(NULL));
-    const char *attrs[] = {ATTR_KIND, kasa_account_kind_name(kind), ATTR_DESCRIPTION,
-                           description, ATTR_CREATED, created, NULL};
+    const char *attrs[] = {ATTR_KIND,
+                           kasa_account_kind_name(kind),
+                           ATTR_DESCRIPTION,
+                           description,
+                           ATTR_CREATED,
+                           created,
+                           NULL};
     ret = create_object(dir, princ, name, attrs, keys->keys, keys->n, keys->kvno,
                         KRB5_KDB_REQUIRES_PRE_AUTH);
 
@@ -332,8 +335,7 @@ cleanup:
 }
 
 /* Fill an account from its principal; KASA_ERR_NOT_MANAGED when kasa did not make it. */
-static long read_account(kasa_dir *dir, const char *name, krb5_principal princ,
-                         kasa_account *acct)
+static long read_account(kasa_dir *dir, const char *name, krb5_principal princ, kasa_account *acct)
 {
     kadm5_principal_ent_rec ent;
     krb5_string_attr *strs = NULL;
@@ -357,8 +359,8 @@ static long read_account(kasa_dir *dir, const char *name, krb5_principal princ,
     acct->kind = 0;
     for (int i = 0; i < n && !ret; i++) {
         if (strcmp(strs[i].key, ATTR_KIND) == 0)
-            acct->kind = strcmp(strs[i].value, "computer") == 0 ? KASA_ACCOUNT_COMPUTER
-                                                                : KASA_ACCOUNT_USER;
+            acct->kind =
+                strcmp(strs[i].value, "computer") == 0 ? KASA_ACCOUNT_COMPUTER : KASA_ACCOUNT_USER;
         else if (strcmp(strs[i].key, ATTR_DESCRIPTION) == 0 && acct->description == NULL)
             ret = (acct->description = strdup(strs[i].value)) == NULL;
         else if (strcmp(strs[i].key, ATTR_CREATED) == 0)
@@ -502,8 +504,8 @@ static long mit_account_delete(kasa_dir *dir, const kasa_account *acct)
     return ret;
 }
 
-static long mit_spn_claims(kasa_dir *dir, const char *spn, bool with_owners,
-                           kasa_spn_claim **out, size_t *n_out)
+static long mit_spn_claims(kasa_dir *dir, const char *spn, bool with_owners, kasa_spn_claim **out,
+                           size_t *n_out)
 {
     kasa_spn_claim *claims = NULL;
     char **names = NULL;

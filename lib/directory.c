@@ -256,7 +256,8 @@ long kasa_spn_add(kasa_dir *dir, const char *spn, const char *account)
         goto cleanup;
     }
     ret = dir->ops->spn_add(dir, spn, acct);
-    if (!ret && dir->ops->exact_names && strncasecmp(spn, "http/", 5) == 0 && strncmp(spn, "HTTP/", 5) != 0)
+    if (!ret && dir->ops->exact_names && strncasecmp(spn, "http/", 5) == 0 &&
+        strncmp(spn, "HTTP/", 5) != 0)
         kasa_warn(dir->ctx,
                   "browsers and curl ask for HTTP/%s (upper case); MIT Kerberos matches names "
                   "exactly, so add HTTP/%s too if they must use Kerberos",
@@ -290,16 +291,16 @@ long kasa_spn_delete(kasa_dir *dir, const char *spn, const char *account)
                                  "case); give it exactly as kasa spn list shows it",
                                  spn, claims[0].spn);
         else
-            ret = kasa_set_error(dir->ctx, KASA_ERR_SPN_NOT_FOUND,
-                                 "SPN %s is not in the directory", spn);
+            ret = kasa_set_error(dir->ctx, KASA_ERR_SPN_NOT_FOUND, "SPN %s is not in the directory",
+                                 spn);
     } else if (exact->owner == NULL) {
         ret = kasa_set_error(dir->ctx, KASA_ERR_NOT_MANAGED,
                              "SPN %s exists as %s, which kasa does not manage; kasa will not "
                              "delete it",
                              spn, exact->holder);
     } else if (!owned_by(exact, acct)) {
-        ret = kasa_set_error(dir->ctx, KASA_ERR_SPN_NOT_OWNED,
-                             "SPN %s belongs to %s, not to %s", spn, exact->owner, acct->name);
+        ret = kasa_set_error(dir->ctx, KASA_ERR_SPN_NOT_OWNED, "SPN %s belongs to %s, not to %s",
+                             spn, exact->owner, acct->name);
     } else {
         ret = dir->ops->spn_delete(dir, spn, acct);
     }

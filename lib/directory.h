@@ -24,8 +24,8 @@ struct kasa_dir_ops {
 
     /* Claims of SPNs equal to spn ignoring case (every SPN when spn is NULL); owners are
      * looked up only when with_owners. */
-    long (*spn_claims)(kasa_dir *dir, const char *spn, bool with_owners,
-                       kasa_spn_claim **out, size_t *n_out);
+    long (*spn_claims)(kasa_dir *dir, const char *spn, bool with_owners, kasa_spn_claim **out,
+                       size_t *n_out);
     /* Give the account the SPN; nothing else checked. */
     long (*spn_add)(kasa_dir *dir, const char *spn, const kasa_account *acct);
     long (*spn_delete)(kasa_dir *dir, const char *spn, const kasa_account *acct);

@@ -10,10 +10,10 @@
 #include "kasa/kasa.h"
 
 struct kasa_ctx {
-    char *msg;           /* the last error's sentence, or NULL */
+    char *msg; /* the last error's sentence, or NULL */
     kasa_warn_fn warn;
     void *warn_data;
-    krb5_context kctx;   /* made on first use */
+    krb5_context kctx; /* made on first use */
 };
 
 /* The context's krb5 context, made on first use. */
@@ -23,8 +23,8 @@ long kasa_krb5(kasa_ctx *ctx, krb5_context *out);
  * Set the last error to code with a detail sentence that ends in krb5's own message for
  * kcode ("...: Cannot contact any KDC for realm 'X'"). Returns code.
  */
-long kasa_set_krb5_error(kasa_ctx *ctx, long code, krb5_context kctx, long kcode,
-                         const char *fmt, ...) KASA_PRINTF(5, 6);
+long kasa_set_krb5_error(kasa_ctx *ctx, long code, krb5_context kctx, long kcode, const char *fmt,
+                         ...) KASA_PRINTF(5, 6);
 
 /* strdup() that sets KASA_ERR_NOMEM on failure. */
 char *kasa_strdup(kasa_ctx *ctx, const char *s);

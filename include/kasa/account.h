@@ -24,8 +24,8 @@ typedef enum kasa_account_kind {
 } kasa_account_kind;
 
 typedef struct kasa_account {
-    char *name;        /* CASARRAY-ASA$ */
-    char *principal;   /* as the directory names it: CASARRAY-ASA$@PROSEWARE.LAB */
+    char *name;      /* CASARRAY-ASA$ */
+    char *principal; /* as the directory names it: CASARRAY-ASA$@PROSEWARE.LAB */
     kasa_account_kind kind;
     char *description; /* never NULL; "" when none */
     unsigned kvno;     /* the directory's current key version */

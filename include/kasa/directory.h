@@ -51,8 +51,7 @@ KASA_API long kasa_account_delete(kasa_dir *dir, const char *name, bool force);
 /* SPNs, the setspn verbs: -S, -D, -L, -Q, -X. */
 KASA_API long kasa_spn_add(kasa_dir *dir, const char *spn, const char *account);
 KASA_API long kasa_spn_delete(kasa_dir *dir, const char *spn, const char *account);
-KASA_API long kasa_spn_list(kasa_dir *dir, const char *account, char ***spns_out,
-                            size_t *n_out);
+KASA_API long kasa_spn_list(kasa_dir *dir, const char *account, char ***spns_out, size_t *n_out);
 KASA_API void kasa_spn_list_free(char **spns, size_t n);
 /* The owner of spn (exact spelling); KASA_ERR_SPN_NOT_FOUND when none. Names that differ
  * only by case are reported through *variants_out (may be NULL). */
@@ -68,10 +67,8 @@ KASA_API long kasa_key_kvno(kasa_dir *dir, const char *account, unsigned *kvno_o
 KASA_API long kasa_key_set(kasa_dir *dir, const char *account, const kasa_keyset *keys);
 
 /* Per-object metadata: small named strings on an account or SPN. */
-KASA_API long kasa_meta_get(kasa_dir *dir, const char *object, const char *key,
-                            char **value_out);
-KASA_API long kasa_meta_set(kasa_dir *dir, const char *object, const char *key,
-                            const char *value);
+KASA_API long kasa_meta_get(kasa_dir *dir, const char *object, const char *key, char **value_out);
+KASA_API long kasa_meta_set(kasa_dir *dir, const char *object, const char *key, const char *value);
 
 #ifdef __cplusplus
 }

@@ -24,8 +24,8 @@ typedef struct kasa_keyset {
 } kasa_keyset;
 
 /* Make fresh random keys for kvno, one per enctype. */
-KASA_API long kasa_keyset_generate(kasa_ctx *ctx, unsigned kvno, const int32_t *enctypes,
-                                   size_t n, kasa_keyset **out);
+KASA_API long kasa_keyset_generate(kasa_ctx *ctx, unsigned kvno, const int32_t *enctypes, size_t n,
+                                   kasa_keyset **out);
 
 /* Wipe and free; NULL is fine. */
 KASA_API void kasa_keyset_free(kasa_keyset *ks);

@@ -14,15 +14,15 @@
 extern "C" {
 #endif
 
-#define KASA_SPN_MAX 512       /* the whole SPN */
-#define KASA_SPN_CLASS_MAX 64  /* the service class */
-#define KASA_SPN_HOST_MAX 253  /* a DNS name */
-#define KASA_SPN_LABEL_MAX 63  /* one DNS label */
+#define KASA_SPN_MAX 512      /* the whole SPN */
+#define KASA_SPN_CLASS_MAX 64 /* the service class */
+#define KASA_SPN_HOST_MAX 253 /* a DNS name */
+#define KASA_SPN_LABEL_MAX 63 /* one DNS label */
 
 typedef struct kasa_spn {
     char service[KASA_SPN_CLASS_MAX + 1];
     char host[KASA_SPN_HOST_MAX + 1];
-    unsigned port; /* 0 when absent */
+    unsigned port;                    /* 0 when absent */
     char name[KASA_SPN_HOST_MAX + 1]; /* "" when absent */
 } kasa_spn;
 

@@ -59,8 +59,7 @@ static int account_create(struct cli *cli, int argc, char **argv)
     if (st)
         return st;
     if (kind == 0)
-        return cli_usage(cli, "say what kind of account %s is: --computer or --user",
-                         argv[optind]);
+        return cli_usage(cli, "say what kind of account %s is: --computer or --user", argv[optind]);
     st = cli_open_dir(cli);
     if (st)
         return st;
@@ -112,9 +111,9 @@ static int account_show(struct cli *cli, int argc, char **argv)
         json_object_object_add(o, "principal", cli_json_str(acct->principal));
         json_object_object_add(o, "description", cli_json_str(acct->description));
         json_object_object_add(o, "kvno", json_object_new_int64(acct->kvno));
-        json_object_object_add(o, "created", acct->created > 0 ? cli_json_str(cli_time(
-                                                 acct->created, when, sizeof(when)))
-                                                               : NULL);
+        json_object_object_add(
+            o, "created",
+            acct->created > 0 ? cli_json_str(cli_time(acct->created, when, sizeof(when))) : NULL);
         for (size_t i = 0; i < n; i++)
             json_object_array_add(a, cli_json_str(spns[i]));
         json_object_object_add(o, "spns", a);
@@ -170,8 +169,7 @@ static int account_list(struct cli *cli, int argc, char **argv)
         for (size_t i = 0; i < n; i++) {
             json_object *o = json_object_new_object();
             json_object_object_add(o, "name", cli_json_str(accts[i].name));
-            json_object_object_add(o, "kind",
-                                   cli_json_str(kasa_account_kind_name(accts[i].kind)));
+            json_object_object_add(o, "kind", cli_json_str(kasa_account_kind_name(accts[i].kind)));
             json_object_object_add(o, "principal", cli_json_str(accts[i].principal));
             json_object_object_add(o, "kvno", json_object_new_int64(accts[i].kvno));
             json_object_object_add(o, "description", cli_json_str(accts[i].description));
@@ -234,11 +232,8 @@ static int account_delete(struct cli *cli, int argc, char **argv)
 int cmd_account(struct cli *cli, int argc, char **argv)
 {
     static const struct cli_verb verbs[] = {
-        {"create", account_create},
-        {"show", account_show},
-        {"list", account_list},
-        {"delete", account_delete},
-        {NULL, NULL},
+        {"create", account_create}, {"show", account_show}, {"list", account_list},
+        {"delete", account_delete}, {NULL, NULL},
     };
 
     return cli_dispatch(cli, "account", verbs, help_group, argc, argv);

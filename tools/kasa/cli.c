@@ -114,14 +114,13 @@ int cli_dispatch(struct cli *cli, const char *group, const struct cli_verb *verb
             return verbs[i].fn(cli, argc, argv);
         }
     }
-    return cli_usage(cli, "unknown command %s", argv[0][0] == '-' ? "(an option before it)"
-                                                                   : argv[0]);
+    return cli_usage(cli, "unknown command %s",
+                     argv[0][0] == '-' ? "(an option before it)" : argv[0]);
 }
 
 void cli_json_print(json_object *obj)
 {
-    puts(json_object_to_json_string_ext(obj, JSON_C_TO_STRING_PRETTY |
-                                                 JSON_C_TO_STRING_SPACED |
+    puts(json_object_to_json_string_ext(obj, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_SPACED |
                                                  JSON_C_TO_STRING_NOSLASHESCAPE));
     json_object_put(obj);
 }

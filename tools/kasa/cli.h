@@ -21,7 +21,7 @@ struct cli {
     kasa_ctx *ctx;
     const char *config_path; /* -c FILE, or NULL */
     bool verbose;
-    char cmd[64];            /* "spn add": the prefix of every message */
+    char cmd[64]; /* "spn add": the prefix of every message */
     kasa_config *cfg;
     kasa_dir *dir;
 };

@@ -36,8 +36,7 @@ static const char help_group[] =
     "       kasa lab env [--dir DIR]\n"
     "       kasa lab status [--dir DIR] [--json]\n"
     "\n"
-    "A throwaway MIT Kerberos realm on 127.0.0.1 (default realm " LAB_REALM_DEFAULT
-    ", default\n"
+    "A throwaway MIT Kerberos realm on 127.0.0.1 (default realm " LAB_REALM_DEFAULT ", default\n"
     "DIR " LAB_DIR_DEFAULT "): krb5kdc and kadmind on free ports, an admin principal for kasa, a\n"
     "test user alice (DIR/alice.keytab). Then: eval \"$(kasa lab env)\". See kasa(1).\n";
 
@@ -223,8 +222,8 @@ static int write_state(struct cli *cli, const struct lab *lab)
              "\tkadmind_pid = %d\n"
              "\tkadmind_start = %llu\n",
              lab->realm, lab->kdc_port, lab->kadmind_port, lab->kpasswd_port,
-             (int)lab->procs[D_KDC].pid, lab->procs[D_KDC].start,
-             (int)lab->procs[D_KADMIND].pid, lab->procs[D_KADMIND].start);
+             (int)lab->procs[D_KDC].pid, lab->procs[D_KDC].start, (int)lab->procs[D_KADMIND].pid,
+             lab->procs[D_KADMIND].start);
     return write_file(cli, lab_path(lab, "lab.state", path, sizeof(path)), text, 0600);
 }
 
@@ -473,16 +472,15 @@ static int lab_up(struct cli *cli, int argc, char **argv)
     bool fresh;
     int st;
 
-    st = parse_dir_opts(cli, argc, argv, &dir, &realm, NULL,
-                        "usage: kasa lab up [--dir DIR] [--realm REALM]\n"
-                        "\n"
-                        "Start a throwaway MIT realm on " LAB_ADDR " in DIR (default " LAB_DIR_DEFAULT
-                        ")\n"
-                        "for REALM (default " LAB_REALM_DEFAULT
-                        "). Running it again starts only what is\n"
-                        "not running; the realm's database is kept until you remove DIR.\n"
-                        "  -d, --dir DIR       the lab's directory\n"
-                        "  -r, --realm REALM   the realm's name\n");
+    st = parse_dir_opts(
+        cli, argc, argv, &dir, &realm, NULL,
+        "usage: kasa lab up [--dir DIR] [--realm REALM]\n"
+        "\n"
+        "Start a throwaway MIT realm on " LAB_ADDR " in DIR (default " LAB_DIR_DEFAULT ")\n"
+        "for REALM (default " LAB_REALM_DEFAULT "). Running it again starts only what is\n"
+        "not running; the realm's database is kept until you remove DIR.\n"
+        "  -d, --dir DIR       the lab's directory\n"
+        "  -r, --realm REALM   the realm's name\n");
     if (st)
         return st < 0 ? EXIT_OK : st;
     if (realm != NULL && (st = check_realm(cli, realm)) != 0)
@@ -498,8 +496,8 @@ static int lab_up(struct cli *cli, int argc, char **argv)
     fresh = st == 1;
     if (!fresh) {
         if (realm != NULL && strcmp(realm, lab.realm) != 0)
-            return cli_usage(cli, "%s holds the lab realm %s, not %s; use another --dir",
-                             lab.dir, lab.realm, realm);
+            return cli_usage(cli, "%s holds the lab realm %s, not %s; use another --dir", lab.dir,
+                             lab.realm, realm);
         if (proc_alive(&lab.procs[D_KDC]) && proc_alive(&lab.procs[D_KADMIND])) {
             printf("lab %s already runs in %s (krb5kdc pid %d, kadmind pid %d)\n", lab.realm,
                    lab.dir, (int)lab.procs[D_KDC].pid, (int)lab.procs[D_KADMIND].pid);
@@ -508,8 +506,9 @@ static int lab_up(struct cli *cli, int argc, char **argv)
     } else {
         lab_path(&lab, "principal", path, sizeof(path));
         if (access(path, F_OK) == 0) {
-            cli_say(cli, "%s holds a Kerberos database but no lab.state; remove it or use "
-                         "another --dir",
+            cli_say(cli,
+                    "%s holds a Kerberos database but no lab.state; remove it or use "
+                    "another --dir",
                     lab.dir);
             return EXIT_FAILED;
         }
@@ -529,8 +528,9 @@ static int lab_up(struct cli *cli, int argc, char **argv)
             break;
         stop_daemons(&lab);
         if (attempt == 2) {
-            cli_say(cli, "the lab's daemons did not start; see %s/krb5kdc.out and "
-                         "%s/kadmind.out",
+            cli_say(cli,
+                    "the lab's daemons did not start; see %s/krb5kdc.out and "
+                    "%s/kadmind.out",
                     lab.dir, lab.dir);
             write_state(cli, &lab);
             return EXIT_FAILED;
@@ -648,8 +648,7 @@ static json_object *daemon_json(const struct lab *lab, int which, int port)
     json_object_object_add(o, "port", json_object_new_int(port));
     json_object_object_add(o, "pid", alive ? json_object_new_int(lab->procs[which].pid) : NULL);
     json_object_object_add(o, "running", json_object_new_boolean(alive));
-    json_object_object_add(o, "log",
-                           json_object_new_string(lab_path(lab, name, log, sizeof(log))));
+    json_object_object_add(o, "log", json_object_new_string(lab_path(lab, name, log, sizeof(log))));
     return o;
 }
 
@@ -675,9 +674,9 @@ static int lab_status(struct cli *cli, int argc, char **argv)
     if (json) {
         json_object *o = json_object_new_object(), *files = json_object_new_object();
         static const char *const names[][2] = {
-            {"krb5_config", "krb5.conf"},        {"kdc_profile", "kdc.conf"},
-            {"kasa_config", "kasa.conf"},        {"admin_keytab", "kasa-admin.keytab"},
-            {"alice_keytab", "alice.keytab"},    {"acl", "kadm5.acl"},
+            {"krb5_config", "krb5.conf"},     {"kdc_profile", "kdc.conf"},
+            {"kasa_config", "kasa.conf"},     {"admin_keytab", "kasa-admin.keytab"},
+            {"alice_keytab", "alice.keytab"}, {"acl", "kadm5.acl"},
         };
         json_object_object_add(o, "dir", json_object_new_string(lab.dir));
         json_object_object_add(o, "realm", json_object_new_string(lab.realm));
@@ -714,11 +713,7 @@ static int lab_status(struct cli *cli, int argc, char **argv)
 int cmd_lab(struct cli *cli, int argc, char **argv)
 {
     static const struct cli_verb verbs[] = {
-        {"up", lab_up},
-        {"down", lab_down},
-        {"env", lab_env},
-        {"status", lab_status},
-        {NULL, NULL},
+        {"up", lab_up}, {"down", lab_down}, {"env", lab_env}, {"status", lab_status}, {NULL, NULL},
     };
 
     return cli_dispatch(cli, "lab", verbs, help_group, argc, argv);

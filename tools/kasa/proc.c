@@ -62,8 +62,7 @@ static void child_exec(const char *const *argv, char **envp, int in_fd, const ch
     _exit(127);
 }
 
-int proc_spawn(const char *const *argv, const char *const *env, const char *log,
-               struct proc *out)
+int proc_spawn(const char *const *argv, const char *const *env, const char *log, struct proc *out)
 {
     char **envp = merged_env(env);
     pid_t pid;
@@ -88,8 +87,8 @@ int proc_spawn(const char *const *argv, const char *const *env, const char *log,
     return 0;
 }
 
-int proc_run(const char *const *argv, const char *const *env, const char *input,
-             size_t input_len, const char *log)
+int proc_run(const char *const *argv, const char *const *env, const char *input, size_t input_len,
+             const char *log)
 {
     char **envp = merged_env(env);
     int pipefd[2] = {-1, -1}, status;

@@ -17,13 +17,12 @@ struct proc {
 /* Start argv[0] (a path or a name on PATH) as a daemon: its own session, stdin from
  * /dev/null, stdout and stderr appended to log; env entries ("K=V") are added to the
  * environment. Returns 0 or an errno value. */
-int proc_spawn(const char *const *argv, const char *const *env, const char *log,
-               struct proc *out);
+int proc_spawn(const char *const *argv, const char *const *env, const char *log, struct proc *out);
 
 /* Run argv to completion with input on its stdin (may be NULL) and its output appended
  * to log. Returns its exit status, or -1 when it could not run or was killed. */
-int proc_run(const char *const *argv, const char *const *env, const char *input,
-             size_t input_len, const char *log);
+int proc_run(const char *const *argv, const char *const *env, const char *input, size_t input_len,
+             const char *log);
 
 /* Whether p still runs (not a zombie) and is the same process that was started. */
 bool proc_alive(const struct proc *p);

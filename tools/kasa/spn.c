@@ -226,12 +226,8 @@ static int spn_duplicates(struct cli *cli, int argc, char **argv)
 int cmd_spn(struct cli *cli, int argc, char **argv)
 {
     static const struct cli_verb verbs[] = {
-        {"add", spn_add},
-        {"delete", spn_delete},
-        {"list", spn_list},
-        {"query", spn_query},
-        {"duplicates", spn_duplicates},
-        {NULL, NULL},
+        {"add", spn_add},     {"delete", spn_delete},         {"list", spn_list},
+        {"query", spn_query}, {"duplicates", spn_duplicates}, {NULL, NULL},
     };
 
     return cli_dispatch(cli, "spn", verbs, help_group, argc, argv);
