@@ -96,3 +96,28 @@ long kasa_account_name_check(const char *name, kasa_account_kind kind, char *why
     }
     return 0;
 }
+
+long kasa_account_check(kasa_ctx *ctx, const char *name, kasa_account_kind kind)
+{
+    char why[256];
+    size_t len = name != NULL ? strlen(name) : 0;
+
+    if (kind == 0)
+        kind = len > 0 && name[len - 1] == '$' ? KASA_ACCOUNT_COMPUTER : KASA_ACCOUNT_USER;
+    if (kasa_account_name_check(name, kind, why, sizeof(why)) != 0)
+        return kasa_set_error(ctx, KASA_ERR_ACCOUNT_INVALID, "%s", why);
+    return 0;
+}
+
+long kasa_description_check(kasa_ctx *ctx, const char *description)
+{
+    if (strlen(description) > KASA_DESCRIPTION_MAX)
+        return kasa_set_error(ctx, KASA_ERR_ACCOUNT_INVALID,
+                              "the description is longer than %d characters", KASA_DESCRIPTION_MAX);
+    for (const unsigned char *p = (const unsigned char *)description; *p; p++) {
+        if (*p < 0x20 || *p == 0x7f)
+            return kasa_set_error(ctx, KASA_ERR_ACCOUNT_INVALID,
+                                  "the description holds a control character (0x%02x)", *p);
+    }
+    return 0;
+}

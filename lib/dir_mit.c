@@ -90,7 +90,8 @@ static long mit_open(kasa_dir *dir)
     const kasa_config *cfg = dir->cfg;
     kadm5_config_params params;
     krb5_ccache cc = NULL;
-    char *realm = NULL, *who = NULL;
+    char *realm = NULL, *ccname = NULL;
+    const char *who = NULL;
     struct mit *m;
     long ret;
 
@@ -135,11 +136,30 @@ static long mit_open(kasa_dir *dir)
     } else {
         ret = cfg->ccache != NULL ? krb5_cc_resolve(m->kctx, cfg->ccache, &cc)
                                   : krb5_cc_default(m->kctx, &cc);
+        who = cfg->principal;
+        if (!ret && who == NULL) {
+            /* No principal configured: whoever the credential cache belongs to. */
+            krb5_principal client = NULL;
+            ret = krb5_cc_get_principal(m->kctx, cc, &client);
+            if (!ret)
+                ret = krb5_unparse_name(m->kctx, client, &ccname);
+            krb5_free_principal(m->kctx, client);
+            if (ret) {
+                ret = kasa_set_krb5_error(dir->ctx, KASA_ERR_DIR_AUTH, m->kctx, ret,
+                                          "%s names no keytab and principal, and there is no "
+                                          "usable credential cache (kinit first)",
+                                          cfg->path);
+                m->handle = NULL;
+                goto cleanup;
+            }
+            who = ccname;
+        }
         if (!ret)
             ret =
-                kadm5_init_with_creds(m->kctx, cfg->principal, cc, KADM5_ADMIN_SERVICE, &params,
+                kadm5_init_with_creds(m->kctx, (char *)who, cc, KADM5_ADMIN_SERVICE, &params,
                                       KADM5_STRUCT_VERSION, KADM5_API_VERSION_4, NULL, &m->handle);
-        who = cfg->principal != NULL ? cfg->principal : "the credential cache's principal";
+        if (who == NULL)
+            who = "the credential cache's principal";
     }
     if (ret) {
         m->handle = NULL;
@@ -169,6 +189,7 @@ static long mit_open(kasa_dir *dir)
     }
 
 cleanup:
+    krb5_free_unparsed_name(m->kctx, ccname);
     if (cc != NULL)
         krb5_cc_close(m->kctx, cc);
     if (realm != NULL)

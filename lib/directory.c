@@ -13,8 +13,6 @@
 #include "kasa/spn.h"
 #include "private.h"
 
-#define DESCRIPTION_MAX 1024
-
 void kasa_spn_claims_free(kasa_spn_claim *claims, size_t n)
 {
     if (claims == NULL)
@@ -72,56 +70,28 @@ const char *kasa_dir_realm(kasa_dir *dir)
     return dir->realm;
 }
 
-/* Validate spn; on error the message reads "X is not a valid SPN: reason". */
-static long check_spn(kasa_dir *dir, const char *spn)
-{
-    char why[256];
-
-    if (kasa_spn_parse(spn, NULL, why, sizeof(why)) != 0) {
-        /* The reason already quotes the printable part; never echo raw control bytes. */
-        bool printable = true;
-        for (const unsigned char *p = (const unsigned char *)spn; *p; p++)
-            printable = printable && *p >= 0x20 && *p < 0x7f;
-        if (!printable || strlen(spn) > 80)
-            return kasa_set_error(dir->ctx, KASA_ERR_SPN_INVALID, "not a valid SPN: %s", why);
-        return kasa_set_error(dir->ctx, KASA_ERR_SPN_INVALID, "%s is not a valid SPN: %s", spn,
-                              why);
-    }
-    return 0;
-}
-
 /* Look an account up by a name that may be either kind. */
 static long get_account(kasa_dir *dir, const char *name, kasa_account **out)
 {
-    char why[256];
-    size_t len = name != NULL ? strlen(name) : 0;
-    kasa_account_kind kind =
-        len > 0 && name[len - 1] == '$' ? KASA_ACCOUNT_COMPUTER : KASA_ACCOUNT_USER;
+    long ret = kasa_account_check(dir->ctx, name, 0);
 
-    if (kasa_account_name_check(name, kind, why, sizeof(why)) != 0)
-        return kasa_set_error(dir->ctx, KASA_ERR_ACCOUNT_INVALID, "%s", why);
-    return dir->ops->account_get(dir, name, out);
+    return ret ? ret : dir->ops->account_get(dir, name, out);
 }
 
 long kasa_account_create(kasa_dir *dir, const char *name, kasa_account_kind kind,
                          const char *description)
 {
     kasa_keyset *keys = NULL;
-    char why[256];
     long ret;
 
-    if (kasa_account_name_check(name, kind, why, sizeof(why)) != 0)
-        return kasa_set_error(dir->ctx, KASA_ERR_ACCOUNT_INVALID, "%s", why);
+    ret = kasa_account_check(dir->ctx, name, kind);
+    if (ret)
+        return ret;
     if (description == NULL)
         description = "";
-    if (strlen(description) > DESCRIPTION_MAX)
-        return kasa_set_error(dir->ctx, KASA_ERR_ACCOUNT_INVALID,
-                              "the description is longer than %d characters", DESCRIPTION_MAX);
-    for (const unsigned char *p = (const unsigned char *)description; *p; p++) {
-        if (*p < 0x20 || *p == 0x7f)
-            return kasa_set_error(dir->ctx, KASA_ERR_ACCOUNT_INVALID,
-                                  "the description holds a control character (0x%02x)", *p);
-    }
+    ret = kasa_description_check(dir->ctx, description);
+    if (ret)
+        return ret;
     ret = kasa_keyset_generate(dir->ctx, 1, dir->cfg->enctypes, dir->cfg->n_enctypes, &keys);
     if (ret)
         return ret;
@@ -216,7 +186,7 @@ long kasa_spn_add(kasa_dir *dir, const char *spn, const char *account)
     size_t n = 0;
     long ret;
 
-    ret = check_spn(dir, spn);
+    ret = kasa_spn_check(dir->ctx, spn);
     if (!ret)
         ret = get_account(dir, account, &acct);
     if (!ret)
@@ -277,7 +247,7 @@ long kasa_spn_delete(kasa_dir *dir, const char *spn, const char *account)
     size_t n = 0;
     long ret;
 
-    ret = check_spn(dir, spn);
+    ret = kasa_spn_check(dir->ctx, spn);
     if (!ret)
         ret = get_account(dir, account, &acct);
     if (!ret)
@@ -345,7 +315,7 @@ long kasa_spn_query(kasa_dir *dir, const char *spn, kasa_spn_claim **claim_out,
         *variants_out = NULL;
         *n_variants_out = 0;
     }
-    ret = check_spn(dir, spn);
+    ret = kasa_spn_check(dir->ctx, spn);
     if (!ret)
         ret = find_claims(dir, spn, &claims, &n, &exact);
     if (ret)

@@ -224,3 +224,18 @@ bool kasa_spn_equal_nocase(const char *a, const char *b)
 {
     return strcasecmp(a, b) == 0;
 }
+
+long kasa_spn_check(kasa_ctx *ctx, const char *spn)
+{
+    char why[256];
+    bool printable = true;
+
+    if (kasa_spn_parse(spn, NULL, why, sizeof(why)) == 0)
+        return 0;
+    /* Quote the SPN only when it is short and printable: the message stays one line. */
+    for (const unsigned char *p = (const unsigned char *)spn; p != NULL && *p; p++)
+        printable = printable && *p >= 0x20 && *p < 0x7f;
+    if (spn == NULL || !printable || strlen(spn) > 80)
+        return kasa_set_error(ctx, KASA_ERR_SPN_INVALID, "not a valid SPN: %s", why);
+    return kasa_set_error(ctx, KASA_ERR_SPN_INVALID, "%s is not a valid SPN: %s", spn, why);
+}

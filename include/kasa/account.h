@@ -17,6 +17,7 @@ extern "C" {
 
 #define KASA_COMPUTER_NAME_MAX 16 /* NetBIOS name (15) and the '$' */
 #define KASA_USER_NAME_MAX 20     /* sAMAccountName */
+#define KASA_DESCRIPTION_MAX 1024
 
 typedef enum kasa_account_kind {
     KASA_ACCOUNT_COMPUTER = 1,
@@ -47,6 +48,13 @@ KASA_API void kasa_account_list_free(kasa_account *accts, size_t n);
  */
 KASA_API long kasa_account_name_check(const char *name, kasa_account_kind kind, char *why,
                                       size_t why_len);
+
+/* kasa_account_name_check() that sets the context's error; kind 0 takes the kind from
+ * the name (a trailing '$' makes a computer account). */
+KASA_API long kasa_account_check(kasa_ctx *ctx, const char *name, kasa_account_kind kind);
+
+/* A description is one line of at most KASA_DESCRIPTION_MAX bytes. */
+KASA_API long kasa_description_check(kasa_ctx *ctx, const char *description);
 
 #ifdef __cplusplus
 }

@@ -33,6 +33,10 @@ typedef struct kasa_spn {
  */
 KASA_API long kasa_spn_parse(const char *text, kasa_spn *out, char *why, size_t why_len);
 
+/* kasa_spn_parse() that sets the context's error: "http/ is not a valid SPN: no host
+ * after the service class". */
+KASA_API long kasa_spn_check(kasa_ctx *ctx, const char *spn);
+
 /* Write spn back as text (always fits in KASA_SPN_MAX + 1 bytes). */
 KASA_API void kasa_spn_format(const kasa_spn *spn, char *buf, size_t len);
 

@@ -60,7 +60,11 @@ static int account_create(struct cli *cli, int argc, char **argv)
         return st;
     if (kind == 0)
         return cli_usage(cli, "say what kind of account %s is: --computer or --user", argv[optind]);
-    st = cli_open_dir(cli);
+    st = cli_check(cli, kasa_account_check(cli->ctx, argv[optind], kind));
+    if (!st)
+        st = cli_check(cli, kasa_description_check(cli->ctx, description));
+    if (!st)
+        st = cli_open_dir(cli);
     if (st)
         return st;
     ret = kasa_account_create(cli->dir, argv[optind], kind, description);
@@ -93,6 +97,8 @@ static int account_show(struct cli *cli, int argc, char **argv)
             return EXIT_USAGE;
     }
     st = cli_operands(cli, argc - optind, 1, 1, "NAME");
+    if (!st)
+        st = cli_check(cli, kasa_account_check(cli->ctx, argv[optind], 0));
     if (!st)
         st = cli_open_dir(cli);
     if (st)
@@ -218,6 +224,8 @@ static int account_delete(struct cli *cli, int argc, char **argv)
         force = true;
     }
     st = cli_operands(cli, argc - optind, 1, 1, "NAME");
+    if (!st)
+        st = cli_check(cli, kasa_account_check(cli->ctx, argv[optind], 0));
     if (!st)
         st = cli_open_dir(cli);
     if (st)

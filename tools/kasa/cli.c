@@ -32,6 +32,11 @@ int cli_fail(struct cli *cli, long code)
     return kasa_exit_status(code);
 }
 
+int cli_check(struct cli *cli, long code)
+{
+    return code ? cli_fail(cli, code) : 0;
+}
+
 int cli_usage(struct cli *cli, const char *fmt, ...)
 {
     va_list ap;

@@ -41,6 +41,9 @@ int cli_dispatch(struct cli *cli, const char *group, const struct cli_verb *verb
 /* Print "kasa: CMD: <the context's error>" and return the exit status for code. */
 int cli_fail(struct cli *cli, long code);
 
+/* 0 when code is 0; else print the context's error and return its exit status. */
+int cli_check(struct cli *cli, long code);
+
 /* Print "kasa: CMD: <msg>; see kasa CMD --help" and return EXIT_USAGE. */
 int cli_usage(struct cli *cli, const char *fmt, ...) KASA_PRINTF(2, 3);
 

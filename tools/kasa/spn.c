@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "kasa/spn.h"
 
 static const char help_group[] =
     "usage: kasa spn add SPN ACCOUNT          like setspn -S: refuses a duplicate\n"
@@ -48,6 +49,10 @@ static int spn_add(struct cli *cli, int argc, char **argv)
         return st < 0 ? EXIT_OK : st;
     st = cli_operands(cli, argc - optind, 2, 2, "SPN ACCOUNT");
     if (!st)
+        st = cli_check(cli, kasa_spn_check(cli->ctx, argv[optind]));
+    if (!st)
+        st = cli_check(cli, kasa_account_check(cli->ctx, argv[optind + 1], 0));
+    if (!st)
         st = cli_open_dir(cli);
     if (st)
         return st;
@@ -70,6 +75,10 @@ static int spn_delete(struct cli *cli, int argc, char **argv)
     if (st)
         return st < 0 ? EXIT_OK : st;
     st = cli_operands(cli, argc - optind, 2, 2, "SPN ACCOUNT");
+    if (!st)
+        st = cli_check(cli, kasa_spn_check(cli->ctx, argv[optind]));
+    if (!st)
+        st = cli_check(cli, kasa_account_check(cli->ctx, argv[optind + 1], 0));
     if (!st)
         st = cli_open_dir(cli);
     if (st)
@@ -96,6 +105,8 @@ static int spn_list(struct cli *cli, int argc, char **argv)
     if (st)
         return st < 0 ? EXIT_OK : st;
     st = cli_operands(cli, argc - optind, 1, 1, "ACCOUNT");
+    if (!st)
+        st = cli_check(cli, kasa_account_check(cli->ctx, argv[optind], 0));
     if (!st)
         st = cli_open_dir(cli);
     if (st)
@@ -145,6 +156,8 @@ static int spn_query(struct cli *cli, int argc, char **argv)
     if (st)
         return st < 0 ? EXIT_OK : st;
     st = cli_operands(cli, argc - optind, 1, 1, "SPN");
+    if (!st)
+        st = cli_check(cli, kasa_spn_check(cli->ctx, argv[optind]));
     if (!st)
         st = cli_open_dir(cli);
     if (st)
