@@ -44,6 +44,9 @@ const char *kasa_error(kasa_ctx *ctx)
 
 /* Replace the message with fmt/ap, plus ": tail" when tail is not NULL. */
 static void set_message(kasa_ctx *ctx, long code, const char *tail, const char *fmt, va_list ap)
+    __attribute__((format(printf, 4, 0)));
+
+static void set_message(kasa_ctx *ctx, long code, const char *tail, const char *fmt, va_list ap)
 {
     char *detail = NULL, *msg = NULL;
 

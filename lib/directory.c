@@ -48,6 +48,7 @@ long kasa_dir_open(kasa_ctx *ctx, const kasa_config *cfg, kasa_dir **dir_out)
     dir->ops = &kasa_dir_mit_ops;
     ret = dir->ops->open(dir);
     if (ret) {
+        dir->ops->close(dir); /* frees what open made before it failed */
         free(dir->realm);
         free(dir);
         return ret;

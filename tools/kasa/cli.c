@@ -11,6 +11,9 @@
 #include <time.h>
 
 static void vsay(struct cli *cli, const char *fmt, va_list ap)
+    __attribute__((format(printf, 2, 0)));
+
+static void vsay(struct cli *cli, const char *fmt, va_list ap)
 {
     fprintf(stderr, "kasa: %s%s", cli->cmd, cli->cmd[0] ? ": " : "");
     vfprintf(stderr, fmt, ap);

@@ -119,7 +119,7 @@ static int resolve_dir(struct cli *cli, const char *dir, bool create, struct lab
     }
     if (strlen(real) >= sizeof(lab->dir))
         return cli_usage(cli, "the lab directory's path is too long");
-    snprintf(lab->dir, sizeof(lab->dir), "%s", real);
+    memcpy(lab->dir, real, strlen(real) + 1);
     return 0;
 }
 
