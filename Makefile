@@ -4,7 +4,7 @@ PREFIX ?= /usr/local
 DEPS = scripts/install-deps
 MESON_OPTS ?=
 
-.PHONY: all deps setup check test demo install format format-check asan clang bench clean
+.PHONY: all deps setup check test demo install format format-check asan clang fuzz clean
 
 all: deps setup
 	ninja -C $(BUILD)
@@ -37,7 +37,7 @@ format-check:
 # The whole suite under AddressSanitizer and UndefinedBehaviorSanitizer.
 asan: deps
 	@[ -f build-asan/build.ninja ] || meson setup build-asan --buildtype=debug \
-		-Db_sanitize=address,undefined -Db_lundef=false
+		-Db_sanitize=address,undefined -Db_lundef=false -Dc_args=-fno-sanitize-recover=all
 	ninja -C build-asan
 	@scripts/run-tests build-asan
 
@@ -46,5 +46,22 @@ clang: deps
 	@[ -f build-clang/build.ninja ] || CC=clang meson setup build-clang --buildtype=debugoptimized
 	ninja -C build-clang
 
+# Each libFuzzer harness for FUZZ_SECONDS, under ASan+UBSan, from its corpus.
+FUZZ_SECONDS ?= 30
+fuzz: deps
+	@[ -f build-fuzz/build.ninja ] || CC=clang meson setup build-fuzz --buildtype=debug \
+		-Db_sanitize=address,undefined -Db_lundef=false -Dc_args=-fno-sanitize-recover=all \
+		-Dfuzz=true -De2e=false
+	ninja -C build-fuzz
+	@for h in build-fuzz/tests/fuzz/fuzz_*; do \
+		[ -f "$$h" ] && [ -x "$$h" ] || continue; \
+		name=$${h##*/fuzz_}; work=$$(mktemp -d); \
+		cp tests/fuzz/corpus/$$name/* $$work/; \
+		echo "fuzz: $$name for $(FUZZ_SECONDS)s"; \
+		$$h -max_total_time=$(FUZZ_SECONDS) -max_len=1024 -print_final_stats=1 $$work \
+			>build-fuzz/fuzz-$$name.log 2>&1 || { tail -40 build-fuzz/fuzz-$$name.log; rm -rf $$work; exit 1; }; \
+		tail -3 build-fuzz/fuzz-$$name.log; rm -rf $$work; \
+	done
+
 clean:
-	rm -rf $(BUILD) build-asan build-clang
+	rm -rf $(BUILD) build-asan build-clang build-fuzz
