@@ -67,6 +67,12 @@ expect 0 "lab down of a directory that holds no lab" "$KASA" lab down --dir "$T_
 out_has "nothing to stop" "says so"
 expect 1 "lab env of a directory that holds no lab" "$KASA" lab env --dir "$T_WORK/none"
 err_has "kasa lab up" "and how to start one"
+mkdir "$T_WORK/full"
+echo keep >"$T_WORK/full/krb5.conf"
+expect 1 "lab up refuses a directory that holds something else" "$KASA" lab up --dir "$T_WORK/full"
+err_has "not empty" "saying it is not empty"
+check "and writes nothing there" test "$(ls "$T_WORK/full")" = krb5.conf
+check "and leaves the file in it alone" test "$(cat "$T_WORK/full/krb5.conf")" = keep
 expect 2 "a lowercase realm is refused" "$KASA" lab up --dir "$T_WORK/l2" --realm proseware.lab
 expect 2 "a path with a space is refused" "$KASA" lab up --dir "$T_WORK/a b"
 expect 2 "lab up with an operand" "$KASA" lab up extra

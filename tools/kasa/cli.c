@@ -122,8 +122,10 @@ int cli_dispatch(struct cli *cli, const char *group, const struct cli_verb *verb
             return verbs[i].fn(cli, argc, argv);
         }
     }
-    return cli_usage(cli, "unknown command %s",
-                     argv[0][0] == '-' ? "(an option before it)" : argv[0]);
+    if (argv[0][0] == '-')
+        return cli_usage(cli, "unknown option %s (the command comes first: kasa %s COMMAND ...)",
+                         argv[0], group);
+    return cli_usage(cli, "unknown command %s", argv[0]);
 }
 
 void cli_json_print(json_object *obj)

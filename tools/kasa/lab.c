@@ -5,6 +5,7 @@
  * which records the ports and the identity (pid and start time) of each daemon so that
  * "down" stops exactly what "up" started.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -121,6 +122,20 @@ static int resolve_dir(struct cli *cli, const char *dir, bool create, struct lab
         return cli_usage(cli, "the lab directory's path is too long");
     memcpy(lab->dir, real, strlen(real) + 1);
     return 0;
+}
+
+/* Whether path is a directory with nothing in it. */
+static bool dir_empty(const char *path)
+{
+    DIR *d = opendir(path);
+    struct dirent *e;
+    bool empty = d != NULL;
+
+    while (empty && (e = readdir(d)) != NULL)
+        empty = strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0;
+    if (d != NULL)
+        closedir(d);
+    return empty;
 }
 
 static int check_realm(struct cli *cli, const char *realm)
@@ -467,7 +482,6 @@ static int pick_ports(struct cli *cli, struct lab *lab)
 static int lab_up(struct cli *cli, int argc, char **argv)
 {
     const char *dir = LAB_DIR_DEFAULT, *realm = NULL;
-    char path[LAB_PATH_MAX];
     struct lab lab;
     bool fresh;
     int st;
@@ -504,12 +518,9 @@ static int lab_up(struct cli *cli, int argc, char **argv)
             return EXIT_OK;
         }
     } else {
-        lab_path(&lab, "principal", path, sizeof(path));
-        if (access(path, F_OK) == 0) {
-            cli_say(cli,
-                    "%s holds a Kerberos database but no lab.state; remove it or use "
-                    "another --dir",
-                    lab.dir);
+        /* Never write configuration into a directory that holds something else. */
+        if (!dir_empty(lab.dir)) {
+            cli_say(cli, "%s is not empty and holds no lab; give a new or empty --dir", lab.dir);
             return EXIT_FAILED;
         }
         snprintf(lab.realm, sizeof(lab.realm), "%s", realm != NULL ? realm : LAB_REALM_DEFAULT);
