@@ -4,10 +4,11 @@
  */
 #include "kasa/account.h"
 
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "private.h"
 
 const char *kasa_account_kind_name(kasa_account_kind kind)
 {
@@ -33,19 +34,7 @@ void kasa_account_list_free(kasa_account *accts, size_t n)
     free(accts);
 }
 
-static long bad(char *why, size_t why_len, const char *fmt, ...) KASA_PRINTF(3, 4);
-
-static long bad(char *why, size_t why_len, const char *fmt, ...)
-{
-    va_list ap;
-
-    if (why != NULL && why_len > 0) {
-        va_start(ap, fmt);
-        vsnprintf(why, why_len, fmt, ap);
-        va_end(ap);
-    }
-    return KASA_ERR_ACCOUNT_INVALID;
-}
+#define bad(why, why_len, ...) kasa_reason(KASA_ERR_ACCOUNT_INVALID, why, why_len, __VA_ARGS__)
 
 long kasa_account_name_check(const char *name, kasa_account_kind kind, char *why, size_t why_len)
 {

@@ -136,13 +136,16 @@ long kasa_krb5(kasa_ctx *ctx, krb5_context *out)
     return 0;
 }
 
-char *kasa_strdup(kasa_ctx *ctx, const char *s)
+long kasa_reason(long code, char *why, size_t why_len, const char *fmt, ...)
 {
-    char *copy = strdup(s);
+    va_list ap;
 
-    if (copy == NULL)
-        kasa_set_error(ctx, KASA_ERR_NOMEM, NULL);
-    return copy;
+    if (why != NULL && why_len > 0) {
+        va_start(ap, fmt);
+        vsnprintf(why, why_len, fmt, ap);
+        va_end(ap);
+    }
+    return code;
 }
 
 void kasa_zap(void *p, size_t len)

@@ -510,19 +510,25 @@ cleanup:
     return ret;
 }
 
-static long mit_account_delete(kasa_dir *dir, const kasa_account *acct)
+/* Delete the principal name@REALM. */
+static long delete_object(kasa_dir *dir, const char *name)
 {
     krb5_principal princ = NULL;
     long ret;
 
-    ret = principal(dir, acct->name, &princ);
+    ret = principal(dir, name, &princ);
     if (ret)
         return ret;
     ret = kadm5_delete_principal(M(dir)->handle, princ);
     if (ret)
-        ret = fail(dir, ret, "cannot delete", acct->name);
+        ret = fail(dir, ret, "cannot delete", name);
     krb5_free_principal(M(dir)->kctx, princ);
     return ret;
+}
+
+static long mit_account_delete(kasa_dir *dir, const kasa_account *acct)
+{
+    return delete_object(dir, acct->name);
 }
 
 static long mit_spn_claims(kasa_dir *dir, const char *spn, bool with_owners, kasa_spn_claim **out,
@@ -652,18 +658,8 @@ static long mit_spn_add(kasa_dir *dir, const char *spn, const kasa_account *acct
 
 static long mit_spn_delete(kasa_dir *dir, const char *spn, const kasa_account *acct)
 {
-    krb5_principal princ = NULL;
-    long ret;
-
     (void)acct;
-    ret = principal(dir, spn, &princ);
-    if (ret)
-        return ret;
-    ret = kadm5_delete_principal(M(dir)->handle, princ);
-    if (ret)
-        ret = fail(dir, ret, "cannot delete", spn);
-    krb5_free_principal(M(dir)->kctx, princ);
-    return ret;
+    return delete_object(dir, spn);
 }
 
 static long mit_spn_list(kasa_dir *dir, const kasa_account *acct, char ***out, size_t *n_out)

@@ -157,21 +157,46 @@ cleanup:
     return ret;
 }
 
-/* The claims of spn (any case), split into the exact one and the case variants. */
-static long find_claims(kasa_dir *dir, const char *spn, kasa_spn_claim **all, size_t *n_all,
-                        const kasa_spn_claim **exact)
+/* What spn add and delete decide on: the account, and every claim of the SPN in any case,
+ * the exact one singled out. */
+struct spn_change {
+    kasa_account *acct;
+    kasa_spn_claim *claims;
+    size_t n;
+    const kasa_spn_claim *exact;
+};
+
+static long find_claims(kasa_dir *dir, const char *spn, struct spn_change *c)
 {
     long ret;
 
-    *exact = NULL;
-    ret = dir->ops->spn_claims(dir, spn, true, all, n_all);
-    if (ret)
-        return ret;
-    for (size_t i = 0; i < *n_all; i++) {
-        if (strcmp((*all)[i].spn, spn) == 0)
-            *exact = &(*all)[i];
+    c->exact = NULL;
+    ret = dir->ops->spn_claims(dir, spn, true, &c->claims, &c->n);
+    for (size_t i = 0; !ret && i < c->n; i++) {
+        if (strcmp(c->claims[i].spn, spn) == 0)
+            c->exact = &c->claims[i];
     }
-    return 0;
+    return ret;
+}
+
+static long spn_change_begin(kasa_dir *dir, const char *spn, const char *account,
+                             struct spn_change *c)
+{
+    long ret;
+
+    memset(c, 0, sizeof(*c));
+    ret = kasa_spn_check(dir->ctx, spn);
+    if (!ret)
+        ret = get_account(dir, account, &c->acct);
+    if (!ret)
+        ret = find_claims(dir, spn, c);
+    return ret;
+}
+
+static void spn_change_end(struct spn_change *c)
+{
+    kasa_spn_claims_free(c->claims, c->n);
+    kasa_account_free(c->acct);
 }
 
 static bool owned_by(const kasa_spn_claim *c, const kasa_account *acct)
@@ -181,19 +206,16 @@ static bool owned_by(const kasa_spn_claim *c, const kasa_account *acct)
 
 long kasa_spn_add(kasa_dir *dir, const char *spn, const char *account)
 {
-    kasa_account *acct = NULL;
-    kasa_spn_claim *claims = NULL;
+    struct spn_change c;
+    const kasa_account *acct;
     const kasa_spn_claim *exact;
-    size_t n = 0;
     long ret;
 
-    ret = kasa_spn_check(dir->ctx, spn);
-    if (!ret)
-        ret = get_account(dir, account, &acct);
-    if (!ret)
-        ret = find_claims(dir, spn, &claims, &n, &exact);
+    ret = spn_change_begin(dir, spn, account, &c);
     if (ret)
         goto cleanup;
+    acct = c.acct;
+    exact = c.exact;
 
     if (exact != NULL) {
         if (owned_by(exact, acct)) {
@@ -211,19 +233,19 @@ long kasa_spn_add(kasa_dir *dir, const char *spn, const char *account)
         }
         goto cleanup;
     }
-    for (size_t i = 0; i < n; i++) {
-        const kasa_spn_claim *c = &claims[i];
-        if (owned_by(c, acct)) {
+    for (size_t i = 0; i < c.n; i++) {
+        const kasa_spn_claim *v = &c.claims[i];
+        if (owned_by(v, acct)) {
             kasa_warn(dir->ctx,
                       "%s differs only by case from %s, which %s already owns; Active Directory "
                       "counts them as one SPN, MIT Kerberos as two names (both are kept)",
-                      spn, c->spn, acct->name);
+                      spn, v->spn, acct->name);
             continue;
         }
         ret = kasa_set_error(dir->ctx, KASA_ERR_SPN_EXISTS,
                              "SPN %s differs only by case from %s, which belongs to %s; SPNs are "
                              "unique ignoring case, so delete it there first",
-                             spn, c->spn, c->owner != NULL ? c->owner : c->holder);
+                             spn, v->spn, v->owner != NULL ? v->owner : v->holder);
         goto cleanup;
     }
     ret = dir->ops->spn_add(dir, spn, acct);
@@ -235,32 +257,26 @@ long kasa_spn_add(kasa_dir *dir, const char *spn, const char *account)
                   spn + 5, spn + 5);
 
 cleanup:
-    kasa_spn_claims_free(claims, n);
-    kasa_account_free(acct);
+    spn_change_end(&c);
     return ret;
 }
 
 long kasa_spn_delete(kasa_dir *dir, const char *spn, const char *account)
 {
-    kasa_account *acct = NULL;
-    kasa_spn_claim *claims = NULL;
+    struct spn_change c;
     const kasa_spn_claim *exact;
-    size_t n = 0;
     long ret;
 
-    ret = kasa_spn_check(dir->ctx, spn);
-    if (!ret)
-        ret = get_account(dir, account, &acct);
-    if (!ret)
-        ret = find_claims(dir, spn, &claims, &n, &exact);
+    ret = spn_change_begin(dir, spn, account, &c);
     if (ret)
         goto cleanup;
+    exact = c.exact;
     if (exact == NULL) {
-        if (n > 0)
+        if (c.n > 0)
             ret = kasa_set_error(dir->ctx, KASA_ERR_SPN_NOT_FOUND,
                                  "SPN %s is not in the directory, but %s is (names differ by "
                                  "case); give it exactly as kasa spn list shows it",
-                                 spn, claims[0].spn);
+                                 spn, c.claims[0].spn);
         else
             ret = kasa_set_error(dir->ctx, KASA_ERR_SPN_NOT_FOUND, "SPN %s is not in the directory",
                                  spn);
@@ -269,16 +285,15 @@ long kasa_spn_delete(kasa_dir *dir, const char *spn, const char *account)
                              "SPN %s exists as %s, which kasa does not manage; kasa will not "
                              "delete it",
                              spn, exact->holder);
-    } else if (!owned_by(exact, acct)) {
+    } else if (!owned_by(exact, c.acct)) {
         ret = kasa_set_error(dir->ctx, KASA_ERR_SPN_NOT_OWNED, "SPN %s belongs to %s, not to %s",
-                             spn, exact->owner, acct->name);
+                             spn, exact->owner, c.acct->name);
     } else {
-        ret = dir->ops->spn_delete(dir, spn, acct);
+        ret = dir->ops->spn_delete(dir, spn, c.acct);
     }
 
 cleanup:
-    kasa_spn_claims_free(claims, n);
-    kasa_account_free(acct);
+    spn_change_end(&c);
     return ret;
 }
 
@@ -306,11 +321,10 @@ long kasa_spn_list(kasa_dir *dir, const char *account, char ***spns_out, size_t 
 long kasa_spn_query(kasa_dir *dir, const char *spn, kasa_spn_claim **claim_out,
                     kasa_spn_claim **variants_out, size_t *n_variants_out)
 {
-    kasa_spn_claim *claims = NULL;
-    const kasa_spn_claim *exact;
-    size_t n = 0;
+    struct spn_change c;
     long ret;
 
+    memset(&c, 0, sizeof(c));
     *claim_out = NULL;
     if (variants_out != NULL) {
         *variants_out = NULL;
@@ -318,30 +332,32 @@ long kasa_spn_query(kasa_dir *dir, const char *spn, kasa_spn_claim **claim_out,
     }
     ret = kasa_spn_check(dir->ctx, spn);
     if (!ret)
-        ret = find_claims(dir, spn, &claims, &n, &exact);
+        ret = find_claims(dir, spn, &c);
     if (ret)
-        return ret;
-    if (exact != NULL) {
+        goto cleanup;
+    if (c.exact != NULL) {
         /* Move the exact claim out; the rest are the variants. */
         kasa_spn_claim *one = calloc(1, sizeof(*one));
+        size_t at = (size_t)(c.exact - c.claims);
         if (one == NULL) {
-            kasa_spn_claims_free(claims, n);
-            return kasa_set_error(dir->ctx, KASA_ERR_NOMEM, NULL);
+            ret = kasa_set_error(dir->ctx, KASA_ERR_NOMEM, NULL);
+            goto cleanup;
         }
-        size_t at = (size_t)(exact - claims);
-        *one = claims[at];
-        claims[at] = claims[n - 1];
-        n--;
+        *one = c.claims[at];
+        c.claims[at] = c.claims[--c.n];
         *claim_out = one;
     } else {
         ret = kasa_set_error(dir->ctx, KASA_ERR_SPN_NOT_FOUND, "no account owns SPN %s", spn);
     }
     if (variants_out != NULL) {
-        *variants_out = claims;
-        *n_variants_out = n;
-    } else {
-        kasa_spn_claims_free(claims, n);
+        *variants_out = c.claims;
+        *n_variants_out = c.n;
+        c.claims = NULL;
+        c.n = 0;
     }
+
+cleanup:
+    spn_change_end(&c);
     return ret;
 }
 

@@ -26,7 +26,8 @@ long kasa_krb5(kasa_ctx *ctx, krb5_context *out);
 long kasa_set_krb5_error(kasa_ctx *ctx, long code, krb5_context kctx, long kcode, const char *fmt,
                          ...) KASA_PRINTF(5, 6);
 
-/* strdup() that sets KASA_ERR_NOMEM on failure. */
-char *kasa_strdup(kasa_ctx *ctx, const char *s);
+/* Write a reason phrase into why (when why_len > 0) and return code: for the pure
+ * checkers, which report through a buffer rather than a context. */
+long kasa_reason(long code, char *why, size_t why_len, const char *fmt, ...) KASA_PRINTF(4, 5);
 
 #endif

@@ -7,27 +7,16 @@
  */
 #include "kasa/spn.h"
 
-#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
 
+#include "private.h"
+
 /* The service classes the KDC itself uses; an account must never own them. */
 static const char *const reserved_classes[] = {"krbtgt", "kadmin", "kiprop", "K", NULL};
 
-static long invalid(char *why, size_t why_len, const char *fmt, ...) KASA_PRINTF(3, 4);
-
-static long invalid(char *why, size_t why_len, const char *fmt, ...)
-{
-    va_list ap;
-
-    if (why != NULL && why_len > 0) {
-        va_start(ap, fmt);
-        vsnprintf(why, why_len, fmt, ap);
-        va_end(ap);
-    }
-    return KASA_ERR_SPN_INVALID;
-}
+#define invalid(why, why_len, ...) kasa_reason(KASA_ERR_SPN_INVALID, why, why_len, __VA_ARGS__)
 
 static int is_alnum(char c)
 {

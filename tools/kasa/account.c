@@ -82,20 +82,15 @@ static int account_show(struct cli *cli, int argc, char **argv)
     size_t n = 0;
     bool json = false;
     char when[32];
-    int c, st;
+    int st;
     long ret;
 
-    while ((c = cli_getopt(cli, argc, argv, "", NULL, &json)) != -1) {
-        if (c == 'h') {
-            fputs("usage: kasa account show NAME [--json]\n"
-                  "\n"
-                  "Show the account: kind, principal, description, key version, SPNs.\n",
-                  stdout);
-            return EXIT_OK;
-        }
-        if (c != 'j')
-            return EXIT_USAGE;
-    }
+    st = cli_simple_opts(cli, argc, argv, &json,
+                         "usage: kasa account show NAME [--json]\n"
+                         "\n"
+                         "Show the account: kind, principal, description, key version, SPNs.\n");
+    if (st)
+        return st < 0 ? EXIT_OK : st;
     st = cli_operands(cli, argc - optind, 1, 1, "NAME");
     if (!st)
         st = cli_check(cli, kasa_account_check(cli->ctx, argv[optind], 0));
@@ -148,20 +143,15 @@ static int account_list(struct cli *cli, int argc, char **argv)
     kasa_account *accts = NULL;
     size_t n = 0;
     bool json = false;
-    int c, st;
+    int st;
     long ret;
 
-    while ((c = cli_getopt(cli, argc, argv, "", NULL, &json)) != -1) {
-        if (c == 'h') {
-            fputs("usage: kasa account list [--json]\n"
-                  "\n"
-                  "List the accounts kasa manages in the directory.\n",
-                  stdout);
-            return EXIT_OK;
-        }
-        if (c != 'j')
-            return EXIT_USAGE;
-    }
+    st = cli_simple_opts(cli, argc, argv, &json,
+                         "usage: kasa account list [--json]\n"
+                         "\n"
+                         "List the accounts kasa manages in the directory.\n");
+    if (st)
+        return st < 0 ? EXIT_OK : st;
     st = cli_operands(cli, argc - optind, 0, 0, "no arguments");
     if (!st)
         st = cli_open_dir(cli);

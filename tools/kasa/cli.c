@@ -227,3 +227,18 @@ void table_free(struct table *t)
     free(t->cells);
     free(t);
 }
+
+int cli_simple_opts(struct cli *cli, int argc, char **argv, bool *json, const char *help)
+{
+    int c;
+
+    while ((c = cli_getopt(cli, argc, argv, "", NULL, json)) != -1) {
+        if (c == 'h') {
+            fputs(help, stdout);
+            return -1;
+        }
+        if (c != 'j')
+            return EXIT_USAGE;
+    }
+    return 0;
+}

@@ -63,6 +63,10 @@ struct option;
 int cli_getopt(struct cli *cli, int argc, char **argv, const char *shortopts,
                const struct option *extra, bool *json);
 
+/* Options of a verb that has only --help (and --json when json is not NULL): returns 0,
+ * EXIT_USAGE, or -1 after printing help. */
+int cli_simple_opts(struct cli *cli, int argc, char **argv, bool *json, const char *help);
+
 /* Check the operand count; reports and returns EXIT_USAGE when wrong, else 0. */
 int cli_operands(struct cli *cli, int argc, int min, int max, const char *what);
 

@@ -19,75 +19,52 @@ static const char help_group[] =
     "An SPN is service/host[:port][/name], e.g. http/outlook.proseware.lab.\n"
     "SPNs are unique ignoring case. See kasa(1).\n";
 
-/* Parse the options of a verb that has only --help (and --json when json != NULL). */
-static int simple_opts(struct cli *cli, int argc, char **argv, bool *json, const char *help)
+/* add and delete: SPN ACCOUNT, checked before the directory is reached, then op. */
+static int spn_change(struct cli *cli, int argc, char **argv, const char *help,
+                      long (*op)(kasa_dir *, const char *, const char *))
 {
-    int c;
+    int st;
+    long ret;
 
-    while ((c = cli_getopt(cli, argc, argv, "", NULL, json)) != -1) {
-        if (c == 'h') {
-            fputs(help, stdout);
-            return -1;
-        }
-        if (c != 'j')
-            return EXIT_USAGE;
-    }
-    return 0;
+    st = cli_simple_opts(cli, argc, argv, NULL, help);
+    if (st)
+        return st < 0 ? EXIT_OK : st;
+    st = cli_operands(cli, argc - optind, 2, 2, "SPN ACCOUNT");
+    if (!st)
+        st = cli_check(cli, kasa_spn_check(cli->ctx, argv[optind]));
+    if (!st)
+        st = cli_check(cli, kasa_account_check(cli->ctx, argv[optind + 1], 0));
+    if (!st)
+        st = cli_open_dir(cli);
+    if (st)
+        return st;
+    ret = op(cli->dir, argv[optind], argv[optind + 1]);
+    if (ret)
+        return cli_fail(cli, ret);
+    if (op == kasa_spn_add)
+        printf("%s now belongs to %s\n", argv[optind], argv[optind + 1]);
+    else
+        printf("deleted %s from %s\n", argv[optind], argv[optind + 1]);
+    return EXIT_OK;
 }
 
 static int spn_add(struct cli *cli, int argc, char **argv)
 {
-    int st;
-    long ret;
-
-    st = simple_opts(cli, argc, argv, NULL,
-                     "usage: kasa spn add SPN ACCOUNT\n"
-                     "\n"
-                     "Give ACCOUNT the SPN, after searching the whole directory for it:\n"
-                     "refused when any other name claims it, ignoring case (setspn -S).\n");
-    if (st)
-        return st < 0 ? EXIT_OK : st;
-    st = cli_operands(cli, argc - optind, 2, 2, "SPN ACCOUNT");
-    if (!st)
-        st = cli_check(cli, kasa_spn_check(cli->ctx, argv[optind]));
-    if (!st)
-        st = cli_check(cli, kasa_account_check(cli->ctx, argv[optind + 1], 0));
-    if (!st)
-        st = cli_open_dir(cli);
-    if (st)
-        return st;
-    ret = kasa_spn_add(cli->dir, argv[optind], argv[optind + 1]);
-    if (ret)
-        return cli_fail(cli, ret);
-    printf("%s now belongs to %s\n", argv[optind], argv[optind + 1]);
-    return EXIT_OK;
+    return spn_change(cli, argc, argv,
+                      "usage: kasa spn add SPN ACCOUNT\n"
+                      "\n"
+                      "Give ACCOUNT the SPN, after searching the whole directory for it:\n"
+                      "refused when any other name claims it, ignoring case (setspn -S).\n",
+                      kasa_spn_add);
 }
 
 static int spn_delete(struct cli *cli, int argc, char **argv)
 {
-    int st;
-    long ret;
-
-    st = simple_opts(cli, argc, argv, NULL,
-                     "usage: kasa spn delete SPN ACCOUNT\n"
-                     "\n"
-                     "Take the SPN from ACCOUNT (setspn -D): the back-out.\n");
-    if (st)
-        return st < 0 ? EXIT_OK : st;
-    st = cli_operands(cli, argc - optind, 2, 2, "SPN ACCOUNT");
-    if (!st)
-        st = cli_check(cli, kasa_spn_check(cli->ctx, argv[optind]));
-    if (!st)
-        st = cli_check(cli, kasa_account_check(cli->ctx, argv[optind + 1], 0));
-    if (!st)
-        st = cli_open_dir(cli);
-    if (st)
-        return st;
-    ret = kasa_spn_delete(cli->dir, argv[optind], argv[optind + 1]);
-    if (ret)
-        return cli_fail(cli, ret);
-    printf("deleted %s from %s\n", argv[optind], argv[optind + 1]);
-    return EXIT_OK;
+    return spn_change(cli, argc, argv,
+                      "usage: kasa spn delete SPN ACCOUNT\n"
+                      "\n"
+                      "Take the SPN from ACCOUNT (setspn -D): the back-out.\n",
+                      kasa_spn_delete);
 }
 
 static int spn_list(struct cli *cli, int argc, char **argv)
@@ -98,10 +75,10 @@ static int spn_list(struct cli *cli, int argc, char **argv)
     int st;
     long ret;
 
-    st = simple_opts(cli, argc, argv, &json,
-                     "usage: kasa spn list ACCOUNT [--json]\n"
-                     "\n"
-                     "The SPNs ACCOUNT owns, one a line (setspn -L).\n");
+    st = cli_simple_opts(cli, argc, argv, &json,
+                         "usage: kasa spn list ACCOUNT [--json]\n"
+                         "\n"
+                         "The SPNs ACCOUNT owns, one a line (setspn -L).\n");
     if (st)
         return st < 0 ? EXIT_OK : st;
     st = cli_operands(cli, argc - optind, 1, 1, "ACCOUNT");
@@ -148,11 +125,11 @@ static int spn_query(struct cli *cli, int argc, char **argv)
     int st;
     long ret;
 
-    st = simple_opts(cli, argc, argv, &json,
-                     "usage: kasa spn query SPN [--json]\n"
-                     "\n"
-                     "Print the account that owns SPN (setspn -Q); exit 1 when none does.\n"
-                     "Names that differ only by case are mentioned.\n");
+    st = cli_simple_opts(cli, argc, argv, &json,
+                         "usage: kasa spn query SPN [--json]\n"
+                         "\n"
+                         "Print the account that owns SPN (setspn -Q); exit 1 when none does.\n"
+                         "Names that differ only by case are mentioned.\n");
     if (st)
         return st < 0 ? EXIT_OK : st;
     st = cli_operands(cli, argc - optind, 1, 1, "SPN");
@@ -202,11 +179,11 @@ static int spn_duplicates(struct cli *cli, int argc, char **argv)
     int st;
     long ret;
 
-    st = simple_opts(cli, argc, argv, &json,
-                     "usage: kasa spn duplicates [--json]\n"
-                     "\n"
-                     "Every SPN that two or more names claim, ignoring case, including\n"
-                     "principals made outside kasa (setspn -X). Exit 1 when there are any.\n");
+    st = cli_simple_opts(cli, argc, argv, &json,
+                         "usage: kasa spn duplicates [--json]\n"
+                         "\n"
+                         "Every SPN that two or more names claim, ignoring case, including\n"
+                         "principals made outside kasa (setspn -X). Exit 1 when there are any.\n");
     if (st)
         return st < 0 ? EXIT_OK : st;
     st = cli_operands(cli, argc - optind, 0, 0, "no arguments");
