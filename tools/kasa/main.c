@@ -3,6 +3,7 @@
  * to one command group (lab, account, spn); each group lives in its own file.
  */
 #include <getopt.h>
+#include <sys/resource.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -50,6 +51,8 @@ int main(int argc, char **argv)
     struct cli cli;
     int c, status;
 
+    /* kasa handles keys: a crash must not leave them in a core file. */
+    setrlimit(RLIMIT_CORE, &(struct rlimit){0, 0});
     memset(&cli, 0, sizeof(cli));
     if (kasa_ctx_new(&cli.ctx) != 0) {
         fputs("kasa: out of memory\n", stderr);
