@@ -380,8 +380,9 @@ static long read_account(kasa_dir *dir, const char *name, krb5_principal princ, 
     acct->kind = 0;
     for (int i = 0; i < n && !ret; i++) {
         if (strcmp(strs[i].key, ATTR_KIND) == 0)
-            acct->kind =
-                strcmp(strs[i].value, "computer") == 0 ? KASA_ACCOUNT_COMPUTER : KASA_ACCOUNT_USER;
+            acct->kind = strcmp(strs[i].value, "computer") == 0 ? KASA_ACCOUNT_COMPUTER
+                         : strcmp(strs[i].value, "user") == 0   ? KASA_ACCOUNT_USER
+                                                                : 0;
         else if (strcmp(strs[i].key, ATTR_DESCRIPTION) == 0 && acct->description == NULL)
             ret = (acct->description = strdup(strs[i].value)) == NULL;
         else if (strcmp(strs[i].key, ATTR_CREATED) == 0)
