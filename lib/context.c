@@ -115,8 +115,11 @@ int kasa_exit_status(long code)
 {
     if (code == 0)
         return 0;
-    if (code == KASA_ERR_USAGE || code == KASA_ERR_SPN_INVALID || code == KASA_ERR_ACCOUNT_INVALID)
+    if (code == KASA_ERR_USAGE || code == KASA_ERR_SPN_INVALID ||
+        code == KASA_ERR_ACCOUNT_INVALID || code == KASA_ERR_ARRAY_INVALID)
         return 2;
+    if (code == KASA_ERR_ROLL)
+        return 3; /* a member failed: kasa roll's own status */
     return 1;
 }
 

@@ -1,0 +1,492 @@
+/*
+ * A member's array keytab and its state file. Reading and writing go through MIT's
+ * keytab API (FILE and WRFILE types), so the file is exactly what MIT's tools and every
+ * GSSAPI acceptor expect; only the atomic replacement (temp file, fsync, rename) is ours,
+ * because MIT's keytab code appends in place.
+ */
+#include "kasa/keytab.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "private.h"
+
+#define STATE_SUFFIX ".state"
+
+void kasa_held_clear(kasa_held *held)
+{
+    for (size_t i = 0; i < held->n; i++)
+        kasa_kvno_set_clear(&held->sets[i]);
+    free(held->sets);
+    held->sets = NULL;
+    held->n = 0;
+}
+
+static kasa_kvno_set *find_set(kasa_held *held, unsigned kvno)
+{
+    for (size_t i = 0; i < held->n; i++) {
+        if (held->sets[i].kvno == kvno)
+            return &held->sets[i];
+    }
+    return NULL;
+}
+
+/* Insert an empty set for kvno, keeping sets sorted by kvno. */
+static kasa_kvno_set *add_set(kasa_held *held, unsigned kvno)
+{
+    kasa_kvno_set *sets = realloc(held->sets, (held->n + 1) * sizeof(*sets));
+    size_t at = 0;
+
+    if (sets == NULL)
+        return NULL;
+    held->sets = sets;
+    while (at < held->n && sets[at].kvno < kvno)
+        at++;
+    memmove(&sets[at + 1], &sets[at], (held->n - at) * sizeof(*sets));
+    memset(&sets[at], 0, sizeof(*sets));
+    sets[at].kvno = kvno;
+    held->n++;
+    return &sets[at];
+}
+
+static bool has_principal(const kasa_kvno_set *set, const char *name)
+{
+    for (size_t i = 0; i < set->n_principals; i++) {
+        if (strcmp(set->principals[i], name) == 0)
+            return true;
+    }
+    return false;
+}
+
+static long add_principal(kasa_ctx *ctx, kasa_kvno_set *set, const char *name)
+{
+    char **p = realloc(set->principals, (set->n_principals + 1) * sizeof(*p));
+
+    if (p == NULL || (p[set->n_principals] = strdup(name)) == NULL) {
+        if (p != NULL)
+            set->principals = p;
+        return kasa_set_error(ctx, KASA_ERR_NOMEM, NULL);
+    }
+    set->principals = p;
+    set->n_principals++;
+    return 0;
+}
+
+/* Add a copy of key to set's keyset unless its enctype is there already. */
+static long add_key(kasa_ctx *ctx, krb5_context kctx, kasa_kvno_set *set,
+                    const krb5_keyblock *key)
+{
+    krb5_keyblock *keys;
+
+    if (set->keys == NULL) {
+        set->keys = calloc(1, sizeof(*set->keys));
+        if (set->keys == NULL)
+            return kasa_set_error(ctx, KASA_ERR_NOMEM, NULL);
+        set->keys->kvno = set->kvno;
+    }
+    for (size_t i = 0; i < set->keys->n; i++) {
+        if (set->keys->keys[i].enctype == key->enctype)
+            return 0;
+    }
+    keys = realloc(set->keys->keys, (set->keys->n + 1) * sizeof(*keys));
+    if (keys == NULL)
+        return kasa_set_error(ctx, KASA_ERR_NOMEM, NULL);
+    set->keys->keys = keys;
+    if (krb5_copy_keyblock_contents(kctx, key, &keys[set->keys->n]) != 0)
+        return kasa_set_error(ctx, KASA_ERR_NOMEM, NULL);
+    set->keys->n++;
+    return 0;
+}
+
+/* Apply the state file's times to the sets; a missing or damaged file leaves them 0. */
+static void load_state(const char *path, kasa_held *held)
+{
+    char state[4096 + sizeof(STATE_SUFFIX)], line[128];
+    FILE *f;
+
+    snprintf(state, sizeof(state), "%s" STATE_SUFFIX, path);
+    f = fopen(state, "r");
+    if (f == NULL)
+        return;
+    while (fgets(line, sizeof(line), f) != NULL) {
+        unsigned kvno;
+        long long arrived, committed;
+        kasa_kvno_set *set;
+        if (sscanf(line, "%u %lld %lld", &kvno, &arrived, &committed) != 3)
+            continue;
+        set = find_set(held, kvno);
+        if (set != NULL) {
+            set->arrived = arrived;
+            set->committed = committed;
+        }
+    }
+    fclose(f);
+}
+
+long kasa_held_load(kasa_ctx *ctx, const char *path, kasa_held *held)
+{
+    krb5_context kctx;
+    krb5_keytab kt = NULL;
+    krb5_kt_cursor cursor;
+    krb5_keytab_entry entry;
+    char name[4096 + 8], *pname = NULL;
+    bool started = false;
+    long ret;
+
+    memset(held, 0, sizeof(*held));
+    ret = kasa_krb5(ctx, &kctx);
+    if (ret)
+        return ret;
+    if (access(path, F_OK) != 0 && errno == ENOENT)
+        return 0;
+    snprintf(name, sizeof(name), "FILE:%s", path);
+    ret = krb5_kt_resolve(kctx, name, &kt);
+    if (!ret)
+        ret = krb5_kt_start_seq_get(kctx, kt, &cursor);
+    if (ret) {
+        ret = kasa_set_krb5_error(ctx, KASA_ERR_KEYTAB, kctx, ret, "cannot read keytab %s", path);
+        goto cleanup;
+    }
+    started = true;
+    while ((ret = krb5_kt_next_entry(kctx, kt, &entry, &cursor)) == 0) {
+        kasa_kvno_set *set = find_set(held, entry.vno);
+        long r = 0;
+        if (set == NULL && (set = add_set(held, entry.vno)) == NULL)
+            r = kasa_set_error(ctx, KASA_ERR_NOMEM, NULL);
+        if (!r && krb5_unparse_name(kctx, entry.principal, &pname) != 0)
+            r = kasa_set_error(ctx, KASA_ERR_NOMEM, NULL);
+        if (!r && !has_principal(set, pname))
+            r = add_principal(ctx, set, pname);
+        if (!r)
+            r = add_key(ctx, kctx, set, &entry.key);
+        krb5_free_unparsed_name(kctx, pname);
+        pname = NULL;
+        krb5_free_keytab_entry_contents(kctx, &entry); /* wipes the key */
+        if (r) {
+            ret = r;
+            goto cleanup;
+        }
+    }
+    if (ret != KRB5_KT_END) {
+        ret = kasa_set_krb5_error(ctx, KASA_ERR_KEYTAB, kctx, ret, "keytab %s is damaged", path);
+        goto cleanup;
+    }
+    ret = 0;
+    load_state(path, held);
+
+cleanup:
+    if (started)
+        krb5_kt_end_seq_get(kctx, kt, &cursor);
+    if (kt != NULL)
+        krb5_kt_close(kctx, kt);
+    if (ret)
+        kasa_held_clear(held);
+    return ret;
+}
+
+/* fsync path, then rename it to final and fsync the directory. */
+static long commit_file(kasa_ctx *ctx, const char *tmp, const char *final)
+{
+    char dir[4096];
+    const char *slash = strrchr(final, '/');
+    int fd;
+
+    fd = open(tmp, O_RDONLY | O_CLOEXEC);
+    if (fd < 0 || fsync(fd) != 0 || close(fd) != 0 || chmod(tmp, 0600) != 0 ||
+        rename(tmp, final) != 0) {
+        int e = errno;
+        if (fd >= 0)
+            close(fd);
+        unlink(tmp);
+        return kasa_set_error(ctx, KASA_ERR_KEYTAB, "cannot replace %s: %s", final, strerror(e));
+    }
+    snprintf(dir, sizeof(dir), "%.*s", slash != NULL ? (int)(slash - final) : 1,
+             slash != NULL ? final : ".");
+    if (dir[0] == '\0')
+        strcpy(dir, "/");
+    fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd >= 0) {
+        (void)fsync(fd);
+        close(fd);
+    }
+    return 0;
+}
+
+static long store_state(kasa_ctx *ctx, const char *path, const kasa_held *held)
+{
+    char state[4096 + 16], tmp[4096 + 32];
+    FILE *f;
+    int fd;
+
+    snprintf(state, sizeof(state), "%s" STATE_SUFFIX, path);
+    snprintf(tmp, sizeof(tmp), "%s.tmp.%d", state, (int)getpid());
+    fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    f = fd >= 0 ? fdopen(fd, "w") : NULL;
+    if (f == NULL) {
+        if (fd >= 0)
+            close(fd);
+        return kasa_set_error(ctx, KASA_ERR_KEYTAB, "cannot write %s: %s", tmp, strerror(errno));
+    }
+    fprintf(f, "# kvno arrived committed (seconds since the epoch); written by kasad\n");
+    for (size_t i = 0; i < held->n; i++)
+        fprintf(f, "%u %lld %lld\n", held->sets[i].kvno, (long long)held->sets[i].arrived,
+                (long long)held->sets[i].committed);
+    if (fclose(f) != 0) {
+        unlink(tmp);
+        return kasa_set_error(ctx, KASA_ERR_KEYTAB, "cannot write %s: %s", tmp, strerror(errno));
+    }
+    return commit_file(ctx, tmp, state);
+}
+
+long kasa_held_store(kasa_ctx *ctx, const char *path, const kasa_held *held)
+{
+    static const unsigned char empty_keytab[2] = {0x05, 0x02};
+    krb5_context kctx;
+    krb5_keytab kt = NULL;
+    char tmp[4096 + 32], name[4096 + 48];
+    size_t entries = 0;
+    long ret;
+
+    ret = kasa_krb5(ctx, &kctx);
+    if (!ret)
+        ret = store_state(ctx, path, held);
+    if (ret)
+        return ret;
+    snprintf(tmp, sizeof(tmp), "%s.tmp.%d", path, (int)getpid());
+    unlink(tmp);
+    snprintf(name, sizeof(name), "WRFILE:%s", tmp);
+    ret = krb5_kt_resolve(kctx, name, &kt);
+    for (size_t i = 0; !ret && i < held->n; i++) {
+        const kasa_kvno_set *set = &held->sets[i];
+        for (size_t p = 0; !ret && p < set->n_principals; p++) {
+            krb5_keytab_entry entry;
+            memset(&entry, 0, sizeof(entry));
+            ret = krb5_parse_name(kctx, set->principals[p], &entry.principal);
+            for (size_t k = 0; !ret && set->keys != NULL && k < set->keys->n; k++) {
+                entry.vno = set->kvno;
+                entry.key = set->keys->keys[k]; /* borrowed: add_entry copies it */
+                entry.timestamp = (krb5_timestamp)set->arrived;
+                ret = krb5_kt_add_entry(kctx, kt, &entry);
+                entries++;
+            }
+            krb5_free_principal(kctx, entry.principal);
+        }
+    }
+    if (kt != NULL)
+        krb5_kt_close(kctx, kt);
+    if (!ret && entries == 0) {
+        /* MIT creates the file on the first entry; an empty keytab is just its header. */
+        int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+        if (fd < 0 || write(fd, empty_keytab, 2) != 2)
+            ret = errno != 0 ? errno : EIO;
+        if (fd >= 0)
+            close(fd);
+    }
+    if (ret) {
+        unlink(tmp);
+        return kasa_set_krb5_error(ctx, KASA_ERR_KEYTAB, kctx, ret, "cannot write keytab %s",
+                                   tmp);
+    }
+    return commit_file(ctx, tmp, path);
+}
+
+long kasa_kvno_set_copy(kasa_ctx *ctx, const kasa_kvno_set *from, kasa_kvno_set *to)
+{
+    krb5_context kctx;
+    long ret;
+
+    memset(to, 0, sizeof(*to));
+    ret = kasa_krb5(ctx, &kctx);
+    if (ret)
+        return ret;
+    to->kvno = from->kvno;
+    to->arrived = from->arrived;
+    to->committed = from->committed;
+    for (size_t i = 0; !ret && i < from->n_principals; i++)
+        ret = add_principal(ctx, to, from->principals[i]);
+    for (size_t i = 0; !ret && from->keys != NULL && i < from->keys->n; i++)
+        ret = add_key(ctx, kctx, to, &from->keys->keys[i]);
+    if (ret)
+        kasa_kvno_set_clear(to);
+    return ret;
+}
+
+long kasa_held_stage(kasa_ctx *ctx, kasa_held *held, const kasa_kvno_set *set, int64_t now)
+{
+    kasa_kvno_set *slot = find_set(held, set->kvno), copy;
+    long ret;
+
+    if (slot != NULL && slot->committed != 0)
+        return kasa_set_error(ctx, KASA_ERR_KVNO,
+                              "kvno %u is already committed in the directory; it cannot be "
+                              "replaced",
+                              set->kvno);
+    ret = kasa_kvno_set_copy(ctx, set, &copy);
+    if (ret)
+        return ret;
+    copy.arrived = now;
+    copy.committed = 0;
+    if (slot == NULL && (slot = add_set(held, set->kvno)) == NULL) {
+        kasa_kvno_set_clear(&copy);
+        return kasa_set_error(ctx, KASA_ERR_NOMEM, NULL);
+    }
+    kasa_kvno_set_clear(slot);
+    *slot = copy;
+    return 0;
+}
+
+long kasa_held_retire(kasa_ctx *ctx, kasa_held *held, unsigned committed_kvno,
+                      int64_t committed_at, int64_t keep, int64_t now, unsigned *dropped,
+                      size_t *n_dropped)
+{
+    kasa_kvno_set *c = find_set(held, committed_kvno);
+
+    (void)ctx;
+    *n_dropped = 0;
+    if (c != NULL && c->committed == 0)
+        c->committed = committed_at;
+    for (size_t i = 0; i < held->n;) {
+        kasa_kvno_set *k = &held->sets[i];
+        int64_t succ = 0;
+        if (k->kvno >= committed_kvno) {
+            i++;
+            continue;
+        }
+        /* K+1 was committed no later than any later kvno: the earliest known time of
+         * those bounds when tickets for K stopped being issued. */
+        for (size_t j = 0; j < held->n; j++) {
+            int64_t t = held->sets[j].kvno == committed_kvno ? committed_at
+                                                             : held->sets[j].committed;
+            if (held->sets[j].kvno > k->kvno && t > 0 && (succ == 0 || t < succ))
+                succ = t;
+        }
+        if (succ == 0 && committed_kvno > k->kvno)
+            succ = committed_at;
+        if (succ > 0 && now - succ > keep && *n_dropped < KASA_PROTO_MAX_SETS) {
+            dropped[(*n_dropped)++] = k->kvno;
+            kasa_kvno_set_clear(k);
+            memmove(k, k + 1, (held->n - i - 1) * sizeof(*k));
+            held->n--;
+            continue;
+        }
+        i++;
+    }
+    return 0;
+}
+
+long kasa_keytab_prove(kasa_ctx *ctx, const char *path, const kasa_kvno_set *set,
+                       const unsigned char *nonce, kasa_proof *proofs, size_t *n_proofs)
+{
+    krb5_context kctx;
+    krb5_keytab kt = NULL;
+    char name[4096 + 8];
+    krb5_data data;
+    long ret;
+
+    *n_proofs = 0;
+    ret = kasa_krb5(ctx, &kctx);
+    if (ret)
+        return ret;
+    snprintf(name, sizeof(name), "FILE:%s", path);
+    ret = krb5_kt_resolve(kctx, name, &kt);
+    if (ret)
+        return kasa_set_krb5_error(ctx, KASA_ERR_KEYTAB, kctx, ret, "cannot open %s", path);
+    data.magic = KV5M_DATA;
+    data.data = (char *)nonce;
+    data.length = KASA_PROTO_NONCE;
+    for (size_t k = 0; !ret && set->keys != NULL && k < set->keys->n; k++) {
+        krb5_enctype et = set->keys->keys[k].enctype;
+        krb5_keytab_entry first, entry;
+        krb5_checksum cksum = {0};
+        bool have_first = false;
+        memset(&first, 0, sizeof(first));
+        for (size_t p = 0; !ret && p < set->n_principals; p++) {
+            krb5_principal princ = NULL;
+            ret = krb5_parse_name(kctx, set->principals[p], &princ);
+            if (!ret)
+                ret = krb5_kt_get_entry(kctx, kt, princ, set->kvno, et, &entry);
+            krb5_free_principal(kctx, princ);
+            if (ret) {
+                ret = kasa_set_krb5_error(ctx, KASA_ERR_KEYTAB, kctx, ret,
+                                          "%s does not hold %s at kvno %u", path,
+                                          set->principals[p], set->kvno);
+                break;
+            }
+            if (!have_first) {
+                first = entry;
+                have_first = true;
+            } else {
+                bool same = entry.key.length == first.key.length &&
+                            memcmp(entry.key.contents, first.key.contents, first.key.length) == 0;
+                krb5_free_keytab_entry_contents(kctx, &entry);
+                if (!same)
+                    ret = kasa_set_error(ctx, KASA_ERR_KEYTAB,
+                                         "%s holds different keys for %s at kvno %u", path,
+                                         set->principals[p], set->kvno);
+            }
+        }
+        if (!ret) {
+            ret = krb5_c_make_checksum(kctx, 0, &first.key, KASA_KEYUSAGE_PROOF, &data, &cksum);
+            if (ret)
+                ret = kasa_set_krb5_error(ctx, KASA_ERR_INTERNAL, kctx, ret,
+                                          "cannot make a proof");
+            else if (cksum.length > KASA_PROTO_MAX_PROOF)
+                ret = kasa_set_error(ctx, KASA_ERR_INTERNAL, "proof checksum too long");
+            else {
+                proofs[*n_proofs].enctype = et;
+                proofs[*n_proofs].len = cksum.length;
+                memcpy(proofs[*n_proofs].bytes, cksum.contents, cksum.length);
+                (*n_proofs)++;
+            }
+            if (cksum.contents != NULL)
+                krb5_free_checksum_contents(kctx, &cksum);
+        }
+        if (have_first)
+            krb5_free_keytab_entry_contents(kctx, &first);
+    }
+    krb5_kt_close(kctx, kt);
+    return ret;
+}
+
+long kasa_proof_verify(kasa_ctx *ctx, const kasa_keyset *keys, const unsigned char *nonce,
+                       const kasa_proof *proofs, size_t n_proofs)
+{
+    krb5_context kctx;
+    krb5_data data;
+    long ret;
+
+    ret = kasa_krb5(ctx, &kctx);
+    if (ret)
+        return ret;
+    data.magic = KV5M_DATA;
+    data.data = (char *)nonce;
+    data.length = KASA_PROTO_NONCE;
+    for (size_t k = 0; k < keys->n; k++) {
+        const krb5_keyblock *key = &keys->keys[k];
+        krb5_boolean valid = FALSE;
+        krb5_checksum want;
+        /* Make the checksum we expect and compare: the member used the key's default
+         * checksum type, so ours is the same if and only if the keys are. */
+        if (krb5_c_make_checksum(kctx, 0, key, KASA_KEYUSAGE_PROOF, &data, &want) != 0)
+            return kasa_set_error(ctx, KASA_ERR_INTERNAL, "cannot make a checksum to compare");
+        for (size_t p = 0; p < n_proofs && !valid; p++) {
+            unsigned char diff = 0;
+            if (proofs[p].enctype != key->enctype || proofs[p].len != want.length)
+                continue;
+            for (uint32_t b = 0; b < want.length; b++)
+                diff |= (unsigned char)(proofs[p].bytes[b] ^ want.contents[b]);
+            valid = diff == 0;
+        }
+        krb5_free_checksum_contents(kctx, &want);
+        if (!valid)
+            return kasa_set_error(ctx, KASA_ERR_MEMBER,
+                                  "the member gave no valid proof that it holds the enctype %d key",
+                                  key->enctype);
+    }
+    return 0;
+}

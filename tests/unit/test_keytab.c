@@ -1,0 +1,203 @@
+/*
+ * A member's keytab on disk: staging a kvno, storing atomically, reading it back with
+ * MIT's keytab code, proving possession, and the retire rule.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "kasa/keys.h"
+#include "kasa/keytab.h"
+
+static kasa_ctx *ctx;
+static char dir[64], path[128];
+
+static int setup(void **state)
+{
+    (void)state;
+    strcpy(dir, "/tmp/kasa-test-kt-XXXXXX");
+    if (mkdtemp(dir) == NULL)
+        return -1;
+    snprintf(path, sizeof(path), "%s/array.keytab", dir);
+    return kasa_ctx_new(&ctx);
+}
+
+static int teardown(void **state)
+{
+    char cmd[128];
+
+    (void)state;
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+    if (system(cmd) != 0)
+        return -1;
+    kasa_ctx_free(ctx);
+    return 0;
+}
+
+static void make_set(kasa_kvno_set *set, unsigned kvno)
+{
+    const int32_t ets[] = {ENCTYPE_AES256_CTS_HMAC_SHA1_96, ENCTYPE_AES128_CTS_HMAC_SHA1_96};
+    static const char *const names[] = {"CASARRAY-ASA$@PROSEWARE.LAB",
+                                        "http/outlook.proseware.lab@PROSEWARE.LAB",
+                                        "exchangeMDB/outlook@PROSEWARE.LAB"};
+
+    memset(set, 0, sizeof(*set));
+    set->kvno = kvno;
+    set->n_principals = 3;
+    set->principals = calloc(3, sizeof(char *));
+    for (size_t i = 0; i < 3; i++)
+        set->principals[i] = strdup(names[i]);
+    assert_int_equal(kasa_keyset_generate(ctx, kvno, ets, 2, &set->keys), 0);
+}
+
+static void test_stage_store_load(void **state)
+{
+    kasa_held held = {0}, back = {0};
+    kasa_kvno_set s1, s2;
+    struct stat st;
+
+    (void)state;
+    unlink(path);
+    assert_int_equal(kasa_held_load(ctx, path, &held), 0); /* no file: empty */
+    assert_int_equal(held.n, 0);
+    make_set(&s1, 1);
+    make_set(&s2, 2);
+    assert_int_equal(kasa_held_stage(ctx, &held, &s2, 200), 0);
+    assert_int_equal(kasa_held_stage(ctx, &held, &s1, 100), 0);
+    assert_int_equal(held.n, 2);
+    assert_int_equal(held.sets[0].kvno, 1); /* sorted */
+    assert_int_equal(kasa_held_store(ctx, path, &held), 0);
+    assert_int_equal(stat(path, &st), 0);
+    assert_int_equal(st.st_mode & 0777, 0600);
+
+    assert_int_equal(kasa_held_load(ctx, path, &back), 0);
+    assert_int_equal(back.n, 2);
+    assert_int_equal(back.sets[1].kvno, 2);
+    assert_int_equal(back.sets[1].arrived, 200);
+    assert_int_equal(back.sets[1].n_principals, 3);
+    assert_int_equal(back.sets[1].keys->n, 2);
+    assert_memory_equal(back.sets[1].keys->keys[0].contents, s2.keys->keys[0].contents,
+                        s2.keys->keys[0].length);
+
+    /* Restaging an uncommitted kvno replaces it; a committed one is refused. */
+    kasa_kvno_set again;
+    make_set(&again, 2);
+    assert_int_equal(kasa_held_stage(ctx, &held, &again, 300), 0);
+    assert_int_equal(held.n, 2);
+    assert_memory_equal(held.sets[1].keys->keys[0].contents, again.keys->keys[0].contents, 32);
+    held.sets[1].committed = 301;
+    assert_int_equal(kasa_held_stage(ctx, &held, &s2, 302), KASA_ERR_KVNO);
+
+    kasa_kvno_set_clear(&again);
+    kasa_kvno_set_clear(&s1);
+    kasa_kvno_set_clear(&s2);
+    kasa_held_clear(&held);
+    kasa_held_clear(&back);
+}
+
+static void test_prove(void **state)
+{
+    kasa_held held = {0};
+    kasa_kvno_set s, other;
+    kasa_proof proofs[KASA_PROTO_MAX_KEYS];
+    unsigned char nonce[KASA_PROTO_NONCE];
+    size_t n;
+
+    (void)state;
+    unlink(path);
+    make_set(&s, 7);
+    make_set(&other, 7);
+    memset(nonce, 9, sizeof(nonce));
+    assert_int_equal(kasa_held_stage(ctx, &held, &s, 1), 0);
+    assert_int_equal(kasa_held_store(ctx, path, &held), 0);
+    assert_int_equal(kasa_keytab_prove(ctx, path, &s, nonce, proofs, &n), 0);
+    assert_int_equal(n, 2);
+    assert_int_equal(kasa_proof_verify(ctx, s.keys, nonce, proofs, n), 0);
+    /* Other keys, another nonce, or a missing proof do not verify. */
+    assert_int_equal(kasa_proof_verify(ctx, other.keys, nonce, proofs, n), KASA_ERR_MEMBER);
+    nonce[0] ^= 1;
+    assert_int_equal(kasa_proof_verify(ctx, s.keys, nonce, proofs, n), KASA_ERR_MEMBER);
+    nonce[0] ^= 1;
+    assert_int_equal(kasa_proof_verify(ctx, s.keys, nonce, proofs, 1), KASA_ERR_MEMBER);
+    /* A kvno the keytab does not hold cannot be proved. */
+    other.kvno = 8;
+    assert_int_equal(kasa_keytab_prove(ctx, path, &other, nonce, proofs, &n), KASA_ERR_KEYTAB);
+    kasa_kvno_set_clear(&s);
+    kasa_kvno_set_clear(&other);
+    kasa_held_clear(&held);
+}
+
+static void test_retire(void **state)
+{
+    kasa_held held = {0};
+    kasa_kvno_set s;
+    unsigned dropped[KASA_PROTO_MAX_SETS];
+    size_t n;
+    const int64_t keep = 36300; /* 10 h + 5 min */
+
+    (void)state;
+    for (unsigned k = 1; k <= 3; k++) {
+        make_set(&s, k);
+        assert_int_equal(kasa_held_stage(ctx, &held, &s, 1000 * k), 0);
+        kasa_kvno_set_clear(&s);
+    }
+    /* kvno 2 committed at 2000: kvno 1 stays until 2000 + keep. */
+    assert_int_equal(kasa_held_retire(ctx, &held, 2, 2000, keep, 2000 + keep, dropped, &n), 0);
+    assert_int_equal(n, 0);
+    assert_int_equal(held.n, 3);
+    assert_int_equal(held.sets[1].committed, 2000);
+    assert_int_equal(kasa_held_retire(ctx, &held, 2, 2000, keep, 2001 + keep, dropped, &n), 0);
+    assert_int_equal(n, 1);
+    assert_int_equal(dropped[0], 1);
+    assert_int_equal(held.n, 2);
+    /* kvno 3 committed now: kvno 2 is kept (its successor was just committed), 3 too. */
+    assert_int_equal(kasa_held_retire(ctx, &held, 3, 50000, keep, 50000, dropped, &n), 0);
+    assert_int_equal(n, 0);
+    assert_int_equal(held.n, 2);
+    /* Nothing at or above the committed kvno is ever dropped. */
+    assert_int_equal(kasa_held_retire(ctx, &held, 3, 50000, keep, 999999999, dropped, &n), 0);
+    assert_int_equal(n, 1);
+    assert_int_equal(dropped[0], 2);
+    assert_int_equal(held.n, 1);
+    assert_int_equal(held.sets[0].kvno, 3);
+    kasa_held_clear(&held);
+}
+
+static void test_damaged(void **state)
+{
+    kasa_held held;
+    FILE *f;
+
+    (void)state;
+    f = fopen(path, "w");
+    fputs("\x05\x02garbage that is not a keytab entry", f);
+    fclose(f);
+    /* MIT's reader takes a garbled tail for the end of the file: no entries, no crash. */
+    long ret = kasa_held_load(ctx, path, &held);
+    assert_true(ret == 0 || ret == KASA_ERR_KEYTAB);
+    assert_int_equal(held.n, 0);
+    f = fopen(path, "w");
+    fputs("not a keytab at all", f);
+    fclose(f);
+    assert_int_equal(kasa_held_load(ctx, path, &held), KASA_ERR_KEYTAB);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_stage_store_load),
+        cmocka_unit_test(test_prove),
+        cmocka_unit_test(test_retire),
+        cmocka_unit_test(test_damaged),
+    };
+
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
