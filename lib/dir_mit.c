@@ -24,6 +24,7 @@
 #define ATTR_DESCRIPTION "kasa.description"
 #define ATTR_OWNER "kasa.owner"
 #define ATTR_CREATED "kasa.created"
+#define RECORD_PREFIX "kasa-" /* records are kasa-TYPE/NAME principals */
 
 struct mit {
     krb5_context kctx;
@@ -553,7 +554,8 @@ static long mit_spn_claims(kasa_dir *dir, const char *spn, bool with_owners, kas
     }
     for (int i = 0; i < n; i++) {
         kasa_spn_claim *c = &claims[count];
-        if (!is_spn_name(names[i]) || (spn != NULL && strcasecmp(names[i], spn) != 0))
+        if (!is_spn_name(names[i]) || strncmp(names[i], RECORD_PREFIX, 5) == 0 ||
+            (spn != NULL && strcasecmp(names[i], spn) != 0))
             continue;
         c->spn = strdup(names[i]);
         if (c->spn == NULL || asprintf(&c->holder, "%s@%s", names[i], dir->realm) < 0) {
@@ -742,6 +744,128 @@ static long mit_meta_set(kasa_dir *dir, const char *object, const char *key, con
     return ret;
 }
 
+/* A record is the principal kasa-TYPE/NAME@REALM: no keys, no tickets, only strings. */
+static void record_principal_name(const char *type, const char *name, char *buf, size_t len)
+{
+    snprintf(buf, len, RECORD_PREFIX "%s/%s", type, name);
+}
+
+static long mit_record_create(kasa_dir *dir, const char *type, const char *name)
+{
+    kadm5_principal_ent_rec ent;
+    krb5_principal princ = NULL;
+    char pname[1100];
+    long ret;
+
+    record_principal_name(type, name, pname, sizeof(pname));
+    ret = principal(dir, pname, &princ);
+    if (ret)
+        return ret;
+    memset(&ent, 0, sizeof(ent));
+    ent.principal = princ;
+    ent.attributes = KRB5_KDB_DISALLOW_ALL_TIX;
+    ret = kadm5_create_principal_3(M(dir)->handle, &ent,
+                                   KADM5_PRINCIPAL | KADM5_ATTRIBUTES | KADM5_KEY_DATA, 0, NULL,
+                                   NULL);
+    if (ret == KADM5_DUP)
+        ret = kasa_set_error(dir->ctx, KASA_ERR_ARRAY_EXISTS, "%s %s already exists", type, name);
+    else if (ret)
+        ret = fail(dir, ret, "cannot create", pname);
+    if (!ret) {
+        ret = kadm5_set_string(M(dir)->handle, princ, ATTR_KIND, type);
+        if (ret) {
+            ret = fail(dir, ret, "cannot set the attributes of", pname);
+            (void)kadm5_delete_principal(M(dir)->handle, princ);
+        }
+    }
+    krb5_free_principal(M(dir)->kctx, princ);
+    return ret;
+}
+
+static long mit_record_get(kasa_dir *dir, const char *type, const char *name, kasa_attr **attrs,
+                           size_t *n_out)
+{
+    krb5_principal princ = NULL;
+    krb5_string_attr *strs = NULL;
+    kasa_attr *out = NULL;
+    char pname[1100];
+    int n = 0;
+    long ret;
+
+    *attrs = NULL;
+    *n_out = 0;
+    record_principal_name(type, name, pname, sizeof(pname));
+    ret = principal(dir, pname, &princ);
+    if (ret)
+        return ret;
+    ret = kadm5_get_strings(M(dir)->handle, princ, &strs, &n);
+    krb5_free_principal(M(dir)->kctx, princ);
+    if (ret == KADM5_UNK_PRINC)
+        return kasa_set_error(dir->ctx, KASA_ERR_ARRAY_NOT_FOUND, "no %s %s in %s", type, name,
+                              dir->realm);
+    if (ret)
+        return fail(dir, ret, "cannot read", pname);
+    out = calloc((size_t)n + 1, sizeof(*out));
+    for (int i = 0; out != NULL && i < n; i++) {
+        out[i].key = strdup(strs[i].key);
+        out[i].value = strdup(strs[i].value);
+        if (out[i].key == NULL || out[i].value == NULL)
+            ret = KASA_ERR_NOMEM;
+    }
+    kadm5_free_strings(M(dir)->handle, strs, n);
+    if (out == NULL || ret) {
+        kasa_attrs_free(out, (size_t)n);
+        return kasa_set_error(dir->ctx, KASA_ERR_NOMEM, NULL);
+    }
+    *attrs = out;
+    *n_out = (size_t)n;
+    return 0;
+}
+
+static long mit_record_set(kasa_dir *dir, const char *type, const char *name, const char *key,
+                           const char *value)
+{
+    char pname[1100];
+
+    record_principal_name(type, name, pname, sizeof(pname));
+    return mit_meta_set(dir, pname, key, value);
+}
+
+static long mit_record_list(kasa_dir *dir, const char *type, char ***names_out, size_t *n_out)
+{
+    char **names = NULL, **out = NULL, prefix[128];
+    size_t plen, count = 0;
+    int n = 0;
+    long ret;
+
+    *names_out = NULL;
+    *n_out = 0;
+    snprintf(prefix, sizeof(prefix), RECORD_PREFIX "%s/", type);
+    plen = strlen(prefix);
+    ret = all_names(dir, &names, &n);
+    if (ret)
+        return ret;
+    out = calloc((size_t)n + 1, sizeof(*out));
+    for (int i = 0; out != NULL && i < n; i++) {
+        if (strncmp(names[i], prefix, plen) == 0 && (out[count] = strdup(names[i] + plen)) != NULL)
+            count++;
+    }
+    kadm5_free_name_list(M(dir)->handle, names, n);
+    if (out == NULL)
+        return kasa_set_error(dir->ctx, KASA_ERR_NOMEM, NULL);
+    *names_out = out;
+    *n_out = count;
+    return 0;
+}
+
+static long mit_record_delete(kasa_dir *dir, const char *type, const char *name)
+{
+    char pname[1100];
+
+    record_principal_name(type, name, pname, sizeof(pname));
+    return delete_object(dir, pname);
+}
+
 const struct kasa_dir_ops kasa_dir_mit_ops = {
     .name = "mit",
     .exact_names = true,
@@ -756,6 +880,11 @@ const struct kasa_dir_ops kasa_dir_mit_ops = {
     .spn_delete = mit_spn_delete,
     .spn_list = mit_spn_list,
     .key_set = mit_key_set,
+    .record_create = mit_record_create,
+    .record_get = mit_record_get,
+    .record_set = mit_record_set,
+    .record_list = mit_record_list,
+    .record_delete = mit_record_delete,
     .meta_get = mit_meta_get,
     .meta_set = mit_meta_set,
 };

@@ -25,6 +25,17 @@ void kasa_spn_claims_free(kasa_spn_claim *claims, size_t n)
     free(claims);
 }
 
+void kasa_attrs_free(kasa_attr *attrs, size_t n)
+{
+    if (attrs == NULL)
+        return;
+    for (size_t i = 0; i < n; i++) {
+        free(attrs[i].key);
+        free(attrs[i].value);
+    }
+    free(attrs);
+}
+
 void kasa_spn_list_free(char **spns, size_t n)
 {
     if (spns == NULL)

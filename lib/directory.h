@@ -8,6 +8,14 @@
 
 #include "kasa/directory.h"
 
+/* One named string of a record. */
+typedef struct kasa_attr {
+    char *key;
+    char *value;
+} kasa_attr;
+
+void kasa_attrs_free(kasa_attr *attrs, size_t n);
+
 struct kasa_dir_ops {
     const char *name;
     bool exact_names; /* the KDC matches names case-sensitively (MIT), unlike AD */
@@ -32,6 +40,16 @@ struct kasa_dir_ops {
     long (*spn_list)(kasa_dir *dir, const kasa_account *acct, char ***out, size_t *n_out);
 
     long (*key_set)(kasa_dir *dir, const kasa_account *acct, const kasa_keyset *keys);
+
+    /* Records: named bags of small strings that kasa keeps in the directory (arrays).
+     * get fails with KASA_ERR_ARRAY_NOT_FOUND; create with KASA_ERR_ARRAY_EXISTS. */
+    long (*record_create)(kasa_dir *dir, const char *type, const char *name);
+    long (*record_get)(kasa_dir *dir, const char *type, const char *name, kasa_attr **attrs,
+                       size_t *n);
+    long (*record_set)(kasa_dir *dir, const char *type, const char *name, const char *key,
+                       const char *value);
+    long (*record_list)(kasa_dir *dir, const char *type, char ***names, size_t *n);
+    long (*record_delete)(kasa_dir *dir, const char *type, const char *name);
 
     long (*meta_get)(kasa_dir *dir, const char *object, const char *key, char **value_out);
     long (*meta_set)(kasa_dir *dir, const char *object, const char *key, const char *value);

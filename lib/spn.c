@@ -148,9 +148,12 @@ long kasa_spn_parse(const char *text, kasa_spn *out, char *why, size_t why_len)
                            "the service class may hold only letters, digits, '-' and '_'");
     }
     memcpy(spn.service, text, class_len);
+    /* kasa-TYPE/NAME principals hold kasa's own records (arrays). */
     for (size_t i = 0; reserved_classes[i] != NULL; i++) {
-        if (strcasecmp(spn.service, reserved_classes[i]) == 0)
-            return invalid(why, why_len, "the service class %s is reserved for the KDC itself",
+        if (strcasecmp(spn.service, reserved_classes[i]) == 0 ||
+            strncasecmp(spn.service, "kasa-", 5) == 0)
+            return invalid(why, why_len,
+                           "the service class %s is reserved for the KDC or for kasa itself",
                            spn.service);
     }
 

@@ -135,6 +135,7 @@ static void test_invalid(void **state)
         {"kadmin/admin", "reserved for the KDC"},
         {"kiprop/kdc1", "reserved for the KDC"},
         {"K/M", "reserved for the KDC"},
+        {"kasa-array/outlook.proseware.lab", "reserved for the KDC or for kasa"},
         {repeat(long_spn, sizeof(long_spn), "http/", 'a', 600, ""), "longer than 512"},
         {repeat(long_host, sizeof(long_host), "http/", 'a', 254, ""), "longer than 253"},
         {repeat(long_label, sizeof(long_label), "http/", 'a', 64, ".lab"), "longer than 63"},

@@ -1,0 +1,38 @@
+/*
+ * kasad, the member agent: shared between its two processes. The network process
+ * (net.c) accepts connections, authenticates every peer with Kerberos and checks it
+ * against the ACL; only then does it pass the request to the keeper (keeper.c), the one
+ * process that touches the array keytab.
+ */
+#ifndef KASAD_H
+#define KASAD_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "kasa/kasa.h"
+
+struct kasad_opts {
+    const char *listen;          /* address to bind; default 0.0.0.0 */
+    int port;
+    const char *keytab;          /* kasad's own host keytab (acceptor) */
+    const char *principal;       /* kasad's own principal; NULL: any in the keytab */
+    const char *managed_keytab;  /* the array keytab kasad keeps */
+    const char *acl;             /* principals allowed to stage, copy, read status */
+    const char *pidfile;
+    const char *log;
+    bool foreground;
+    int timeout_ms;              /* per read; a silent peer is dropped after it */
+};
+
+/* Log one line: time, "kasad", the message. Never pass key material. */
+void kasad_log(const char *fmt, ...) KASA_PRINTF(1, 2);
+
+/* The keeper's loop on fd (a SOCK_SEQPACKET socket to the network process); returns
+ * when the network process goes away. */
+int keeper_run(const struct kasad_opts *opts, int fd);
+
+/* The network process's loop; returns the exit status. */
+int net_run(const struct kasad_opts *opts, int keeper_fd, int listen_fd);
+
+#endif

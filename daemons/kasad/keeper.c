@@ -1,0 +1,152 @@
+/*
+ * The keeper: the only kasad process that opens the array keytab. It takes requests
+ * from the network process over a local socket, already authenticated and authorized,
+ * and does one thing with each: report, stage, export or retire. It reads the keytab
+ * afresh for every request, so the file on disk is the only truth.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "kasa/keytab.h"
+#include "kasa/proto.h"
+#include "kasad.h"
+
+static void reply_error(kasa_reply *rep, unsigned status, const char *msg)
+{
+    rep->status = status;
+    free(rep->message);
+    rep->message = strdup(msg);
+}
+
+/* Copy held's sets into the reply; keys only when with_keys. */
+static long sets_to_reply(kasa_ctx *ctx, const kasa_held *held, bool with_keys, kasa_reply *rep)
+{
+    size_t n = held->n > KASA_PROTO_MAX_SETS ? KASA_PROTO_MAX_SETS : held->n;
+
+    rep->sets = calloc(n + 1, sizeof(*rep->sets));
+    if (rep->sets == NULL)
+        return kasa_set_error(ctx, KASA_ERR_NOMEM, NULL);
+    /* The newest kvnos matter most: skip the oldest if there are more than fit. */
+    for (size_t i = held->n - n; i < held->n; i++) {
+        long ret = kasa_kvno_set_copy(ctx, &held->sets[i], &rep->sets[rep->n_sets]);
+        if (ret)
+            return ret;
+        if (!with_keys) {
+            kasa_keyset_free(rep->sets[rep->n_sets].keys);
+            rep->sets[rep->n_sets].keys = NULL;
+        }
+        rep->n_sets++;
+    }
+    return 0;
+}
+
+static void handle(kasa_ctx *ctx, const struct kasad_opts *opts, const kasa_request *req,
+                   kasa_reply *rep)
+{
+    kasa_held held = {0};
+    long ret;
+
+    ret = kasa_held_load(ctx, opts->managed_keytab, &held);
+    if (ret) {
+        reply_error(rep, KASA_REPLY_FAILED, kasa_error(ctx));
+        return;
+    }
+    switch (req->op) {
+    case KASA_OP_STATUS:
+    case KASA_OP_EXPORT:
+        ret = sets_to_reply(ctx, &held, req->op == KASA_OP_EXPORT, rep);
+        break;
+    case KASA_OP_STAGE: {
+        kasa_proof proofs[KASA_PROTO_MAX_KEYS];
+        size_t n = 0;
+        ret = kasa_held_stage(ctx, &held, &req->stage, (int64_t)time(NULL));
+        if (!ret)
+            ret = kasa_held_store(ctx, opts->managed_keytab, &held);
+        if (!ret)
+            ret = kasa_keytab_prove(ctx, opts->managed_keytab, &req->stage, req->nonce, proofs,
+                                    &n);
+        if (!ret && (rep->proofs = calloc(n, sizeof(*rep->proofs))) == NULL)
+            ret = KASA_ERR_NOMEM;
+        if (!ret) {
+            memcpy(rep->proofs, proofs, n * sizeof(*proofs));
+            rep->n_proofs = n;
+            kasad_log("staged kvno %u for %zu principals, %zu keys", req->stage.kvno,
+                      req->stage.n_principals, req->stage.keys->n);
+        }
+        break;
+    }
+    case KASA_OP_RETIRE: {
+        unsigned dropped[KASA_PROTO_MAX_SETS];
+        size_t n = 0;
+        ret = kasa_held_retire(ctx, &held, req->committed_kvno, req->committed_at,
+                               (int64_t)req->keep_seconds, (int64_t)time(NULL), dropped, &n);
+        if (!ret)
+            ret = kasa_held_store(ctx, opts->managed_keytab, &held);
+        if (!ret && n > 0 && (rep->dropped = calloc(n, sizeof(*rep->dropped))) == NULL)
+            ret = KASA_ERR_NOMEM;
+        if (!ret) {
+            memcpy(rep->dropped, dropped, n * sizeof(*dropped));
+            rep->n_dropped = n;
+            for (size_t i = 0; i < n; i++)
+                kasad_log("retired kvno %u (kvno %u committed)", dropped[i],
+                          req->committed_kvno);
+        }
+        break;
+    }
+    default:
+        ret = kasa_set_error(ctx, KASA_ERR_PROTO, "unknown request");
+        break;
+    }
+    kasa_held_clear(&held);
+    if (ret)
+        reply_error(rep, ret == KASA_ERR_KVNO ? KASA_REPLY_CONFLICT : KASA_REPLY_FAILED,
+                    kasa_error(ctx));
+}
+
+int keeper_run(const struct kasad_opts *opts, int fd)
+{
+    unsigned char *buf = malloc(KASA_FRAME_MAX + 1);
+    kasa_ctx *ctx = NULL;
+
+    if (buf == NULL || kasa_ctx_new(&ctx) != 0)
+        return 1;
+    for (;;) {
+        kasa_request req;
+        kasa_reply rep;
+        unsigned char *out = NULL;
+        size_t out_len = 0;
+        ssize_t n = recv(fd, buf, KASA_FRAME_MAX + 1, 0);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            break;
+        memset(&rep, 0, sizeof(rep));
+        rep.message = strdup("");
+        if (kasa_request_decode(ctx, buf, (size_t)n, &req) != 0)
+            reply_error(&rep, KASA_REPLY_BAD, kasa_error(ctx));
+        else
+            handle(ctx, opts, &req, &rep);
+        kasa_zap(buf, (size_t)n);
+        kasa_request_clear(&req);
+        if (kasa_reply_encode(ctx, &rep, &out, &out_len) != 0) {
+            /* Too much to say: say that instead, without the payload. */
+            kasa_reply_clear(&rep);
+            rep.message = strdup("");
+            reply_error(&rep, KASA_REPLY_FAILED, "the reply would exceed the message limit");
+            (void)kasa_reply_encode(ctx, &rep, &out, &out_len);
+        }
+        if (out != NULL) {
+            (void)send(fd, out, out_len, MSG_NOSIGNAL);
+            kasa_proto_buf_free(out, KASA_FRAME_MAX);
+        }
+        kasa_reply_clear(&rep);
+    }
+    kasa_zap(buf, KASA_FRAME_MAX + 1);
+    free(buf);
+    kasa_ctx_free(ctx);
+    return 0;
+}

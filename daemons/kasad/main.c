@@ -1,0 +1,238 @@
+/*
+ * kasad: the member agent on every array member. It holds the array keytab, takes
+ * staged keys from kasa roll and kasa copy, and reports what it holds. Started in the
+ * foreground for tests and service managers; the pidfile appears once it listens.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <netdb.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "kasa/proto.h"
+#include "kasad.h"
+
+static FILE *log_file;
+
+void kasad_log(const char *fmt, ...)
+{
+    char when[32];
+    time_t t = time(NULL);
+    struct tm tm;
+    va_list ap;
+
+    gmtime_r(&t, &tm);
+    strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
+    fprintf(log_file, "%s kasad[%d]: ", when, (int)getpid());
+    va_start(ap, fmt);
+    vfprintf(log_file, fmt, ap);
+    va_end(ap);
+    fputc('\n', log_file);
+    fflush(log_file);
+}
+
+static const char usage[] =
+    "usage: kasad --managed-keytab FILE --acl FILE [options]\n"
+    "\n"
+    "The kasa member agent: keeps the array keytab, takes staged keys, reports status.\n"
+    "  -k, --keytab FILE          kasad's own keytab (host/MEMBER; default: the default keytab)\n"
+    "  -P, --principal NAME       kasad's own principal (default: any in its keytab)\n"
+    "  -m, --managed-keytab FILE  the array keytab kasad keeps (written 0600, atomically)\n"
+    "  -a, --acl FILE             principals allowed to stage, copy and read status, one a line\n"
+    "  -l, --listen ADDR          address to listen on (default 0.0.0.0)\n"
+    "  -p, --port PORT            port (default 7460)\n"
+    "      --pidfile FILE         write the pid here once listening\n"
+    "      --log FILE             log here (default: stderr)\n"
+    "  -f, --foreground           do not detach\n"
+    "      --timeout MS           drop a peer silent for this long (default 10000)\n"
+    "  -h, --help                 this help\n"
+    "See kasad(8).\n";
+
+static int fail_usage(const char *fmt, ...) KASA_PRINTF(1, 2);
+
+static int fail_usage(const char *fmt, ...)
+{
+    va_list ap;
+
+    fprintf(stderr, "kasad: ");
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "; see kasad --help\n");
+    return 2;
+}
+
+static int listen_on(const struct kasad_opts *o)
+{
+    struct addrinfo hints, *res = NULL;
+    char port[16];
+    int fd = -1, one = 1, gai;
+
+    memset(&hints, 0, sizeof(hints));
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_PASSIVE | AI_NUMERICHOST;
+    snprintf(port, sizeof(port), "%d", o->port);
+    gai = getaddrinfo(o->listen, port, &hints, &res);
+    if (gai != 0) {
+        fprintf(stderr, "kasad: cannot listen on %s: %s\n", o->listen, gai_strerror(gai));
+        return -1;
+    }
+    fd = socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0 ||
+        bind(fd, res->ai_addr, res->ai_addrlen) != 0 || listen(fd, 64) != 0) {
+        fprintf(stderr, "kasad: cannot listen on %s port %d: %s\n", o->listen, o->port,
+                strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        fd = -1;
+    }
+    freeaddrinfo(res);
+    return fd;
+}
+
+static int write_pidfile(const char *path)
+{
+    char tmp[4096 + 8];
+    FILE *f;
+
+    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+    f = fopen(tmp, "w");
+    if (f == NULL || fprintf(f, "%d\n", (int)getpid()) < 0 || fclose(f) != 0 ||
+        rename(tmp, path) != 0) {
+        fprintf(stderr, "kasad: cannot write pidfile %s: %s\n", path, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"keytab", required_argument, NULL, 'k'},
+        {"principal", required_argument, NULL, 'P'},
+        {"managed-keytab", required_argument, NULL, 'm'},
+        {"acl", required_argument, NULL, 'a'},
+        {"listen", required_argument, NULL, 'l'},
+        {"port", required_argument, NULL, 'p'},
+        {"pidfile", required_argument, NULL, 'i'},
+        {"log", required_argument, NULL, 'L'},
+        {"foreground", no_argument, NULL, 'f'},
+        {"timeout", required_argument, NULL, 't'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    struct kasad_opts o = {.listen = "0.0.0.0", .port = KASA_PORT_DEFAULT, .timeout_ms = 10000};
+    int c, sv[2], listen_fd, status;
+    pid_t keeper;
+    char *end;
+
+    log_file = stderr;
+    /* kasad holds keys: a crash must not leave them in a core file. */
+    setrlimit(RLIMIT_CORE, &(struct rlimit){0, 0});
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, ":k:P:m:a:l:p:fh", opts, NULL)) != -1) {
+        switch (c) {
+        case 'k':
+            o.keytab = optarg;
+            break;
+        case 'P':
+            o.principal = optarg;
+            break;
+        case 'm':
+            o.managed_keytab = optarg;
+            break;
+        case 'a':
+            o.acl = optarg;
+            break;
+        case 'l':
+            o.listen = optarg;
+            break;
+        case 'p':
+            errno = 0;
+            o.port = (int)strtol(optarg, &end, 10);
+            if (errno != 0 || *end != '\0' || o.port < 1 || o.port > 65535)
+                return fail_usage("--port %s is not a port (1-65535)", optarg);
+            break;
+        case 't':
+            o.timeout_ms = (int)strtol(optarg, &end, 10);
+            if (*end != '\0' || o.timeout_ms < 100 || o.timeout_ms > 600000)
+                return fail_usage("--timeout %s is not 100 to 600000 ms", optarg);
+            break;
+        case 'i':
+            o.pidfile = optarg;
+            break;
+        case 'L':
+            o.log = optarg;
+            break;
+        case 'f':
+            o.foreground = true;
+            break;
+        case 'h':
+            fputs(usage, stdout);
+            return 0;
+        case ':':
+            return fail_usage("option %s needs a value", argv[optind - 1]);
+        default:
+            return fail_usage("unknown option %s", argv[optind - 1]);
+        }
+    }
+    if (optind < argc)
+        return fail_usage("unexpected argument %s", argv[optind]);
+    if (o.managed_keytab == NULL)
+        return fail_usage("--managed-keytab is required");
+    if (o.acl == NULL)
+        return fail_usage("--acl is required");
+    if (o.log != NULL) {
+        log_file = fopen(o.log, "a");
+        if (log_file == NULL) {
+            fprintf(stderr, "kasad: cannot open log %s: %s\n", o.log, strerror(errno));
+            return 1;
+        }
+    }
+    if (!o.foreground && daemon(0, o.log != NULL ? 0 : 1) != 0) {
+        fprintf(stderr, "kasad: cannot detach: %s\n", strerror(errno));
+        return 1;
+    }
+
+    /* The keeper is forked before any socket faces the network. */
+    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0) {
+        kasad_log("socketpair: %s", strerror(errno));
+        return 1;
+    }
+    keeper = fork();
+    if (keeper < 0) {
+        kasad_log("fork: %s", strerror(errno));
+        return 1;
+    }
+    if (keeper == 0) {
+        close(sv[0]);
+        signal(SIGINT, SIG_IGN); /* the network process decides when to stop */
+        _exit(keeper_run(&o, sv[1]));
+    }
+    close(sv[1]);
+
+    listen_fd = listen_on(&o);
+    if (listen_fd < 0 || (o.pidfile != NULL && write_pidfile(o.pidfile) != 0)) {
+        close(sv[0]);
+        waitpid(keeper, NULL, 0);
+        return 1;
+    }
+    kasad_log("listening on %s port %d; keeping %s", o.listen, o.port, o.managed_keytab);
+    status = net_run(&o, sv[0], listen_fd);
+    close(listen_fd);
+    close(sv[0]); /* the keeper sees EOF and ends */
+    waitpid(keeper, NULL, 0);
+    if (o.pidfile != NULL)
+        unlink(o.pidfile);
+    kasad_log("stopped");
+    return status;
+}
