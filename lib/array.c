@@ -65,8 +65,8 @@ long kasa_hostname_check(kasa_ctx *ctx, const char *what, const char *name)
     }
     if (strlen(name) > 80)
         return kasa_set_error(ctx, KASA_ERR_ARRAY_INVALID, "the %s name: %s", what, why);
-    return kasa_set_error(ctx, KASA_ERR_ARRAY_INVALID, "%s is not a valid %s name: %s", name,
-                          what, why);
+    return kasa_set_error(ctx, KASA_ERR_ARRAY_INVALID, "%s is not a valid %s name: %s", name, what,
+                          why);
 }
 
 long kasa_short_name_check(kasa_ctx *ctx, const char *name)
@@ -135,8 +135,8 @@ static long parse_members(kasa_ctx *ctx, kasa_array *a, const char *list)
     if (copy == NULL)
         return kasa_set_error(ctx, KASA_ERR_NOMEM, NULL);
     a->members = calloc(KASA_ARRAY_MAX_MEMBERS, sizeof(*a->members));
-    for (tok = strtok_r(copy, " ", &save); !ret && tok != NULL && a->members != NULL &&
-                                           a->n_members < KASA_ARRAY_MAX_MEMBERS;
+    for (tok = strtok_r(copy, " ", &save);
+         !ret && tok != NULL && a->members != NULL && a->n_members < KASA_ARRAY_MAX_MEMBERS;
          tok = strtok_r(NULL, " ", &save)) {
         char *eq = strchr(tok, '=');
         kasa_member *m = &a->members[a->n_members];
@@ -178,9 +178,9 @@ static long read_array(kasa_dir *dir, const char *fqdn, kasa_array *a)
 
     ret = dir->ops->record_get(dir, RECORD, fqdn, &attrs, &n);
     if (ret == KASA_ERR_ARRAY_NOT_FOUND)
-        ret = kasa_set_error(dir->ctx, KASA_ERR_ARRAY_NOT_FOUND,
-                             "no array %s in the directory; create it with kasa array create",
-                             fqdn);
+        ret =
+            kasa_set_error(dir->ctx, KASA_ERR_ARRAY_NOT_FOUND,
+                           "no array %s in the directory; create it with kasa array create", fqdn);
     if (ret)
         return ret;
     a->fqdn = strdup(fqdn);
@@ -208,8 +208,7 @@ static long read_array(kasa_dir *dir, const char *fqdn, kasa_array *a)
         a->members[i].stale = in_list(stale, a->members[i].host);
     kasa_attrs_free(attrs, n);
     if (!ret && (a->fqdn == NULL || a->asa == NULL))
-        ret = kasa_set_error(dir->ctx, KASA_ERR_DIR, "the record of array %s is incomplete",
-                             fqdn);
+        ret = kasa_set_error(dir->ctx, KASA_ERR_DIR, "the record of array %s is incomplete", fqdn);
     return ret;
 }
 
@@ -352,8 +351,8 @@ long kasa_array_add_member(kasa_dir *dir, const char *fqdn, const char *host, in
     m = kasa_array_member(a, host);
     if (m == NULL) {
         if (a->n_members >= KASA_ARRAY_MAX_MEMBERS) {
-            ret = kasa_set_error(dir->ctx, KASA_ERR_ARRAY_INVALID, "an array has at most %d members",
-                                 KASA_ARRAY_MAX_MEMBERS);
+            ret = kasa_set_error(dir->ctx, KASA_ERR_ARRAY_INVALID,
+                                 "an array has at most %d members", KASA_ARRAY_MAX_MEMBERS);
             goto cleanup;
         }
         m = &a->members[a->n_members++];

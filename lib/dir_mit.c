@@ -764,9 +764,8 @@ static long mit_record_create(kasa_dir *dir, const char *type, const char *name)
     memset(&ent, 0, sizeof(ent));
     ent.principal = princ;
     ent.attributes = KRB5_KDB_DISALLOW_ALL_TIX;
-    ret = kadm5_create_principal_3(M(dir)->handle, &ent,
-                                   KADM5_PRINCIPAL | KADM5_ATTRIBUTES | KADM5_KEY_DATA, 0, NULL,
-                                   NULL);
+    ret = kadm5_create_principal_3(
+        M(dir)->handle, &ent, KADM5_PRINCIPAL | KADM5_ATTRIBUTES | KADM5_KEY_DATA, 0, NULL, NULL);
     if (ret == KADM5_DUP)
         ret = kasa_set_error(dir->ctx, KASA_ERR_ARRAY_EXISTS, "%s %s already exists", type, name);
     else if (ret)

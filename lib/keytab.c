@@ -78,8 +78,7 @@ static long add_principal(kasa_ctx *ctx, kasa_kvno_set *set, const char *name)
 }
 
 /* Add a copy of key to set's keyset unless its enctype is there already. */
-static long add_key(kasa_ctx *ctx, krb5_context kctx, kasa_kvno_set *set,
-                    const krb5_keyblock *key)
+static long add_key(kasa_ctx *ctx, krb5_context kctx, kasa_kvno_set *set, const krb5_keyblock *key)
 {
     krb5_keyblock *keys;
 
@@ -289,8 +288,7 @@ long kasa_held_store(kasa_ctx *ctx, const char *path, const kasa_held *held)
     }
     if (ret) {
         unlink(tmp);
-        return kasa_set_krb5_error(ctx, KASA_ERR_KEYTAB, kctx, ret, "cannot write keytab %s",
-                                   tmp);
+        return kasa_set_krb5_error(ctx, KASA_ERR_KEYTAB, kctx, ret, "cannot write keytab %s", tmp);
     }
     return commit_file(ctx, tmp, path);
 }
@@ -340,9 +338,8 @@ long kasa_held_stage(kasa_ctx *ctx, kasa_held *held, const kasa_kvno_set *set, i
     return 0;
 }
 
-long kasa_held_retire(kasa_ctx *ctx, kasa_held *held, unsigned committed_kvno,
-                      int64_t committed_at, int64_t keep, int64_t now, unsigned *dropped,
-                      size_t *n_dropped)
+long kasa_held_retire(kasa_ctx *ctx, kasa_held *held, unsigned committed_kvno, int64_t committed_at,
+                      int64_t keep, int64_t now, unsigned *dropped, size_t *n_dropped)
 {
     kasa_kvno_set *c = find_set(held, committed_kvno);
 
@@ -360,8 +357,8 @@ long kasa_held_retire(kasa_ctx *ctx, kasa_held *held, unsigned committed_kvno,
         /* K+1 was committed no later than any later kvno: the earliest known time of
          * those bounds when tickets for K stopped being issued. */
         for (size_t j = 0; j < held->n; j++) {
-            int64_t t = held->sets[j].kvno == committed_kvno ? committed_at
-                                                             : held->sets[j].committed;
+            int64_t t =
+                held->sets[j].kvno == committed_kvno ? committed_at : held->sets[j].committed;
             if (held->sets[j].kvno > k->kvno && t > 0 && (succ == 0 || t < succ))
                 succ = t;
         }
@@ -433,8 +430,7 @@ long kasa_keytab_prove(kasa_ctx *ctx, const char *path, const kasa_kvno_set *set
         if (!ret) {
             ret = krb5_c_make_checksum(kctx, 0, &first.key, KASA_KEYUSAGE_PROOF, &data, &cksum);
             if (ret)
-                ret = kasa_set_krb5_error(ctx, KASA_ERR_INTERNAL, kctx, ret,
-                                          "cannot make a proof");
+                ret = kasa_set_krb5_error(ctx, KASA_ERR_INTERNAL, kctx, ret, "cannot make a proof");
             else if (cksum.length > KASA_PROTO_MAX_PROOF)
                 ret = kasa_set_error(ctx, KASA_ERR_INTERNAL, "proof checksum too long");
             else {

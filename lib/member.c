@@ -24,8 +24,8 @@
 
 #define TIMEOUT_DEFAULT_MS 10000
 
-long kasa_set_gss_error(kasa_ctx *ctx, long code, OM_uint32 major, OM_uint32 minor,
-                        const char *fmt, ...)
+long kasa_set_gss_error(kasa_ctx *ctx, long code, OM_uint32 major, OM_uint32 minor, const char *fmt,
+                        ...)
 {
     char *detail = NULL, words[512] = "";
     size_t used = 0;
@@ -41,8 +41,8 @@ long kasa_set_gss_error(kasa_ctx *ctx, long code, OM_uint32 major, OM_uint32 min
             gss_buffer_desc b = GSS_C_EMPTY_BUFFER;
             if (GSS_ERROR(gss_display_status(&m, st, type, GSS_C_NO_OID, &ctxv, &b)))
                 break;
-            used += (size_t)snprintf(words + used, sizeof(words) - used, "%s%.*s",
-                                     used ? "; " : "", (int)b.length, (char *)b.value);
+            used += (size_t)snprintf(words + used, sizeof(words) - used, "%s%.*s", used ? "; " : "",
+                                     (int)b.length, (char *)b.value);
             gss_release_buffer(&m, &b);
         } while (ctxv != 0 && used < sizeof(words) - 1);
         if (used >= sizeof(words) - 1)
@@ -231,8 +231,8 @@ static long client_cred(kasa_ctx *ctx, const kasa_config *cfg, gss_cred_id_t *cr
     elems[0].value = cfg->keytab;
     elems[1].key = "ccache";
     elems[1].value = ccache;
-    major = gss_acquire_cred_from(&minor, name, GSS_C_INDEFINITE, GSS_C_NO_OID_SET,
-                                  GSS_C_INITIATE, &store, cred, NULL, NULL);
+    major = gss_acquire_cred_from(&minor, name, GSS_C_INDEFINITE, GSS_C_NO_OID_SET, GSS_C_INITIATE,
+                                  &store, cred, NULL, NULL);
     gss_release_name(&minor, &name);
     if (GSS_ERROR(major))
         return kasa_set_gss_error(ctx, KASA_ERR_MEMBER_AUTH, major, minor,
@@ -242,8 +242,8 @@ static long client_cred(kasa_ctx *ctx, const kasa_config *cfg, gss_cred_id_t *cr
 }
 
 /* Establish the context with host@HOST, mutual authentication and confidentiality. */
-static long handshake(kasa_ctx *ctx, int fd, gss_cred_id_t cred, const char *host,
-                      int timeout_ms, gss_ctx_id_t *gctx)
+static long handshake(kasa_ctx *ctx, int fd, gss_cred_id_t cred, const char *host, int timeout_ms,
+                      gss_ctx_id_t *gctx)
 {
     gss_buffer_desc in = GSS_C_EMPTY_BUFFER, out = GSS_C_EMPTY_BUFFER, nb;
     gss_name_t target = GSS_C_NO_NAME;
@@ -265,8 +265,7 @@ static long handshake(kasa_ctx *ctx, int fd, gss_cred_id_t cred, const char *hos
         major = gss_init_sec_context(&minor, cred, gctx, target, (gss_OID)gss_mech_krb5,
                                      GSS_C_MUTUAL_FLAG | GSS_C_CONF_FLAG | GSS_C_INTEG_FLAG |
                                          GSS_C_REPLAY_FLAG | GSS_C_SEQUENCE_FLAG,
-                                     0, GSS_C_NO_CHANNEL_BINDINGS, &in, NULL, &out, &flags,
-                                     NULL);
+                                     0, GSS_C_NO_CHANNEL_BINDINGS, &in, NULL, &out, &flags, NULL);
         kasa_proto_buf_free(body, blen);
         body = NULL;
         if (out.length > 0) {
@@ -300,9 +299,9 @@ static long handshake(kasa_ctx *ctx, int fd, gss_cred_id_t cred, const char *hos
     kasa_proto_buf_free(body, blen);
     gss_release_name(&minor, &target);
     if (!ret && (!(flags & GSS_C_MUTUAL_FLAG) || !(flags & GSS_C_CONF_FLAG)))
-        ret = kasa_set_error(ctx, KASA_ERR_MEMBER_AUTH,
-                             "host/%s did not give mutual authentication and confidentiality",
-                             host);
+        ret =
+            kasa_set_error(ctx, KASA_ERR_MEMBER_AUTH,
+                           "host/%s did not give mutual authentication and confidentiality", host);
     return ret;
 }
 

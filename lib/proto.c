@@ -230,8 +230,7 @@ static bool x_reply(XDR *x, kasa_reply *rep)
     n = rep->n_proofs;
     if (!x_count(x, &n, KASA_PROTO_MAX_KEYS))
         return false;
-    if (x->x_op == XDR_DECODE && n > 0 &&
-        (rep->proofs = calloc(n, sizeof(*rep->proofs))) == NULL)
+    if (x->x_op == XDR_DECODE && n > 0 && (rep->proofs = calloc(n, sizeof(*rep->proofs))) == NULL)
         return false;
     for (size_t i = 0; i < n; i++) {
         kasa_proof *p = &rep->proofs[i];
@@ -246,8 +245,7 @@ static bool x_reply(XDR *x, kasa_reply *rep)
     n = rep->n_dropped;
     if (!x_count(x, &n, KASA_PROTO_MAX_SETS))
         return false;
-    if (x->x_op == XDR_DECODE && n > 0 &&
-        (rep->dropped = calloc(n, sizeof(*rep->dropped))) == NULL)
+    if (x->x_op == XDR_DECODE && n > 0 && (rep->dropped = calloc(n, sizeof(*rep->dropped))) == NULL)
         return false;
     for (size_t i = 0; i < n; i++) {
         if (!x_unsigned(x, &rep->dropped[i]))
@@ -284,8 +282,8 @@ static long encode(kasa_ctx *ctx, bool (*codec)(XDR *, void *), void *msg, unsig
 }
 
 /* Decode; on failure, free what was decoded so far through clear(). */
-static long decode(kasa_ctx *ctx, bool (*codec)(XDR *, void *), void *msg,
-                   void (*clear)(void *), const unsigned char *buf, size_t len)
+static long decode(kasa_ctx *ctx, bool (*codec)(XDR *, void *), void *msg, void (*clear)(void *),
+                   const unsigned char *buf, size_t len)
 {
     XDR x;
     bool ok;

@@ -13,16 +13,16 @@
 #include "kasa/kasa.h"
 
 struct kasad_opts {
-    const char *listen;          /* address to bind; default 0.0.0.0 */
+    const char *listen; /* address to bind; default 0.0.0.0 */
     int port;
-    const char *keytab;          /* kasad's own host keytab (acceptor) */
-    const char *principal;       /* kasad's own principal; NULL: any in the keytab */
-    const char *managed_keytab;  /* the array keytab kasad keeps */
-    const char *acl;             /* principals allowed to stage, copy, read status */
+    const char *keytab;         /* kasad's own host keytab (acceptor) */
+    const char *principal;      /* kasad's own principal; NULL: any in the keytab */
+    const char *managed_keytab; /* the array keytab kasad keeps */
+    const char *acl;            /* principals allowed to stage, copy, read status */
     const char *pidfile;
     const char *log;
     bool foreground;
-    int timeout_ms;              /* per read; a silent peer is dropped after it */
+    int timeout_ms; /* per read; a silent peer is dropped after it */
 };
 
 /* Log one line: time, "kasad", the message. Never pass key material. */

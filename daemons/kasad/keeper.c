@@ -67,8 +67,7 @@ static void handle(kasa_ctx *ctx, const struct kasad_opts *opts, const kasa_requ
         if (!ret)
             ret = kasa_held_store(ctx, opts->managed_keytab, &held);
         if (!ret)
-            ret = kasa_keytab_prove(ctx, opts->managed_keytab, &req->stage, req->nonce, proofs,
-                                    &n);
+            ret = kasa_keytab_prove(ctx, opts->managed_keytab, &req->stage, req->nonce, proofs, &n);
         if (!ret && (rep->proofs = calloc(n, sizeof(*rep->proofs))) == NULL)
             ret = KASA_ERR_NOMEM;
         if (!ret) {
@@ -92,8 +91,7 @@ static void handle(kasa_ctx *ctx, const struct kasad_opts *opts, const kasa_requ
             memcpy(rep->dropped, dropped, n * sizeof(*dropped));
             rep->n_dropped = n;
             for (size_t i = 0; i < n; i++)
-                kasad_log("retired kvno %u (kvno %u committed)", dropped[i],
-                          req->committed_kvno);
+                kasad_log("retired kvno %u (kvno %u committed)", dropped[i], req->committed_kvno);
         }
         break;
     }

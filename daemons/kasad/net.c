@@ -30,13 +30,13 @@
 
 struct conn {
     int fd;
-    char peer[64];            /* address, for the log */
+    char peer[64]; /* address, for the log */
     gss_ctx_id_t gctx;
     bool established;
-    char *client;             /* the authenticated principal */
-    unsigned char *in;        /* bytes read so far */
+    char *client;      /* the authenticated principal */
+    unsigned char *in; /* bytes read so far */
     size_t in_len;
-    unsigned char *out;       /* bytes still to write */
+    unsigned char *out; /* bytes still to write */
     size_t out_len, out_off;
     bool close_after_write;
     long long deadline_ms;
@@ -238,8 +238,8 @@ static void on_token(struct conn *c, kasa_ctx *ctx, gss_cred_id_t acceptor, cons
     gss_name_t src = GSS_C_NO_NAME;
     OM_uint32 major, minor, flags = 0;
 
-    major = gss_accept_sec_context(&minor, &c->gctx, acceptor, &in, GSS_C_NO_CHANNEL_BINDINGS,
-                                   &src, NULL, &out, &flags, NULL, NULL);
+    major = gss_accept_sec_context(&minor, &c->gctx, acceptor, &in, GSS_C_NO_CHANNEL_BINDINGS, &src,
+                                   NULL, &out, &flags, NULL, NULL);
     if (out.length > 0)
         queue(c, KASA_FRAME_TOKEN, out.value, out.length);
     gss_release_buffer(&minor, &out);
@@ -339,13 +339,11 @@ static long acceptor_cred(kasa_ctx *ctx, const struct kasad_opts *opts, gss_cred
             return kasa_set_gss_error(ctx, KASA_ERR_CONFIG, major, minor, "bad principal %s",
                                       opts->principal);
     }
-    major = gss_acquire_cred_from(&minor, name, GSS_C_INDEFINITE, GSS_C_NO_OID_SET,
-                                  GSS_C_ACCEPT, opts->keytab != NULL ? &store : NULL, cred, NULL,
-                                  NULL);
+    major = gss_acquire_cred_from(&minor, name, GSS_C_INDEFINITE, GSS_C_NO_OID_SET, GSS_C_ACCEPT,
+                                  opts->keytab != NULL ? &store : NULL, cred, NULL, NULL);
     gss_release_name(&minor, &name);
     if (GSS_ERROR(major))
-        return kasa_set_gss_error(ctx, KASA_ERR_CONFIG, major, minor,
-                                  "cannot use keytab %s as %s",
+        return kasa_set_gss_error(ctx, KASA_ERR_CONFIG, major, minor, "cannot use keytab %s as %s",
                                   opts->keytab != NULL ? opts->keytab : "(default)",
                                   opts->principal != NULL ? opts->principal : "any principal");
     return 0;

@@ -35,7 +35,7 @@ typedef struct kasa_array {
     size_t n_members;
     kasa_member *members;
     /* The roll in progress, if any: kvno staged but not yet committed. */
-    unsigned roll_kvno;       /* 0: none */
+    unsigned roll_kvno; /* 0: none */
     int64_t roll_started;
     /* The last commit: the directory's kvno and when it moved there. */
     unsigned committed_kvno;

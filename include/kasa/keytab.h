@@ -45,19 +45,17 @@ KASA_API long kasa_held_stage(kasa_ctx *ctx, kasa_held *held, const kasa_kvno_se
  * KASA_PROTO_MAX_SETS), their count to *n_dropped.
  */
 KASA_API long kasa_held_retire(kasa_ctx *ctx, kasa_held *held, unsigned committed_kvno,
-                               int64_t committed_at, int64_t keep, int64_t now,
-                               unsigned *dropped, size_t *n_dropped);
+                               int64_t committed_at, int64_t keep, int64_t now, unsigned *dropped,
+                               size_t *n_dropped);
 
 /* Prove, from the keytab on disk, that every principal of set holds set's keys: one
  * checksum over nonce per enctype. */
 KASA_API long kasa_keytab_prove(kasa_ctx *ctx, const char *path, const kasa_kvno_set *set,
-                                const unsigned char *nonce, kasa_proof *proofs,
-                                size_t *n_proofs);
+                                const unsigned char *nonce, kasa_proof *proofs, size_t *n_proofs);
 
 /* Check a member's proofs against the keys it was sent. */
-KASA_API long kasa_proof_verify(kasa_ctx *ctx, const kasa_keyset *keys,
-                                const unsigned char *nonce, const kasa_proof *proofs,
-                                size_t n_proofs);
+KASA_API long kasa_proof_verify(kasa_ctx *ctx, const kasa_keyset *keys, const unsigned char *nonce,
+                                const kasa_proof *proofs, size_t n_proofs);
 
 /* Deep copy of a kvno set (keys included). */
 KASA_API long kasa_kvno_set_copy(kasa_ctx *ctx, const kasa_kvno_set *from, kasa_kvno_set *to);

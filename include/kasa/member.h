@@ -31,9 +31,8 @@ typedef struct kasa_member_addr {
  * the member's ACL refused us), with the member's sentence; *rep is filled either way.
  * Safe to call from several threads at once, each with its own ctx.
  */
-KASA_API long kasa_member_call(kasa_ctx *ctx, const kasa_config *cfg,
-                               const kasa_member_addr *addr, const kasa_request *req,
-                               kasa_reply *rep);
+KASA_API long kasa_member_call(kasa_ctx *ctx, const kasa_config *cfg, const kasa_member_addr *addr,
+                               const kasa_request *req, kasa_reply *rep);
 
 /* Set the error to code with a detail sentence ending in GSS-API's own words for
  * major/minor ("...: Wrong principal in request"). Returns code. */
@@ -41,8 +40,8 @@ KASA_API long kasa_set_gss_error(kasa_ctx *ctx, long code, OM_uint32 major, OM_u
                                  const char *fmt, ...) KASA_PRINTF(5, 6);
 
 /* Read and write whole frames on a blocking socket, each within timeout_ms. */
-KASA_API long kasa_frame_send(kasa_ctx *ctx, int fd, unsigned type, const void *body,
-                              size_t len, int timeout_ms);
+KASA_API long kasa_frame_send(kasa_ctx *ctx, int fd, unsigned type, const void *body, size_t len,
+                              int timeout_ms);
 KASA_API long kasa_frame_recv(kasa_ctx *ctx, int fd, int timeout_ms, unsigned *type,
                               unsigned char **body, size_t *len);
 

@@ -28,15 +28,15 @@ extern "C" {
 
 #define KASA_PROTO_VERSION 1
 #define KASA_PORT_DEFAULT 7460
-#define KASA_FRAME_MAX (64 * 1024)  /* a whole frame, length prefix excluded */
-#define KASA_PROTO_MAX_SETS 32      /* kvnos in one reply */
+#define KASA_FRAME_MAX (64 * 1024) /* a whole frame, length prefix excluded */
+#define KASA_PROTO_MAX_SETS 32     /* kvnos in one reply */
 #define KASA_PROTO_MAX_PRINCIPALS 256
-#define KASA_PROTO_MAX_KEYS 8       /* enctypes in one kvno */
+#define KASA_PROTO_MAX_KEYS 8 /* enctypes in one kvno */
 #define KASA_PROTO_MAX_STRING 1024
 #define KASA_PROTO_MAX_KEYLEN 64
 #define KASA_PROTO_NONCE 16
 #define KASA_PROTO_MAX_PROOF 64
-#define KASA_KEYUSAGE_PROOF 1800    /* key usage of the stage proof checksums */
+#define KASA_KEYUSAGE_PROOF 1800 /* key usage of the stage proof checksums */
 
 enum kasa_frame_type {
     KASA_FRAME_TOKEN = 1,
@@ -53,10 +53,10 @@ enum kasa_op {
 
 enum kasa_reply_status {
     KASA_REPLY_OK = 0,
-    KASA_REPLY_DENIED = 1,    /* the peer is not on the member's ACL */
-    KASA_REPLY_BAD = 2,       /* malformed or unknown request */
-    KASA_REPLY_FAILED = 3,    /* the member could not do it */
-    KASA_REPLY_CONFLICT = 4,  /* e.g. restaging a committed kvno */
+    KASA_REPLY_DENIED = 1,   /* the peer is not on the member's ACL */
+    KASA_REPLY_BAD = 2,      /* malformed or unknown request */
+    KASA_REPLY_FAILED = 3,   /* the member could not do it */
+    KASA_REPLY_CONFLICT = 4, /* e.g. restaging a committed kvno */
 };
 
 /* One kvno as a member holds it. keys is NULL in status replies. */

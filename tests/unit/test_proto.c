@@ -154,15 +154,15 @@ static void test_hostile_requests(void **state)
     /* version, op, ... as big-endian words */
     static const unsigned char wrong_version[] = {0, 0, 0, 2, 0, 0, 0, 1};
     static const unsigned char unknown_op[] = {0, 0, 0, 1, 0, 0, 0, 99};
-    static const unsigned char huge_count[] = {0, 0, 0, 1, 0, 0, 0, 2, /* STAGE */
-                                               0, 0, 0, 5,             /* kvno */
-                                               0, 0, 0, 0, 0, 0, 0, 0, /* arrived */
-                                               0, 0, 0, 0, 0, 0, 0, 0, /* committed */
-                                               0xff, 0xff, 0xff, 0xff}; /* principals */
-    static const unsigned char huge_string[] = {0, 0, 0, 1, 0, 0, 0, 2, 0, 0, 0, 5,
-                                                0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-                                                0, 0, 0, 0, 0, 0, 0, 1, /* one principal */
-                                                0x7f, 0xff, 0xff, 0xff}; /* of 2 GiB */
+    static const unsigned char huge_count[] = {0,    0,    0,    1,   0, 0, 0, 2, /* STAGE */
+                                               0,    0,    0,    5,               /* kvno */
+                                               0,    0,    0,    0,   0, 0, 0, 0, /* arrived */
+                                               0,    0,    0,    0,   0, 0, 0, 0, /* committed */
+                                               0xff, 0xff, 0xff, 0xff};           /* principals */
+    static const unsigned char huge_string[] = {
+        0,    0,    0,    1,   0, 0, 0, 2, 0, 0, 0, 5, 0, 0, 0, 0,
+        0,    0,    0,    0,   0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, /* one principal */
+        0x7f, 0xff, 0xff, 0xff};                                   /* of 2 GiB */
     static const unsigned char status[] = {0, 0, 0, 1, 0, 0, 0, 1};
     kasa_request req;
 
@@ -201,14 +201,11 @@ static void test_frames(void **state)
     assert_memory_equal(body, "abc", 3);
 
     memcpy(buf, "\0\0\0\0", 4); /* empty */
-    assert_int_equal(kasa_frame_parse(ctx, buf, 8, &type, &body, &body_len, &used),
-                     KASA_ERR_PROTO);
+    assert_int_equal(kasa_frame_parse(ctx, buf, 8, &type, &body, &body_len, &used), KASA_ERR_PROTO);
     memcpy(buf, "\x7f\0\0\0", 4); /* 2 GiB */
-    assert_int_equal(kasa_frame_parse(ctx, buf, 8, &type, &body, &body_len, &used),
-                     KASA_ERR_PROTO);
+    assert_int_equal(kasa_frame_parse(ctx, buf, 8, &type, &body, &body_len, &used), KASA_ERR_PROTO);
     kasa_frame_header(9, 0, buf); /* unknown type */
-    assert_int_equal(kasa_frame_parse(ctx, buf, 5, &type, &body, &body_len, &used),
-                     KASA_ERR_PROTO);
+    assert_int_equal(kasa_frame_parse(ctx, buf, 5, &type, &body, &body_len, &used), KASA_ERR_PROTO);
 }
 
 int main(void)

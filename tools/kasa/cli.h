@@ -89,5 +89,9 @@ void table_free(struct table *t);
 int cmd_lab(struct cli *cli, int argc, char **argv);
 int cmd_account(struct cli *cli, int argc, char **argv);
 int cmd_spn(struct cli *cli, int argc, char **argv);
+int cmd_array(struct cli *cli, int argc, char **argv);
+int cmd_roll(struct cli *cli, int argc, char **argv);
+int cmd_copy(struct cli *cli, int argc, char **argv);
+int cmd_status(struct cli *cli, int argc, char **argv);
 
 #endif

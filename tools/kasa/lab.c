@@ -32,8 +32,9 @@
 #define LAB_PATH_MAX (LAB_DIR_MAX + 64) /* DIR/file */
 
 static const char help_group[] =
-    "usage: kasa lab up [--dir DIR] [--realm REALM]\n"
+    "usage: kasa lab up [--dir DIR] [--realm REALM] [--members N]\n"
     "       kasa lab down [--dir DIR]\n"
+    "       kasa lab member stop|start NAME [--dir DIR]\n"
     "       kasa lab env [--dir DIR]\n"
     "       kasa lab status [--dir DIR] [--json]\n"
     "\n"
@@ -44,11 +45,21 @@ static const char help_group[] =
 enum { D_KDC, D_KADMIND, N_DAEMONS };
 static const char *const daemon_names[N_DAEMONS] = {"krb5kdc", "kadmind"};
 
+#define LAB_MAX_MEMBERS 9 /* cas1..cas9 on 127.0.0.11..127.0.0.19 */
+
+/* An array member: kasad as host/casN.DOMAIN on 127.0.0.(10+N). */
+struct lab_member {
+    int port;
+    struct proc proc;
+};
+
 struct lab {
     char dir[LAB_DIR_MAX];
     char realm[128];
     int kdc_port, kadmind_port, kpasswd_port;
     struct proc procs[N_DAEMONS];
+    int n_members;
+    struct lab_member members[LAB_MAX_MEMBERS];
 };
 
 /* DIR/name into buf. */
@@ -59,18 +70,27 @@ static const char *lab_path(const struct lab *lab, const char *name, char *buf, 
 }
 
 static int parse_dir_opts(struct cli *cli, int argc, char **argv, const char **dir,
-                          const char **realm, bool *json, const char *help)
+                          const char **realm, int *members, bool *json, const char *help)
 {
     static const struct option with_realm[] = {
         {"dir", required_argument, NULL, 'd'},
         {"realm", required_argument, NULL, 'r'},
+        {"members", required_argument, NULL, 'm'},
         {NULL, 0, NULL, 0},
     };
+    char *end;
     int c;
 
-    while ((c = cli_getopt(cli, argc, argv, realm != NULL ? "d:r:" : "d:",
-                           realm != NULL ? with_realm : with_realm + 0, json)) != -1) {
+    while ((c = cli_getopt(cli, argc, argv, realm != NULL ? "d:r:" : "d:", with_realm, json)) !=
+           -1) {
         switch (c) {
+        case 'm':
+            if (members == NULL)
+                return cli_usage(cli, "unknown option --members");
+            *members = (int)strtol(optarg, &end, 10);
+            if (*optarg == '\0' || *end != '\0' || *members < 0 || *members > LAB_MAX_MEMBERS)
+                return cli_usage(cli, "--members takes a number from 0 to %d", LAB_MAX_MEMBERS);
+            break;
         case 'h':
             fputs(help, stdout);
             return -1;
@@ -208,6 +228,21 @@ static int read_state(struct cli *cli, struct lab *lab)
         return -1;
     }
     snprintf(lab->realm, sizeof(lab->realm), "%s", realm);
+    if (profile_get_integer(prof, "lab", "members", NULL, 0, &lab->n_members) != 0 ||
+        lab->n_members < 0 || lab->n_members > LAB_MAX_MEMBERS)
+        lab->n_members = 0;
+    for (int i = 0; i < lab->n_members; i++) {
+        char key[32];
+        int pid = 0, start = 0;
+        snprintf(key, sizeof(key), "member%d_port", i + 1);
+        profile_get_integer(prof, "lab", key, NULL, 0, &lab->members[i].port);
+        snprintf(key, sizeof(key), "member%d_pid", i + 1);
+        profile_get_integer(prof, "lab", key, NULL, 0, &pid);
+        snprintf(key, sizeof(key), "member%d_start", i + 1);
+        profile_get_integer(prof, "lab", key, NULL, 0, &start);
+        lab->members[i].proc.pid = pid;
+        lab->members[i].proc.start = (unsigned long long)(unsigned)start;
+    }
     lab->kdc_port = v[0];
     lab->kadmind_port = v[1];
     lab->kpasswd_port = v[2];
@@ -223,7 +258,7 @@ static int read_state(struct cli *cli, struct lab *lab)
 
 static int write_state(struct cli *cli, const struct lab *lab)
 {
-    char path[LAB_PATH_MAX], text[1024];
+    char path[LAB_PATH_MAX], text[4096];
 
     snprintf(text, sizeof(text),
              "# The state of the kasa lab in this directory; written by kasa lab.\n"
@@ -239,6 +274,12 @@ static int write_state(struct cli *cli, const struct lab *lab)
              lab->realm, lab->kdc_port, lab->kadmind_port, lab->kpasswd_port,
              (int)lab->procs[D_KDC].pid, lab->procs[D_KDC].start, (int)lab->procs[D_KADMIND].pid,
              lab->procs[D_KADMIND].start);
+    snprintf(text + strlen(text), sizeof(text) - strlen(text), "\tmembers = %d\n", lab->n_members);
+    for (int i = 0; i < lab->n_members; i++)
+        snprintf(text + strlen(text), sizeof(text) - strlen(text),
+                 "\tmember%d_port = %d\n\tmember%d_pid = %d\n\tmember%d_start = %llu\n", i + 1,
+                 lab->members[i].port, i + 1, (int)lab->members[i].proc.pid, i + 1,
+                 lab->members[i].proc.start);
     return write_file(cli, lab_path(lab, "lab.state", path, sizeof(path)), text, 0600);
 }
 
@@ -479,22 +520,176 @@ static int pick_ports(struct cli *cli, struct lab *lab)
     return 0;
 }
 
+/* cas1, cas1.proseware.lab, 127.0.0.11, DIR/cas1 for member index i (from 0). */
+static void member_names(const struct lab *lab, int i, char *name, char *host, char *addr,
+                         char *dir)
+{
+    char domain[128];
+
+    realm_domain(lab, domain, sizeof(domain));
+    if (name != NULL)
+        snprintf(name, 16, "cas%d", i + 1);
+    if (host != NULL)
+        snprintf(host, 160, "cas%d.%s", i + 1, domain);
+    if (addr != NULL)
+        snprintf(addr, 16, "127.0.0.%d", 11 + i);
+    if (dir != NULL)
+        snprintf(dir, LAB_PATH_MAX, "%s/cas%d", lab->dir, i + 1);
+}
+
+/* The kasad to run: $KASAD, else beside kasa in the build tree or the install, else PATH. */
+static void find_kasad(char *buf, size_t len)
+{
+    static const char *const rel[] = {"../../daemons/kasad/kasad", "../sbin/kasad", "kasad"};
+    char exe[PATH_MAX];
+    const char *env = getenv("KASAD");
+    ssize_t n;
+
+    if (env != NULL && *env != '\0') {
+        snprintf(buf, len, "%s", env);
+        return;
+    }
+    n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+    if (n > 0) {
+        char *slash;
+        exe[n] = '\0';
+        slash = strrchr(exe, '/');
+        if (slash != NULL)
+            *slash = '\0';
+        for (size_t i = 0; i < sizeof(rel) / sizeof(rel[0]); i++) {
+            snprintf(buf, len, "%s/%s", exe, rel[i]);
+            if (access(buf, X_OK) == 0)
+                return;
+        }
+    }
+    snprintf(buf, len, "kasad");
+}
+
+/* Make member i: its directory, host principal and keytab, ACL, and a port. */
+static int create_member(struct cli *cli, struct lab *lab, int i)
+{
+    char host[160], addr[16], dir[LAB_PATH_MAX], q[LAB_PATH_MAX + 256], path[LAB_PATH_MAX + 16];
+    char acl[256];
+    int st, err;
+
+    member_names(lab, i, NULL, host, addr, dir);
+    if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
+        cli_say(cli, "cannot create %s: %s", dir, strerror(errno));
+        return EXIT_FAILED;
+    }
+    snprintf(q, sizeof(q), "addprinc -randkey host/%s", host);
+    st = kadmin_local(cli, lab, q);
+    if (!st) {
+        snprintf(q, sizeof(q), "ktadd -k %s/host.keytab host/%s", dir, host);
+        st = kadmin_local(cli, lab, q);
+    }
+    if (st)
+        return st;
+    snprintf(acl, sizeof(acl),
+             "# Principals that may stage keys on, copy from and read the status of this\n"
+             "# member (kasad(8)). Written by kasa lab up.\n"
+             "kasa/admin@%s\n",
+             lab->realm);
+    snprintf(path, sizeof(path), "%s/acl", dir);
+    st = write_file(cli, path, acl, 0644);
+    if (st)
+        return st;
+    err = proc_free_ports(addr, &lab->members[i].port, 1);
+    if (err) {
+        cli_say(cli, "cannot find a free port on %s: %s", addr, strerror(err));
+        return EXIT_FAILED;
+    }
+    return 0;
+}
+
+/* Start kasad for member i unless it runs; wait until it listens. */
+static int start_member(struct cli *cli, struct lab *lab, int i)
+{
+    char host[160], addr[16], dir[LAB_PATH_MAX], kasad[PATH_MAX], port[16];
+    char keytab[LAB_PATH_MAX + 16], principal[300], managed[LAB_PATH_MAX + 16];
+    char acl[LAB_PATH_MAX + 16], log[LAB_PATH_MAX + 16], out[LAB_PATH_MAX + 16];
+    struct timespec tick = {0, 50 * 1000 * 1000};
+    struct lab_env e;
+    struct lab_member *m = &lab->members[i];
+
+    if (proc_alive(&m->proc))
+        return 0;
+    member_names(lab, i, NULL, host, addr, dir);
+    find_kasad(kasad, sizeof(kasad));
+    snprintf(port, sizeof(port), "%d", m->port);
+    snprintf(keytab, sizeof(keytab), "%s/host.keytab", dir);
+    snprintf(principal, sizeof(principal), "host/%s@%s", host, lab->realm);
+    snprintf(managed, sizeof(managed), "%s/array.keytab", dir);
+    snprintf(acl, sizeof(acl), "%s/acl", dir);
+    snprintf(log, sizeof(log), "%s/kasad.log", dir);
+    snprintf(out, sizeof(out), "%s/kasad.out", dir);
+    const char *argv[] = {kasad,
+                          "--foreground",
+                          "--listen",
+                          addr,
+                          "--port",
+                          port,
+                          "--keytab",
+                          keytab,
+                          "--principal",
+                          principal,
+                          "--managed-keytab",
+                          managed,
+                          "--acl",
+                          acl,
+                          "--log",
+                          log,
+                          NULL};
+    lab_env_init(lab, &e);
+    if (proc_spawn(argv, e.env, out, &m->proc) != 0) {
+        cli_say(cli, "cannot start %s: %s", kasad, strerror(errno));
+        return EXIT_FAILED;
+    }
+    for (int waited = 0; waited < READY_TIMEOUT_MS; waited += 50) {
+        if (proc_port_open(addr, m->port))
+            return 0;
+        if (!proc_alive(&m->proc))
+            break;
+        nanosleep(&tick, NULL);
+    }
+    cli_say(cli, "kasad for %s did not start; see %s and %s", host, out, log);
+    proc_stop(&m->proc, STOP_TIMEOUT_MS);
+    m->proc.pid = 0;
+    m->proc.start = 0;
+    return EXIT_FAILED;
+}
+
+static void stop_members(struct lab *lab, bool say)
+{
+    for (int i = 0; i < lab->n_members; i++) {
+        struct lab_member *m = &lab->members[i];
+        if (proc_stop(&m->proc, STOP_TIMEOUT_MS) && say) {
+            char name[16];
+            member_names(lab, i, name, NULL, NULL, NULL);
+            printf("stopped kasad %s (pid %d)\n", name, (int)m->proc.pid);
+        }
+        m->proc.pid = 0;
+        m->proc.start = 0;
+    }
+}
+
 static int lab_up(struct cli *cli, int argc, char **argv)
 {
     const char *dir = LAB_DIR_DEFAULT, *realm = NULL;
     struct lab lab;
-    bool fresh;
-    int st;
+    bool fresh, all_up = true;
+    int st, n_members = -1;
 
     st = parse_dir_opts(
-        cli, argc, argv, &dir, &realm, NULL,
-        "usage: kasa lab up [--dir DIR] [--realm REALM]\n"
+        cli, argc, argv, &dir, &realm, &n_members, NULL,
+        "usage: kasa lab up [--dir DIR] [--realm REALM] [--members N]\n"
         "\n"
         "Start a throwaway MIT realm on " LAB_ADDR " in DIR (default " LAB_DIR_DEFAULT ")\n"
         "for REALM (default " LAB_REALM_DEFAULT "). Running it again starts only what is\n"
         "not running; the realm's database is kept until you remove DIR.\n"
         "  -d, --dir DIR       the lab's directory\n"
-        "  -r, --realm REALM   the realm's name\n");
+        "  -r, --realm REALM   the realm's name\n"
+        "      --members N     also N array members (kasad) cas1.. on 127.0.0.11..\n");
     if (st)
         return st < 0 ? EXIT_OK : st;
     if (realm != NULL && (st = check_realm(cli, realm)) != 0)
@@ -512,9 +707,14 @@ static int lab_up(struct cli *cli, int argc, char **argv)
         if (realm != NULL && strcmp(realm, lab.realm) != 0)
             return cli_usage(cli, "%s holds the lab realm %s, not %s; use another --dir", lab.dir,
                              lab.realm, realm);
-        if (proc_alive(&lab.procs[D_KDC]) && proc_alive(&lab.procs[D_KADMIND])) {
-            printf("lab %s already runs in %s (krb5kdc pid %d, kadmind pid %d)\n", lab.realm,
-                   lab.dir, (int)lab.procs[D_KDC].pid, (int)lab.procs[D_KADMIND].pid);
+        all_up = proc_alive(&lab.procs[D_KDC]) && proc_alive(&lab.procs[D_KADMIND]) &&
+                 n_members <= lab.n_members;
+        for (int i = 0; all_up && i < lab.n_members; i++)
+            all_up = proc_alive(&lab.members[i].proc);
+        if (all_up) {
+            printf("lab %s already runs in %s (krb5kdc pid %d, kadmind pid %d, %d member%s)\n",
+                   lab.realm, lab.dir, (int)lab.procs[D_KDC].pid, (int)lab.procs[D_KADMIND].pid,
+                   lab.n_members, lab.n_members == 1 ? "" : "s");
             return EXIT_OK;
         }
     } else {
@@ -552,18 +752,36 @@ static int lab_up(struct cli *cli, int argc, char **argv)
         if (st)
             return st;
     }
-    st = write_state(cli, &lab);
+    /* The members: make the new ones, start every one that is not running. */
+    for (int i = lab.n_members; !st && i < n_members; i++) {
+        st = create_member(cli, &lab, i);
+        if (!st)
+            lab.n_members = i + 1;
+    }
+    for (int i = 0; !st && i < lab.n_members; i++)
+        st = start_member(cli, &lab, i);
+    if (!st)
+        st = write_state(cli, &lab);
     if (st) {
+        stop_members(&lab, false);
         stop_daemons(&lab);
+        write_state(cli, &lab);
         return st;
     }
     printf("lab %s runs in %s\n"
            "  krb5kdc  " LAB_ADDR ":%d (pid %d)\n"
-           "  kadmind  " LAB_ADDR ":%d (pid %d)\n"
-           "  test user alice: %s/alice.keytab\n"
-           "point this shell at it: eval \"$(kasa lab env --dir %s)\"\n",
+           "  kadmind  " LAB_ADDR ":%d (pid %d)\n",
            lab.realm, lab.dir, lab.kdc_port, (int)lab.procs[D_KDC].pid, lab.kadmind_port,
-           (int)lab.procs[D_KADMIND].pid, lab.dir, lab.dir);
+           (int)lab.procs[D_KADMIND].pid);
+    for (int i = 0; i < lab.n_members; i++) {
+        char host[160], addr[16];
+        member_names(&lab, i, NULL, host, addr, NULL);
+        printf("  kasad    %s:%d (pid %d) as host/%s\n", addr, lab.members[i].port,
+               (int)lab.members[i].proc.pid, host);
+    }
+    printf("  test user alice: %s/alice.keytab\n"
+           "point this shell at it: eval \"$(kasa lab env --dir %s)\"\n",
+           lab.dir, lab.dir);
     return EXIT_OK;
 }
 
@@ -593,7 +811,7 @@ static int lab_down(struct cli *cli, int argc, char **argv)
     struct lab lab;
     int st, stopped = 0;
 
-    st = parse_dir_opts(cli, argc, argv, &dir, NULL, NULL,
+    st = parse_dir_opts(cli, argc, argv, &dir, NULL, NULL, NULL,
                         "usage: kasa lab down [--dir DIR]\n"
                         "\n"
                         "Stop the daemons kasa lab up started in DIR, and only those. The\n"
@@ -608,6 +826,9 @@ static int lab_down(struct cli *cli, int argc, char **argv)
     }
     if (st < 0)
         return EXIT_FAILED;
+    for (int i = 0; i < lab.n_members; i++)
+        stopped += proc_alive(&lab.members[i].proc);
+    stop_members(&lab, true);
     for (int i = N_DAEMONS - 1; i >= 0; i--) {
         if (proc_stop(&lab.procs[i], STOP_TIMEOUT_MS)) {
             printf("stopped %s (pid %d)\n", daemon_names[i], (int)lab.procs[i].pid);
@@ -627,7 +848,7 @@ static int lab_env(struct cli *cli, int argc, char **argv)
     struct lab lab;
     int st;
 
-    st = parse_dir_opts(cli, argc, argv, &dir, NULL, NULL,
+    st = parse_dir_opts(cli, argc, argv, &dir, NULL, NULL, NULL,
                         "usage: kasa lab env [--dir DIR]\n"
                         "\n"
                         "Print export lines that point kasa and MIT's tools (kinit, kvno,\n"
@@ -671,7 +892,7 @@ static int lab_status(struct cli *cli, int argc, char **argv)
     char path[LAB_PATH_MAX];
     int st;
 
-    st = parse_dir_opts(cli, argc, argv, &dir, NULL, &json,
+    st = parse_dir_opts(cli, argc, argv, &dir, NULL, NULL, &json,
                         "usage: kasa lab status [--dir DIR] [--json]\n"
                         "\n"
                         "What runs in the lab: each daemon's address, port and pid.\n"
@@ -682,7 +903,32 @@ static int lab_status(struct cli *cli, int argc, char **argv)
     if (st)
         return st;
     all = proc_alive(&lab.procs[D_KDC]) && proc_alive(&lab.procs[D_KADMIND]);
+    for (int i = 0; i < lab.n_members; i++)
+        all = all && proc_alive(&lab.members[i].proc);
     if (json) {
+        json_object *ms = json_object_new_array();
+        for (int i = 0; i < lab.n_members; i++) {
+            char name[16], host[160], addr[16], mdir[LAB_PATH_MAX], p2[LAB_PATH_MAX + 32];
+            json_object *m = json_object_new_object();
+            bool alive = proc_alive(&lab.members[i].proc);
+            member_names(&lab, i, name, host, addr, mdir);
+            json_object_object_add(m, "name", json_object_new_string(name));
+            json_object_object_add(m, "host", json_object_new_string(host));
+            json_object_object_add(m, "address", json_object_new_string(addr));
+            json_object_object_add(m, "port", json_object_new_int(lab.members[i].port));
+            json_object_object_add(m, "pid",
+                                   alive ? json_object_new_int(lab.members[i].proc.pid) : NULL);
+            json_object_object_add(m, "running", json_object_new_boolean(alive));
+            snprintf(p2, sizeof(p2), "%s/array.keytab", mdir);
+            json_object_object_add(m, "managed_keytab", json_object_new_string(p2));
+            snprintf(p2, sizeof(p2), "%s/host.keytab", mdir);
+            json_object_object_add(m, "host_keytab", json_object_new_string(p2));
+            snprintf(p2, sizeof(p2), "%s/acl", mdir);
+            json_object_object_add(m, "acl", json_object_new_string(p2));
+            snprintf(p2, sizeof(p2), "%s/kasad.log", mdir);
+            json_object_object_add(m, "log", json_object_new_string(p2));
+            json_object_array_add(ms, m);
+        }
         json_object *o = json_object_new_object(), *files = json_object_new_object();
         static const char *const names[][2] = {
             {"krb5_config", "krb5.conf"},     {"kdc_profile", "kdc.conf"},
@@ -701,6 +947,7 @@ static int lab_status(struct cli *cli, int argc, char **argv)
                 files, names[i][0],
                 json_object_new_string(lab_path(&lab, names[i][1], path, sizeof(path))));
         json_object_object_add(o, "files", files);
+        json_object_object_add(o, "members", ms);
         cli_json_print(o);
     } else {
         struct table *t = table_new(4, "SERVICE", "ADDRESS", "PID", "STATE");
@@ -715,16 +962,77 @@ static int lab_status(struct cli *cli, int argc, char **argv)
             snprintf(pid, sizeof(pid), "%d", (int)lab.procs[which[i]].pid);
             table_add(t, services[i], addr, alive ? pid : "-", alive ? "running" : "stopped");
         }
+        for (int i = 0; i < lab.n_members; i++) {
+            char name[32], addr[64], pid[16], maddr[16];
+            bool alive = proc_alive(&lab.members[i].proc);
+            member_names(&lab, i, name, NULL, maddr, NULL);
+            snprintf(name + strlen(name), sizeof(name) - strlen(name), " kasad");
+            snprintf(addr, sizeof(addr), "%s:%d", maddr, lab.members[i].port);
+            snprintf(pid, sizeof(pid), "%d", (int)lab.members[i].proc.pid);
+            table_add(t, name, addr, alive ? pid : "-", alive ? "running" : "stopped");
+        }
         table_print(t, stdout);
         table_free(t);
     }
     return all ? EXIT_OK : EXIT_FAILED;
 }
 
+/* kasa lab member stop|start NAME: one member down or up, for demos and fault tests. */
+static int lab_member(struct cli *cli, int argc, char **argv)
+{
+    const char *dir = LAB_DIR_DEFAULT;
+    struct lab lab;
+    int st, which = -1;
+    bool start;
+
+    st = parse_dir_opts(cli, argc, argv, &dir, NULL, NULL, NULL,
+                        "usage: kasa lab member stop|start NAME [--dir DIR]\n"
+                        "\n"
+                        "Stop or start one member's kasad (NAME: cas1 or cas1.proseware.lab).\n");
+    if (st)
+        return st < 0 ? EXIT_OK : st;
+    st = cli_operands(cli, argc - optind, 2, 2, "stop|start NAME");
+    if (st)
+        return st;
+    if (strcmp(argv[optind], "stop") != 0 && strcmp(argv[optind], "start") != 0)
+        return cli_usage(cli, "say stop or start, not %s", argv[optind]);
+    start = strcmp(argv[optind], "start") == 0;
+    st = load_lab(cli, dir, &lab, false);
+    if (st)
+        return st;
+    for (int i = 0; i < lab.n_members; i++) {
+        char name[16], host[160];
+        member_names(&lab, i, name, host, NULL, NULL);
+        if (strcmp(argv[optind + 1], name) == 0 || strcmp(argv[optind + 1], host) == 0)
+            which = i;
+    }
+    if (which < 0) {
+        cli_say(cli, "the lab has no member %s (it has %d: cas1..)", argv[optind + 1],
+                lab.n_members);
+        return EXIT_FAILED;
+    }
+    if (start) {
+        st = start_member(cli, &lab, which);
+        if (!st)
+            printf("started kasad %s (pid %d)\n", argv[optind + 1],
+                   (int)lab.members[which].proc.pid);
+    } else {
+        if (proc_stop(&lab.members[which].proc, STOP_TIMEOUT_MS))
+            printf("stopped kasad %s (pid %d)\n", argv[optind + 1],
+                   (int)lab.members[which].proc.pid);
+        else
+            printf("kasad %s was not running\n", argv[optind + 1]);
+        lab.members[which].proc.pid = 0;
+        lab.members[which].proc.start = 0;
+    }
+    return st ? st : write_state(cli, &lab);
+}
+
 int cmd_lab(struct cli *cli, int argc, char **argv)
 {
     static const struct cli_verb verbs[] = {
-        {"up", lab_up}, {"down", lab_down}, {"env", lab_env}, {"status", lab_status}, {NULL, NULL},
+        {"up", lab_up},         {"down", lab_down},     {"env", lab_env},
+        {"status", lab_status}, {"member", lab_member}, {NULL, NULL},
     };
 
     return cli_dispatch(cli, "lab", verbs, help_group, argc, argv);

@@ -21,6 +21,11 @@ static const char usage[] =
     "                               the alternate service account\n"
     "  spn add|delete|list|query|duplicates\n"
     "                               SPNs, like setspn -S/-D/-L/-Q/-X\n"
+    "  array create|add-member|remove-member|show|list|delete\n"
+    "                               the load-balanced name and its members\n"
+    "  roll ARRAY                   new keys: staged on every member, then committed\n"
+    "  copy ARRAY --from H --to H   copy a member's keys to others\n"
+    "  status [ARRAY]               what each member holds: OK/STALE/MISSING/UNREACHABLE\n"
     "\n"
     "options:\n"
     "  -c, --config FILE   kasa.conf to read (default: $KASA_CONFIG, then " KASA_CONFIG_DEFAULT
@@ -29,7 +34,8 @@ static const char usage[] =
     "      --version       print the version\n"
     "  -h, --help          this help; kasa COMMAND --help for a command's\n"
     "\n"
-    "exit status: 0 ok, 1 failed (nothing changed), 2 bad usage or bad input.\n"
+    "exit status: 0 ok, 1 failed (nothing changed), 2 bad usage or bad input,\n"
+    "3 a member failed during a roll (the directory is unchanged).\n"
     "See kasa(1) and kasa.conf(5).\n";
 
 static void print_warning(void *data, const char *msg)
@@ -95,6 +101,14 @@ int main(int argc, char **argv)
         status = cmd_account(&cli, argc - 1, argv + 1);
     } else if (strcmp(argv[0], "spn") == 0) {
         status = cmd_spn(&cli, argc - 1, argv + 1);
+    } else if (strcmp(argv[0], "array") == 0) {
+        status = cmd_array(&cli, argc - 1, argv + 1);
+    } else if (strcmp(argv[0], "roll") == 0) {
+        status = cmd_roll(&cli, argc, argv);
+    } else if (strcmp(argv[0], "copy") == 0) {
+        status = cmd_copy(&cli, argc, argv);
+    } else if (strcmp(argv[0], "status") == 0) {
+        status = cmd_status(&cli, argc, argv);
     } else if (strcmp(argv[0], "help") == 0) {
         fputs(usage, stdout);
         status = EXIT_OK;

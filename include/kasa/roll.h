@@ -1,0 +1,106 @@
+/*
+ * The roll, copy and status: the heart of kasa (PRODUCT.md, "The roll").
+ *
+ * roll: plan (the ASA, its SPNs, its kvno N, the members), generate fresh keys for N+1,
+ * stage them on every target member in parallel (each proves it holds them), and only
+ * if every one staged, commit N+1 in the directory; then tell the members, which retire
+ * what no ticket can still need. A roll interrupted anywhere is finished by resume,
+ * which takes the staged keys back from a member: no key touches the controller's disk.
+ */
+#ifndef KASA_ROLL_H
+#define KASA_ROLL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "kasa/array.h"
+#include "kasa/config.h"
+#include "kasa/directory.h"
+#include "kasa/kasa.h"
+#include "kasa/proto.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define KASA_KEEP_SECONDS_DEFAULT (10 * 3600 + 5 * 60) /* ticket lifetime + clock skew */
+
+/* Told about each step for each member as it happens (kasa roll -v). Called from
+ * several threads, never at once. */
+typedef void (*kasa_progress_fn)(void *data, const char *member, const char *step,
+                                 const char *detail);
+
+typedef struct kasa_roll_opts {
+    const char *const *members; /* NULL: every member of the array */
+    size_t n_members;
+    bool dry_run;
+    bool force;
+    bool resume;
+    int timeout_ms;       /* per member; 0: 10 s */
+    uint32_t keep_seconds; /* 0: KASA_KEEP_SECONDS_DEFAULT */
+    kasa_progress_fn progress;
+    void *progress_data;
+} kasa_roll_opts;
+
+/* One member's outcome. */
+typedef struct kasa_member_result {
+    char *host;
+    long code;     /* 0: done */
+    char *message; /* why not, when code != 0 */
+} kasa_member_result;
+
+typedef struct kasa_roll_result {
+    unsigned from_kvno, to_kvno;
+    bool committed;
+    size_t n;
+    kasa_member_result *members;
+} kasa_roll_result;
+
+KASA_API void kasa_roll_result_clear(kasa_roll_result *r);
+
+/* Roll the array's keys. KASA_ERR_ROLL when a member failed and the directory was left
+ * alone (the result says which and why). */
+KASA_API long kasa_roll(kasa_dir *dir, const kasa_config *cfg, const char *fqdn,
+                        const kasa_roll_opts *opts, kasa_roll_result *result);
+
+/* Copy what from holds to each of to[], without touching the directory. */
+KASA_API long kasa_copy(kasa_dir *dir, const kasa_config *cfg, const char *fqdn,
+                        const char *from, const char *const *to, size_t n_to,
+                        const kasa_roll_opts *opts, kasa_roll_result *result);
+
+typedef enum kasa_verdict {
+    KASA_VERDICT_OK = 0,
+    KASA_VERDICT_STALE,      /* does not hold the directory's kvno */
+    KASA_VERDICT_MISSING,    /* holds nothing for the array */
+    KASA_VERDICT_UNREACHABLE,
+} kasa_verdict;
+
+KASA_API const char *kasa_verdict_name(kasa_verdict v);
+
+typedef struct kasa_member_status {
+    char *host;
+    int port;
+    kasa_verdict verdict;
+    char *error;     /* why unreachable */
+    kasa_reply reply; /* what it holds (sets, oldest first) */
+} kasa_member_status;
+
+typedef struct kasa_array_status {
+    kasa_array *array;
+    unsigned dir_kvno;
+    size_t n;
+    kasa_member_status *members;
+} kasa_array_status;
+
+KASA_API void kasa_array_status_clear(kasa_array_status *st);
+
+/* Ask every member of the array, in parallel, what it holds. */
+KASA_API long kasa_status(kasa_dir *dir, const kasa_config *cfg, const char *fqdn,
+                          int timeout_ms, kasa_array_status *st);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,376 @@
+/*
+ * kasa roll, kasa copy and kasa status: the seed's RollAlternateServiceAccountPassword.ps1
+ * (-ToArrayMembers, -ToSpecificServers, -CopyFrom) and Get-ClientAccessServer
+ * -IncludeAlternateServiceAccountCredentialStatus.
+ */
+#include <getopt.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#include "kasa/roll.h"
+
+/* Split a comma-separated list in place into *out (which points into s). */
+static int split_list(struct cli *cli, char *s, const char ***out, size_t *n, const char *what)
+{
+    const char **list = calloc(strlen(s) / 2 + 2, sizeof(*list));
+    char *tok, *save = NULL;
+
+    *n = 0;
+    if (list == NULL)
+        return cli_fail(cli, kasa_set_error(cli->ctx, KASA_ERR_NOMEM, NULL));
+    for (tok = strtok_r(s, ",", &save); tok != NULL; tok = strtok_r(NULL, ",", &save))
+        list[(*n)++] = tok;
+    if (*n == 0) {
+        free(list);
+        return cli_usage(cli, "%s is an empty list", what);
+    }
+    *out = list;
+    return 0;
+}
+
+static void print_progress(void *data, const char *member, const char *step, const char *detail)
+{
+    (void)data;
+    printf("  %-24s %-8s %s\n", member, step, detail);
+    fflush(stdout);
+}
+
+static void print_result(const kasa_roll_result *r)
+{
+    struct table *t;
+
+    if (r->n == 0)
+        return;
+    t = table_new(3, "MEMBER", "RESULT", "REASON");
+    for (size_t i = 0; i < r->n; i++)
+        table_add(t, r->members[i].host, r->members[i].code ? "FAILED" : "ok",
+                  r->members[i].code ? r->members[i].message : "");
+    table_print(t, stdout);
+    table_free(t);
+}
+
+static int parse_timeout(struct cli *cli, const char *s, int *out)
+{
+    char *end;
+    long v = strtol(s, &end, 10);
+
+    if (*s == '\0' || *end != '\0' || v < 100 || v > 600000)
+        return cli_usage(cli, "--timeout takes milliseconds from 100 to 600000");
+    *out = (int)v;
+    return 0;
+}
+
+int cmd_roll(struct cli *cli, int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"members", required_argument, NULL, 'm'}, {"dry-run", no_argument, NULL, 'n'},
+        {"force", no_argument, NULL, 'F'},         {"resume", no_argument, NULL, 'R'},
+        {"verbose", no_argument, NULL, 'v'},       {"timeout", required_argument, NULL, 't'},
+        {NULL, 0, NULL, 0},
+    };
+    kasa_roll_opts o = {0};
+    kasa_roll_result r;
+    const char **members = NULL;
+    char *member_arg = NULL;
+    bool verbose = cli->verbose;
+    int c, st;
+    long ret;
+
+    snprintf(cli->cmd, sizeof(cli->cmd), "roll");
+    optind = 0;
+    while ((c = cli_getopt(cli, argc, argv, "m:nvt:", opts, NULL)) != -1) {
+        switch (c) {
+        case 'h':
+            fputs("usage: kasa roll ARRAY [--members H1,H2] [--dry-run] [--force] [-v]\n"
+                  "       kasa roll --resume ARRAY\n"
+                  "\n"
+                  "Give the array's ASA fresh keys: stage them on every member (or those\n"
+                  "named), and only when all hold them, switch the directory to them.\n"
+                  "  -m, --members H1,H2   only these members (-ToSpecificServers)\n"
+                  "  -n, --dry-run         plan and check the members; change nothing\n"
+                  "      --force           commit even if members failed; mark them stale\n"
+                  "      --resume          finish an interrupted roll\n"
+                  "  -v, --verbose         each step for each member as it happens\n"
+                  "      --timeout MS      per member (default 10000)\n"
+                  "Exit status 3 when a member failed (the directory is unchanged).\n",
+                  stdout);
+            return EXIT_OK;
+        case 'm':
+            member_arg = optarg;
+            break;
+        case 'n':
+            o.dry_run = true;
+            break;
+        case 'F':
+            o.force = true;
+            break;
+        case 'R':
+            o.resume = true;
+            break;
+        case 'v':
+            verbose = true;
+            break;
+        case 't':
+            if ((st = parse_timeout(cli, optarg, &o.timeout_ms)) != 0)
+                return st;
+            break;
+        default:
+            return EXIT_USAGE;
+        }
+    }
+    st = cli_operands(cli, argc - optind, 1, 1, "ARRAY");
+    if (!st)
+        st = cli_check(cli, kasa_hostname_check(cli->ctx, "array", argv[optind]));
+    if (!st && o.resume && (o.dry_run || member_arg != NULL))
+        st = cli_usage(cli, "--resume takes no --dry-run or --members");
+    if (!st && member_arg != NULL) {
+        st = split_list(cli, member_arg, &members, &o.n_members, "--members");
+        o.members = members;
+    }
+    if (!st)
+        st = cli_open_dir(cli);
+    if (st) {
+        free(members);
+        return st;
+    }
+    if (verbose) {
+        o.progress = print_progress;
+        printf("%s %s:\n", o.resume ? "resuming the roll of" : "rolling", argv[optind]);
+    }
+    ret = kasa_roll(cli->dir, cli->cfg, argv[optind], &o, &r);
+    if (o.dry_run && !ret)
+        printf("dry run: would roll %s from kvno %u to kvno %u on %zu member%s; nothing changed\n",
+               argv[optind], r.from_kvno, r.to_kvno, r.n, r.n == 1 ? "" : "s");
+    else if (!ret)
+        printf("rolled %s from kvno %u to kvno %u: %zu member%s staged, directory committed\n",
+               argv[optind], r.from_kvno, r.to_kvno, r.n, r.n == 1 ? "" : "s");
+    if (ret || verbose)
+        print_result(&r);
+    st = ret ? cli_fail(cli, ret) : EXIT_OK;
+    kasa_roll_result_clear(&r);
+    free(members);
+    return st;
+}
+
+int cmd_copy(struct cli *cli, int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"from", required_argument, NULL, 'f'},  {"to", required_argument, NULL, 't'},
+        {"verbose", no_argument, NULL, 'v'},     {"timeout", required_argument, NULL, 'T'},
+        {NULL, 0, NULL, 0},
+    };
+    kasa_roll_opts o = {0};
+    kasa_roll_result r;
+    const char *from = NULL, **to = NULL;
+    char *to_arg = NULL;
+    size_t n_to = 0;
+    int c, st;
+    long ret;
+
+    snprintf(cli->cmd, sizeof(cli->cmd), "copy");
+    optind = 0;
+    while ((c = cli_getopt(cli, argc, argv, "v", opts, NULL)) != -1) {
+        switch (c) {
+        case 'h':
+            fputs("usage: kasa copy ARRAY --from HOST --to HOST[,HOST]\n"
+                  "\n"
+                  "Copy the keys HOST holds to other members, for a new or rebuilt member;\n"
+                  "the directory is not touched (-CopyFrom ... -ToSpecificServers).\n",
+                  stdout);
+            return EXIT_OK;
+        case 'f':
+            from = optarg;
+            break;
+        case 't':
+            to_arg = optarg;
+            break;
+        case 'v':
+            o.progress = print_progress;
+            break;
+        case 'T':
+            if ((st = parse_timeout(cli, optarg, &o.timeout_ms)) != 0)
+                return st;
+            break;
+        default:
+            return EXIT_USAGE;
+        }
+    }
+    st = cli_operands(cli, argc - optind, 1, 1, "ARRAY");
+    if (!st && (from == NULL || to_arg == NULL))
+        st = cli_usage(cli, "name the source with --from and the targets with --to");
+    if (!st)
+        st = cli_check(cli, kasa_hostname_check(cli->ctx, "array", argv[optind]));
+    if (!st)
+        st = split_list(cli, to_arg, &to, &n_to, "--to");
+    for (size_t i = 0; !st && i < n_to; i++) {
+        if (strcasecmp(to[i], from) == 0)
+            st = cli_usage(cli, "%s is both the source and a target", from);
+    }
+    if (!st)
+        st = cli_open_dir(cli);
+    if (st) {
+        free(to);
+        return st;
+    }
+    if (cli->verbose)
+        o.progress = print_progress;
+    ret = kasa_copy(cli->dir, cli->cfg, argv[optind], from, to, n_to, &o, &r);
+    if (!ret)
+        printf("copied the keys of %s to %zu member%s of %s\n", from, n_to, n_to == 1 ? "" : "s",
+               argv[optind]);
+    print_result(&r);
+    st = ret ? cli_fail(cli, ret) : EXIT_OK;
+    kasa_roll_result_clear(&r);
+    free(to);
+    return st;
+}
+
+/* "kvno 3 (2026-11-24T20:01:02Z)" for the set at index i from the newest, or "-". */
+static const char *held(const kasa_member_status *m, size_t from_newest, char *buf, size_t len)
+{
+    char when[32];
+    const kasa_kvno_set *s;
+
+    if (m->reply.n_sets <= from_newest)
+        return "-";
+    s = &m->reply.sets[m->reply.n_sets - 1 - from_newest];
+    snprintf(buf, len, "%u (%s)", s->kvno, cli_time(s->arrived, when, sizeof(when)));
+    return buf;
+}
+
+static json_object *status_json(const kasa_array_status *st)
+{
+    json_object *o = json_object_new_object(), *ms = json_object_new_array();
+    char when[32];
+
+    json_object_object_add(o, "array", cli_json_str(st->array->fqdn));
+    json_object_object_add(o, "asa", cli_json_str(st->array->asa));
+    json_object_object_add(o, "directory_kvno", json_object_new_int64(st->dir_kvno));
+    for (size_t i = 0; i < st->n; i++) {
+        const kasa_member_status *m = &st->members[i];
+        json_object *j = json_object_new_object(), *ks = json_object_new_array();
+        json_object_object_add(j, "host", cli_json_str(m->host));
+        json_object_object_add(j, "port", json_object_new_int(m->port));
+        json_object_object_add(j, "verdict", cli_json_str(kasa_verdict_name(m->verdict)));
+        json_object_object_add(j, "reachable",
+                               json_object_new_boolean(m->verdict != KASA_VERDICT_UNREACHABLE));
+        json_object_object_add(j, "error", cli_json_str(m->error));
+        for (size_t s = m->reply.n_sets; s-- > 0;) {
+            const kasa_kvno_set *set = &m->reply.sets[s];
+            json_object *k = json_object_new_object();
+            json_object_object_add(k, "kvno", json_object_new_int64(set->kvno));
+            json_object_object_add(k, "arrived",
+                                   cli_json_str(cli_time(set->arrived, when, sizeof(when))));
+            json_object_object_add(k, "principals", json_object_new_int64((int64_t)set->n_principals));
+            json_object_object_add(k, "role",
+                                   cli_json_str(s == m->reply.n_sets - 1   ? "latest"
+                                                : s == m->reply.n_sets - 2 ? "previous"
+                                                                           : "older"));
+            json_object_array_add(ks, k);
+        }
+        json_object_object_add(j, "kvnos", ks);
+        json_object_array_add(ms, j);
+    }
+    json_object_object_add(o, "members", ms);
+    return o;
+}
+
+static void status_print(const kasa_array_status *st)
+{
+    struct table *t = table_new(5, "MEMBER", "VERDICT", "LATEST", "PREVIOUS", "NOTE");
+
+    printf("array %s: ASA %s, directory kvno %u\n", st->array->fqdn, st->array->asa,
+           st->dir_kvno);
+    for (size_t i = 0; i < st->n; i++) {
+        const kasa_member_status *m = &st->members[i];
+        char latest[64], previous[64];
+        table_add(t, m->host, kasa_verdict_name(m->verdict),
+                  held(m, 0, latest, sizeof(latest)), held(m, 1, previous, sizeof(previous)),
+                  m->error != NULL ? m->error : "");
+    }
+    table_print(t, stdout);
+    table_free(t);
+}
+
+int cmd_status(struct cli *cli, int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"timeout", required_argument, NULL, 't'},
+        {NULL, 0, NULL, 0},
+    };
+    kasa_array *arrays = NULL;
+    json_object *all = NULL;
+    size_t n = 0;
+    bool json = false, healthy = true;
+    int c, st, timeout = 0;
+    long ret;
+
+    snprintf(cli->cmd, sizeof(cli->cmd), "status");
+    optind = 0;
+    while ((c = cli_getopt(cli, argc, argv, "", opts, &json)) != -1) {
+        if (c == 'h') {
+            fputs("usage: kasa status [ARRAY] [--json] [--timeout MS]\n"
+                  "\n"
+                  "For each member: the kvnos it holds (latest, previous) and when each\n"
+                  "arrived, against the directory's kvno: OK, STALE, MISSING or UNREACHABLE.\n"
+                  "Exit 0 only when every member is OK.\n",
+                  stdout);
+            return EXIT_OK;
+        }
+        if (c == 't') {
+            if ((st = parse_timeout(cli, optarg, &timeout)) != 0)
+                return st;
+        } else if (c != 'j') {
+            return EXIT_USAGE;
+        }
+    }
+    st = cli_operands(cli, argc - optind, 0, 1, "at most ARRAY");
+    if (!st && argc - optind == 1)
+        st = cli_check(cli, kasa_hostname_check(cli->ctx, "array", argv[optind]));
+    if (!st)
+        st = cli_open_dir(cli);
+    if (st)
+        return st;
+    if (argc - optind == 1) {
+        ret = kasa_array_get(cli->dir, argv[optind], &arrays);
+        n = ret ? 0 : 1;
+    } else {
+        ret = kasa_array_list(cli->dir, &arrays, &n);
+    }
+    if (ret)
+        return cli_fail(cli, ret);
+    if (json)
+        all = json_object_new_array();
+    for (size_t i = 0; i < n; i++) {
+        kasa_array_status s;
+        ret = kasa_status(cli->dir, cli->cfg, arrays[i].fqdn, timeout, &s);
+        if (ret) {
+            st = cli_fail(cli, ret);
+            healthy = false;
+            continue;
+        }
+        for (size_t m = 0; m < s.n; m++)
+            healthy = healthy && s.members[m].verdict == KASA_VERDICT_OK;
+        if (s.n == 0)
+            healthy = false;
+        if (json)
+            json_object_array_add(all, status_json(&s));
+        else {
+            if (i > 0)
+                putchar('\n');
+            status_print(&s);
+        }
+        kasa_array_status_clear(&s);
+    }
+    if (json)
+        cli_json_print(argc - optind == 1 && json_object_array_length(all) == 1
+                           ? json_object_get(json_object_array_get_idx(all, 0))
+                           : json_object_get(all));
+    if (all != NULL)
+        json_object_put(all);
+    if (n == 0 && !json)
+        printf("no arrays; create one with kasa array create\n");
+    kasa_array_list_free(arrays, n);
+    return st ? st : healthy ? EXIT_OK : EXIT_FAILED;
+}
