@@ -5,6 +5,7 @@
 #include "private.h"
 
 #include <errno.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -137,6 +138,14 @@ long kasa_krb5(kasa_ctx *ctx, krb5_context *out)
     }
     *out = ctx->kctx;
     return 0;
+}
+
+void kasa_test_point(const char *point)
+{
+    const char *at = getenv("KASA_TEST_KILL_AT");
+
+    if (at != NULL && strcmp(at, point) == 0)
+        raise(SIGKILL);
 }
 
 long kasa_reason(long code, char *why, size_t why_len, const char *fmt, ...)

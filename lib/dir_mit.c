@@ -707,6 +707,8 @@ static long mit_key_set(kasa_dir *dir, const kasa_account *acct, const kasa_keys
     ret = mit_spn_list(dir, acct, &spns, &n);
     for (size_t i = 0; i <= n && !ret; i++) {
         const char *name = i < n ? spns[i] : acct->name;
+        if (i == n)
+            kasa_test_point("spns-committed");
         ret = principal(dir, name, &princ);
         if (!ret)
             ret = set_keys(dir, princ, name, keys->keys, keys->n, keys->kvno);

@@ -314,21 +314,42 @@ long kasa_kvno_set_copy(kasa_ctx *ctx, const kasa_kvno_set *from, kasa_kvno_set 
     return ret;
 }
 
+/* Whether two key sets hold the same keys (order aside). */
+static bool same_keys(const kasa_keyset *a, const kasa_keyset *b)
+{
+    if (a == NULL || b == NULL || a->n != b->n)
+        return false;
+    for (size_t i = 0; i < a->n; i++) {
+        bool found = false;
+        for (size_t j = 0; j < b->n && !found; j++)
+            found = a->keys[i].enctype == b->keys[j].enctype &&
+                    a->keys[i].length == b->keys[j].length &&
+                    memcmp(a->keys[i].contents, b->keys[j].contents, a->keys[i].length) == 0;
+        if (!found)
+            return false;
+    }
+    return true;
+}
+
 long kasa_held_stage(kasa_ctx *ctx, kasa_held *held, const kasa_kvno_set *set, int64_t now)
 {
     kasa_kvno_set *slot = find_set(held, set->kvno), copy;
     long ret;
 
-    if (slot != NULL && slot->committed != 0)
+    if (slot != NULL && slot->committed != 0) {
+        /* The same keys again (kasa copy of what this member holds) change nothing. */
+        if (same_keys(slot->keys, set->keys) && set->n_principals == slot->n_principals)
+            return 0;
         return kasa_set_error(ctx, KASA_ERR_KVNO,
-                              "kvno %u is already committed in the directory; it cannot be "
-                              "replaced",
+                              "kvno %u is already committed in the directory with other keys; "
+                              "it cannot be replaced",
                               set->kvno);
+    }
     ret = kasa_kvno_set_copy(ctx, set, &copy);
     if (ret)
         return ret;
+    /* A copy carries the time its kvno was committed; a roll's new kvno has none yet. */
     copy.arrived = now;
-    copy.committed = 0;
     if (slot == NULL && (slot = add_set(held, set->kvno)) == NULL) {
         kasa_kvno_set_clear(&copy);
         return kasa_set_error(ctx, KASA_ERR_NOMEM, NULL);

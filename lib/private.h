@@ -30,4 +30,8 @@ long kasa_set_krb5_error(kasa_ctx *ctx, long code, krb5_context kctx, long kcode
  * checkers, which report through a buffer rather than a context. */
 long kasa_reason(long code, char *why, size_t why_len, const char *fmt, ...) KASA_PRINTF(4, 5);
 
+/* For the end-to-end tests only: die with SIGKILL at the named point of a roll when
+ * $KASA_TEST_KILL_AT names it, to show that an interrupted roll can always be resumed. */
+void kasa_test_point(const char *point);
+
 #endif

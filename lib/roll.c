@@ -20,11 +20,11 @@
 
 static pthread_mutex_t progress_lock = PTHREAD_MUTEX_INITIALIZER;
 
-static void progress(const kasa_roll_opts *o, const char *member, const char *step,
-                     const char *fmt, ...) KASA_PRINTF(4, 5);
+static void progress(const kasa_roll_opts *o, const char *member, const char *step, const char *fmt,
+                     ...) KASA_PRINTF(4, 5);
 
-static void progress(const kasa_roll_opts *o, const char *member, const char *step,
-                     const char *fmt, ...)
+static void progress(const kasa_roll_opts *o, const char *member, const char *step, const char *fmt,
+                     ...)
 {
     char detail[512] = "";
     va_list ap;
@@ -97,8 +97,8 @@ static void *run_job(void *arg)
              j->addr.address != NULL ? j->addr.address : j->addr.host, j->addr.port);
     j->code = kasa_member_call(ctx, j->cfg, &j->addr, &j->req, &j->reply);
     if (!j->code && j->verify != NULL)
-        j->code = kasa_proof_verify(ctx, j->verify, j->req.nonce, j->reply.proofs,
-                                    j->reply.n_proofs);
+        j->code =
+            kasa_proof_verify(ctx, j->verify, j->req.nonce, j->reply.proofs, j->reply.n_proofs);
     if (j->code) {
         j->message = strdup(kasa_error(ctx));
         progress(j->opts, j->addr.host, j->step, "failed: %s", kasa_error(ctx));
@@ -152,8 +152,7 @@ static void job_init(struct job *j, const kasa_config *cfg, const kasa_roll_opts
 }
 
 /* Record each job's outcome in the result. */
-static long collect(kasa_ctx *ctx, struct job *jobs, size_t n, kasa_roll_result *r,
-                    size_t *failed)
+static long collect(kasa_ctx *ctx, struct job *jobs, size_t n, kasa_roll_result *r, size_t *failed)
 {
     *failed = 0;
     r->members = calloc(n + 1, sizeof(*r->members));
@@ -191,8 +190,8 @@ static long targets(kasa_ctx *ctx, const kasa_array *a, const char *const *names
         t[i] = names != NULL ? kasa_array_member(a, names[i]) : &a->members[i];
         if (t[i] == NULL) {
             free(t);
-            return kasa_set_error(ctx, KASA_ERR_ARRAY_INVALID, "%s is not a member of %s",
-                                  names[i], a->fqdn);
+            return kasa_set_error(ctx, KASA_ERR_ARRAY_INVALID, "%s is not a member of %s", names[i],
+                                  a->fqdn);
         }
     }
     *out = t;
@@ -228,8 +227,8 @@ static long principals_of(kasa_dir *dir, const char *asa, kasa_kvno_set *set)
 }
 
 /* Tell members kvno was committed, so they can retire what no ticket can need. */
-static void retire_all(const kasa_config *cfg, const kasa_roll_opts *opts,
-                       const kasa_member **t, size_t n, unsigned kvno, int64_t at)
+static void retire_all(const kasa_config *cfg, const kasa_roll_opts *opts, const kasa_member **t,
+                       size_t n, unsigned kvno, int64_t at)
 {
     struct job *jobs = calloc(n + 1, sizeof(*jobs));
 
@@ -239,9 +238,8 @@ static void retire_all(const kasa_config *cfg, const kasa_roll_opts *opts,
         job_init(&jobs[i], cfg, opts, t[i], KASA_OP_RETIRE, "retire");
         jobs[i].req.committed_kvno = kvno;
         jobs[i].req.committed_at = at;
-        jobs[i].req.keep_seconds = opts != NULL && opts->keep_seconds > 0
-                                       ? opts->keep_seconds
-                                       : KASA_KEEP_SECONDS_DEFAULT;
+        jobs[i].req.keep_seconds =
+            opts != NULL && opts->keep_seconds > 0 ? opts->keep_seconds : KASA_KEEP_SECONDS_DEFAULT;
     }
     run_all(jobs, n);
     jobs_free(jobs, n);
@@ -269,8 +267,8 @@ static long keys_from_members(kasa_dir *dir, const kasa_config *cfg, const kasa_
     return ret;
 }
 
-long kasa_roll(kasa_dir *dir, const kasa_config *cfg, const char *fqdn,
-               const kasa_roll_opts *opts, kasa_roll_result *r)
+long kasa_roll(kasa_dir *dir, const kasa_config *cfg, const char *fqdn, const kasa_roll_opts *opts,
+               kasa_roll_result *r)
 {
     kasa_ctx *ctx = dir->ctx;
     kasa_array *a = NULL;
@@ -318,8 +316,12 @@ long kasa_roll(kasa_dir *dir, const kasa_config *cfg, const char *fqdn,
         goto cleanup;
     }
     if (opts->resume && a->roll_kvno == 0) {
-        ret = kasa_set_error(ctx, KASA_ERR_ROLL, "no roll of %s is in progress; nothing to resume",
-                             fqdn);
+        /* Nothing staged is pending; the members may still need to hear of the commit. */
+        progress(opts, "directory", "resume", "no roll in progress; kvno %u is committed",
+                 acct->kvno);
+        if (a->committed_kvno != 0)
+            retire_all(cfg, opts, t, n, a->committed_kvno, a->committed_at);
+        r->to_kvno = acct->kvno;
         goto cleanup;
     }
     r->to_kvno = acct->kvno + 1;
@@ -340,8 +342,8 @@ long kasa_roll(kasa_dir *dir, const kasa_config *cfg, const char *fqdn,
         run_all(jobs, n);
         ret = collect(ctx, jobs, n, r, &failed);
         if (!ret && failed > 0)
-            ret = kasa_set_error(ctx, KASA_ERR_ROLL, "%zu of %zu members cannot be reached",
-                                 failed, n);
+            ret = kasa_set_error(ctx, KASA_ERR_ROLL, "%zu of %zu members cannot be reached", failed,
+                                 n);
         goto cleanup;
     }
 
@@ -349,8 +351,7 @@ long kasa_roll(kasa_dir *dir, const kasa_config *cfg, const char *fqdn,
     if (opts->resume) {
         kasa_kvno_set staged;
         if (keys_from_members(dir, cfg, opts, a, a->roll_kvno, &staged) == 0) {
-            progress(opts, "directory", "resume", "took kvno %u back from a member",
-                     a->roll_kvno);
+            progress(opts, "directory", "resume", "took kvno %u back from a member", a->roll_kvno);
             kasa_keyset_free(set.keys);
             set.keys = staged.keys;
             staged.keys = NULL;
@@ -364,6 +365,7 @@ long kasa_roll(kasa_dir *dir, const kasa_config *cfg, const char *fqdn,
         a->roll_started = (int64_t)time(NULL);
         ret = kasa_array_save_state(dir, a);
     }
+    kasa_test_point("recorded");
     if (!ret && getrandom(nonce, sizeof(nonce), 0) != (ssize_t)sizeof(nonce))
         ret = kasa_set_error(ctx, KASA_ERR_INTERNAL, "cannot read random bytes");
     if (ret)
@@ -382,6 +384,7 @@ long kasa_roll(kasa_dir *dir, const kasa_config *cfg, const char *fqdn,
         jobs[i].verify = set.keys;
     }
     run_all(jobs, n);
+    kasa_test_point("staged");
     ret = collect(ctx, jobs, n, r, &failed);
     if (ret)
         goto cleanup;
@@ -392,22 +395,22 @@ long kasa_roll(kasa_dir *dir, const kasa_config *cfg, const char *fqdn,
         /* Nothing was committed: the next roll restages from scratch. */
         a->roll_kvno = 0;
         (void)kasa_array_save_state(dir, a);
-        ret = kasa_set_error(ctx, KASA_ERR_ROLL,
-                             "%zu of %zu members did not stage kvno %u (first: %s: %s); the "
-                             "directory is unchanged",
-                             failed, n, set.kvno, r->members[first].host,
-                             r->members[first].message);
+        ret =
+            kasa_set_error(ctx, KASA_ERR_ROLL,
+                           "%zu of %zu members did not stage kvno %u (first: %s: %s); the "
+                           "directory is unchanged",
+                           failed, n, set.kvno, r->members[first].host, r->members[first].message);
         goto cleanup;
     }
 
     /* commit */
-    progress(opts, "directory", "commit", "setting kvno %u for %s and its SPNs", set.kvno,
-             a->asa);
+    progress(opts, "directory", "commit", "setting kvno %u for %s and its SPNs", set.kvno, a->asa);
     ret = kasa_key_set(dir, a->asa, set.keys);
     if (ret) {
         progress(opts, "directory", "commit", "failed: %s", kasa_error(ctx));
         goto cleanup;
     }
+    kasa_test_point("committed");
     r->committed = true;
     a->roll_kvno = 0;
     a->committed_kvno = set.kvno;
@@ -421,6 +424,7 @@ long kasa_roll(kasa_dir *dir, const kasa_config *cfg, const char *fqdn,
     if (ret)
         goto cleanup;
     progress(opts, "directory", "commit", "kvno %u committed", set.kvno);
+    kasa_test_point("saved");
 
     /* retire: tell the members that staged */
     {
@@ -436,8 +440,8 @@ long kasa_roll(kasa_dir *dir, const kasa_config *cfg, const char *fqdn,
     }
     if (failed > 0)
         ret = kasa_set_error(ctx, KASA_ERR_ROLL,
-                             "committed kvno %u with --force; %zu member%s marked stale",
-                             set.kvno, failed, failed == 1 ? "" : "s");
+                             "committed kvno %u with --force; %zu member%s marked stale", set.kvno,
+                             failed, failed == 1 ? "" : "s");
 
 cleanup:
     for (size_t i = 0; jobs != NULL && i < n; i++)
@@ -452,8 +456,7 @@ cleanup:
 }
 
 long kasa_copy(kasa_dir *dir, const kasa_config *cfg, const char *fqdn, const char *from,
-               const char *const *to, size_t n_to, const kasa_roll_opts *opts,
-               kasa_roll_result *r)
+               const char *const *to, size_t n_to, const kasa_roll_opts *opts, kasa_roll_result *r)
 {
     kasa_ctx *ctx = dir->ctx;
     kasa_array *a = NULL;
@@ -480,8 +483,8 @@ long kasa_copy(kasa_dir *dir, const kasa_config *cfg, const char *fqdn, const ch
         goto cleanup;
     }
     if (exp.reply.n_sets == 0) {
-        ret = kasa_set_error(ctx, KASA_ERR_MEMBER, "%s holds no keys for %s; nothing to copy",
-                             from, fqdn);
+        ret = kasa_set_error(ctx, KASA_ERR_MEMBER, "%s holds no keys for %s; nothing to copy", from,
+                             fqdn);
         goto cleanup;
     }
     if (getrandom(nonce, sizeof(nonce), 0) != (ssize_t)sizeof(nonce)) {
@@ -537,8 +540,9 @@ long kasa_copy(kasa_dir *dir, const kasa_config *cfg, const char *fqdn, const ch
         size_t first = 0;
         while (first < n_dst && r->members[first].code == 0)
             first++;
-        ret = kasa_set_error(ctx, KASA_ERR_ROLL, "%zu of %zu members did not take the copy (%s: %s)",
-                             failed, n_dst, r->members[first].host, r->members[first].message);
+        ret =
+            kasa_set_error(ctx, KASA_ERR_ROLL, "%zu of %zu members did not take the copy (%s: %s)",
+                           failed, n_dst, r->members[first].host, r->members[first].message);
     }
 
 cleanup:
@@ -592,7 +596,7 @@ long kasa_status(kasa_dir *dir, const kasa_config *cfg, const char *fqdn, int ti
         memset(&jobs[i].reply, 0, sizeof(jobs[i].reply));
         for (size_t s = 0; s < m->reply.n_sets; s++)
             holds = holds || m->reply.sets[s].kvno == kvno;
-        m->verdict = m->reply.n_sets == 0             ? KASA_VERDICT_MISSING
+        m->verdict = m->reply.n_sets == 0                    ? KASA_VERDICT_MISSING
                      : !holds || st->array->members[i].stale ? KASA_VERDICT_STALE
                                                              : KASA_VERDICT_OK;
     }

@@ -33,6 +33,7 @@ struct conn {
     char peer[64]; /* address, for the log */
     gss_ctx_id_t gctx;
     bool established;
+    bool denied;       /* authenticated, but not on the ACL */
     char *client;      /* the authenticated principal */
     unsigned char *in; /* bytes read so far */
     size_t in_len;
@@ -218,7 +219,10 @@ static void on_request(struct conn *c, kasa_ctx *ctx, int keeper_fd, const char 
         gss_release_buffer(&minor, &out);
         return;
     }
-    if (kasa_request_decode(ctx, out.value, out.length, &req) != 0) {
+    if (c->denied) {
+        send_status(c, ctx, KASA_REPLY_DENIED,
+                    "this principal is not on the member's ACL; add it to kasad's --acl file");
+    } else if (kasa_request_decode(ctx, out.value, out.length, &req) != 0) {
         kasad_log("%s (%s): %s", c->peer, c->client, kasa_error(ctx));
         send_status(c, ctx, KASA_REPLY_BAD, kasa_error(ctx));
     } else {
@@ -264,8 +268,9 @@ static void on_token(struct conn *c, kasa_ctx *ctx, gss_cred_id_t acceptor, cons
         return;
     }
     if (!acl_allows(acl, c->client)) {
+        /* Answered at its first request, so the peer reads the refusal, not a reset. */
         kasad_log("%s: refused %s: not on the ACL %s", c->peer, c->client, acl);
-        send_status(c, ctx, KASA_REPLY_DENIED, "this principal is not on the member's ACL");
+        c->denied = true;
         return;
     }
     kasad_log("%s: authenticated %s", c->peer, c->client);

@@ -37,7 +37,7 @@ typedef struct kasa_roll_opts {
     bool dry_run;
     bool force;
     bool resume;
-    int timeout_ms;       /* per member; 0: 10 s */
+    int timeout_ms;        /* per member; 0: 10 s */
     uint32_t keep_seconds; /* 0: KASA_KEEP_SECONDS_DEFAULT */
     kasa_progress_fn progress;
     void *progress_data;
@@ -65,14 +65,14 @@ KASA_API long kasa_roll(kasa_dir *dir, const kasa_config *cfg, const char *fqdn,
                         const kasa_roll_opts *opts, kasa_roll_result *result);
 
 /* Copy what from holds to each of to[], without touching the directory. */
-KASA_API long kasa_copy(kasa_dir *dir, const kasa_config *cfg, const char *fqdn,
-                        const char *from, const char *const *to, size_t n_to,
-                        const kasa_roll_opts *opts, kasa_roll_result *result);
+KASA_API long kasa_copy(kasa_dir *dir, const kasa_config *cfg, const char *fqdn, const char *from,
+                        const char *const *to, size_t n_to, const kasa_roll_opts *opts,
+                        kasa_roll_result *result);
 
 typedef enum kasa_verdict {
     KASA_VERDICT_OK = 0,
-    KASA_VERDICT_STALE,      /* does not hold the directory's kvno */
-    KASA_VERDICT_MISSING,    /* holds nothing for the array */
+    KASA_VERDICT_STALE,   /* does not hold the directory's kvno */
+    KASA_VERDICT_MISSING, /* holds nothing for the array */
     KASA_VERDICT_UNREACHABLE,
 } kasa_verdict;
 
@@ -82,7 +82,7 @@ typedef struct kasa_member_status {
     char *host;
     int port;
     kasa_verdict verdict;
-    char *error;     /* why unreachable */
+    char *error;      /* why unreachable */
     kasa_reply reply; /* what it holds (sets, oldest first) */
 } kasa_member_status;
 
@@ -96,8 +96,8 @@ typedef struct kasa_array_status {
 KASA_API void kasa_array_status_clear(kasa_array_status *st);
 
 /* Ask every member of the array, in parallel, what it holds. */
-KASA_API long kasa_status(kasa_dir *dir, const kasa_config *cfg, const char *fqdn,
-                          int timeout_ms, kasa_array_status *st);
+KASA_API long kasa_status(kasa_dir *dir, const kasa_config *cfg, const char *fqdn, int timeout_ms,
+                          kasa_array_status *st);
 
 #ifdef __cplusplus
 }

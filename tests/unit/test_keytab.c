@@ -95,6 +95,10 @@ static void test_stage_store_load(void **state)
     assert_memory_equal(held.sets[1].keys->keys[0].contents, again.keys->keys[0].contents, 32);
     held.sets[1].committed = 301;
     assert_int_equal(kasa_held_stage(ctx, &held, &s2, 302), KASA_ERR_KVNO);
+    /* The same keys again are no change, and keep the commit time. */
+    assert_int_equal(kasa_held_stage(ctx, &held, &again, 303), 0);
+    assert_int_equal(held.sets[1].committed, 301);
+    assert_int_equal(held.sets[1].arrived, 300);
 
     kasa_kvno_set_clear(&again);
     kasa_kvno_set_clear(&s1);

@@ -175,8 +175,7 @@ static void array_print(const kasa_array *a)
         printf("Last roll:    kvno %u at %s\n", a->committed_kvno,
                cli_time(a->committed_at, when, sizeof(when)));
     if (a->roll_kvno)
-        printf("In progress:  a roll to kvno %u (kasa roll --resume %s)\n", a->roll_kvno,
-               a->fqdn);
+        printf("In progress:  a roll to kvno %u (kasa roll --resume %s)\n", a->roll_kvno, a->fqdn);
     printf("Members:      %zu\n", a->n_members);
     for (size_t i = 0; i < a->n_members; i++)
         printf("  %s:%d%s%s%s\n", a->members[i].host, a->members[i].port,

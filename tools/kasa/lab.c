@@ -108,7 +108,10 @@ static int parse_dir_opts(struct cli *cli, int argc, char **argv, const char **d
             return EXIT_USAGE;
         }
     }
-    return cli_operands(cli, argc - optind, 0, 0, "no arguments");
+    /* lab member takes operands; every other verb none. */
+    return members == NULL && realm == NULL && strcmp(cli->cmd, "lab member") == 0
+               ? 0
+               : cli_operands(cli, argc - optind, 0, 0, "no arguments");
 }
 
 /*

@@ -64,9 +64,12 @@ static int parse_timeout(struct cli *cli, const char *s, int *out)
 int cmd_roll(struct cli *cli, int argc, char **argv)
 {
     static const struct option opts[] = {
-        {"members", required_argument, NULL, 'm'}, {"dry-run", no_argument, NULL, 'n'},
-        {"force", no_argument, NULL, 'F'},         {"resume", no_argument, NULL, 'R'},
-        {"verbose", no_argument, NULL, 'v'},       {"timeout", required_argument, NULL, 't'},
+        {"members", required_argument, NULL, 'm'},
+        {"dry-run", no_argument, NULL, 'n'},
+        {"force", no_argument, NULL, 'F'},
+        {"resume", no_argument, NULL, 'R'},
+        {"verbose", no_argument, NULL, 'v'},
+        {"timeout", required_argument, NULL, 't'},
         {NULL, 0, NULL, 0},
     };
     kasa_roll_opts o = {0};
@@ -142,6 +145,9 @@ int cmd_roll(struct cli *cli, int argc, char **argv)
     if (o.dry_run && !ret)
         printf("dry run: would roll %s from kvno %u to kvno %u on %zu member%s; nothing changed\n",
                argv[optind], r.from_kvno, r.to_kvno, r.n, r.n == 1 ? "" : "s");
+    else if (!ret && o.resume && !r.committed)
+        printf("no roll of %s was in progress; the members know kvno %u is committed\n",
+               argv[optind], r.to_kvno);
     else if (!ret)
         printf("rolled %s from kvno %u to kvno %u: %zu member%s staged, directory committed\n",
                argv[optind], r.from_kvno, r.to_kvno, r.n, r.n == 1 ? "" : "s");
@@ -156,8 +162,10 @@ int cmd_roll(struct cli *cli, int argc, char **argv)
 int cmd_copy(struct cli *cli, int argc, char **argv)
 {
     static const struct option opts[] = {
-        {"from", required_argument, NULL, 'f'},  {"to", required_argument, NULL, 't'},
-        {"verbose", no_argument, NULL, 'v'},     {"timeout", required_argument, NULL, 'T'},
+        {"from", required_argument, NULL, 'f'},
+        {"to", required_argument, NULL, 't'},
+        {"verbose", no_argument, NULL, 'v'},
+        {"timeout", required_argument, NULL, 'T'},
         {NULL, 0, NULL, 0},
     };
     kasa_roll_opts o = {0};
@@ -262,7 +270,8 @@ static json_object *status_json(const kasa_array_status *st)
             json_object_object_add(k, "kvno", json_object_new_int64(set->kvno));
             json_object_object_add(k, "arrived",
                                    cli_json_str(cli_time(set->arrived, when, sizeof(when))));
-            json_object_object_add(k, "principals", json_object_new_int64((int64_t)set->n_principals));
+            json_object_object_add(k, "principals",
+                                   json_object_new_int64((int64_t)set->n_principals));
             json_object_object_add(k, "role",
                                    cli_json_str(s == m->reply.n_sets - 1   ? "latest"
                                                 : s == m->reply.n_sets - 2 ? "previous"
@@ -280,14 +289,12 @@ static void status_print(const kasa_array_status *st)
 {
     struct table *t = table_new(5, "MEMBER", "VERDICT", "LATEST", "PREVIOUS", "NOTE");
 
-    printf("array %s: ASA %s, directory kvno %u\n", st->array->fqdn, st->array->asa,
-           st->dir_kvno);
+    printf("array %s: ASA %s, directory kvno %u\n", st->array->fqdn, st->array->asa, st->dir_kvno);
     for (size_t i = 0; i < st->n; i++) {
         const kasa_member_status *m = &st->members[i];
         char latest[64], previous[64];
-        table_add(t, m->host, kasa_verdict_name(m->verdict),
-                  held(m, 0, latest, sizeof(latest)), held(m, 1, previous, sizeof(previous)),
-                  m->error != NULL ? m->error : "");
+        table_add(t, m->host, kasa_verdict_name(m->verdict), held(m, 0, latest, sizeof(latest)),
+                  held(m, 1, previous, sizeof(previous)), m->error != NULL ? m->error : "");
     }
     table_print(t, stdout);
     table_free(t);
