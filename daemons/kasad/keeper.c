@@ -5,6 +5,8 @@
  * afresh for every request, so the file on disk is the only truth.
  */
 #include <errno.h>
+#include <glob.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -105,6 +107,25 @@ static void handle(kasa_ctx *ctx, const struct kasad_opts *opts, const kasa_requ
                     kasa_error(ctx));
 }
 
+/* Temporary files a crash left behind (write-temp, fsync, rename was cut short). */
+static void remove_leftovers(const char *keytab)
+{
+    static const char *const suffixes[] = {".tmp.*", ".state.tmp.*"};
+    char pattern[4200];
+
+    for (size_t p = 0; p < 2; p++) {
+        glob_t g;
+        snprintf(pattern, sizeof(pattern), "%s%s", keytab, suffixes[p]);
+        if (glob(pattern, GLOB_NOSORT, NULL, &g) != 0)
+            continue;
+        for (size_t i = 0; i < g.gl_pathc; i++) {
+            if (unlink(g.gl_pathv[i]) == 0)
+                kasad_log("removed %s, left by an interrupted write", g.gl_pathv[i]);
+        }
+        globfree(&g);
+    }
+}
+
 int keeper_run(const struct kasad_opts *opts, int fd)
 {
     unsigned char *buf = malloc(KASA_FRAME_MAX + 1);
@@ -112,6 +133,7 @@ int keeper_run(const struct kasad_opts *opts, int fd)
 
     if (buf == NULL || kasa_ctx_new(&ctx) != 0)
         return 1;
+    remove_leftovers(opts->managed_keytab);
     for (;;) {
         kasa_request req;
         kasa_reply rep;

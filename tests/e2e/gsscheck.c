@@ -18,12 +18,11 @@ static void say(const char *what, OM_uint32 major, OM_uint32 minor)
     gss_buffer_desc b;
 
     printf("%s:", what);
-    if (minor != 0 && !GSS_ERROR(gss_display_status(&m, minor, GSS_C_MECH_CODE, GSS_C_NO_OID,
-                                                     &ctx, &b))) {
+    if (minor != 0 &&
+        !GSS_ERROR(gss_display_status(&m, minor, GSS_C_MECH_CODE, GSS_C_NO_OID, &ctx, &b))) {
         printf(" %.*s", (int)b.length, (char *)b.value);
         gss_release_buffer(&m, &b);
-    } else if (!GSS_ERROR(gss_display_status(&m, major, GSS_C_GSS_CODE, GSS_C_NO_OID, &ctx,
-                                             &b))) {
+    } else if (!GSS_ERROR(gss_display_status(&m, major, GSS_C_GSS_CODE, GSS_C_NO_OID, &ctx, &b))) {
         printf(" %.*s", (int)b.length, (char *)b.value);
         gss_release_buffer(&m, &b);
     }
@@ -54,9 +53,9 @@ int main(int argc, char **argv)
         say("bad principal", major, minor);
         return 1;
     }
-    major = gss_init_sec_context(&minor, GSS_C_NO_CREDENTIAL, &ictx, target,
-                                 (gss_OID)gss_mech_krb5, 0, 0, GSS_C_NO_CHANNEL_BINDINGS,
-                                 GSS_C_NO_BUFFER, NULL, &itok, NULL, NULL);
+    major = gss_init_sec_context(&minor, GSS_C_NO_CREDENTIAL, &ictx, target, (gss_OID)gss_mech_krb5,
+                                 0, 0, GSS_C_NO_CHANNEL_BINDINGS, GSS_C_NO_BUFFER, NULL, &itok,
+                                 NULL, NULL);
     if (GSS_ERROR(major)) {
         say("no ticket", major, minor);
         goto done;

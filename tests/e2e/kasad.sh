@@ -1,0 +1,90 @@
+#!/bin/sh
+# kasad on its own: hostile and out-of-turn bytes get an error and kasad keeps serving;
+# a silent peer stalls nobody; a principal not on the ACL is refused and logged; and
+# kasad killed again and again while it writes its keytab always leaves one that MIT's
+# klist -k reads, with complete kvnos.
+. "$(dirname "$0")/lib.sh"
+
+: "${MEMBERTOOL:?}" "${KASAD:?}"
+export KASAD
+lab_up --members 1
+"$KASA" lab status --dir "$LAB" --json >"$T_WORK/lab.json"
+m() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["members"][0][sys.argv[2]])' "$T_WORK/lab.json" "$1"; }
+HOST=cas1.proseware.lab
+ADDR=$(m address)
+PORT=$(m port)
+KT=$(m managed_keytab)
+LOG=$(m log)
+P1='CASARRAY-ASA$@PROSEWARE.LAB'
+P2='http/outlook.proseware.lab@PROSEWARE.LAB'
+P3='HTTP/outlook.proseware.lab@PROSEWARE.LAB'
+
+expect 0 "a status request" "$MEMBERTOOL" status $HOST "$ADDR" "$PORT"
+out_has "ok: host/$HOST@PROSEWARE.LAB holds 0 kvnos" "names the member, holds nothing yet"
+expect 0 "a stage request" "$MEMBERTOOL" stage $HOST "$ADDR" "$PORT" 1 "$P1" "$P2" "$P3"
+check "klist -k reads the keytab: 3 principals x 2 enctypes at kvno 1" \
+	test "$(klist -k "$KT" | awk '$1 == 1' | wc -l)" -eq 6
+
+for kind in garbage oversized badtoken wrapped-first; do
+	expect 0 "raw $kind bytes" "$MEMBERTOOL" raw "$ADDR" "$PORT" $kind
+	case $kind in
+	garbage | oversized) out_has "error frame: a frame of" "$kind: an error frame names the bad frame" ;;
+	badtoken) out_has "error frame: authentication failed" "$kind: refused as a failed authentication" ;;
+	wrapped-first) out_has "error frame: a frame out of turn" "$kind: refused as out of turn" ;;
+	esac
+	expect 0 "kasad still serves after $kind" "$MEMBERTOOL" status $HOST "$ADDR" "$PORT"
+done
+
+# A silent peer and a truncated frame hold up nobody; kasad drops them after its timeout.
+"$MEMBERTOOL" raw "$ADDR" "$PORT" silent >"$T_WORK/silent.out" 2>&1 &
+SILENT=$!
+"$MEMBERTOOL" raw "$ADDR" "$PORT" truncated >"$T_WORK/truncated.out" 2>&1 &
+TRUNC=$!
+sleep 0.2
+expect 0 "a status request while a silent and a truncated peer hang on" "$MEMBERTOOL" status $HOST "$ADDR" "$PORT"
+wait $SILENT
+check "kasad dropped the silent peer" grep -q "closed after 0 bytes" "$T_WORK/silent.out"
+wait $TRUNC
+check "kasad dropped the truncated frame" grep -q "closed after 0 bytes" "$T_WORK/truncated.out"
+check "and logged it" grep -q "no message within" "$LOG"
+
+# A principal not on the ACL: alice authenticates fine, and is refused.
+sed "s|^\tprincipal = .*|\tprincipal = alice@PROSEWARE.LAB|; s|^\tkeytab = .*|\tkeytab = $LAB/alice.keytab|" "$KASA_CONFIG" >"$T_WORK/alice.conf"
+before=$(klist -k "$KT" | sort)
+KASA_CONFIG="$T_WORK/alice.conf" expect 1 "alice may not read status" "$MEMBERTOOL" status $HOST "$ADDR" "$PORT"
+out_has "not on the member's ACL" "the refusal says why"
+KASA_CONFIG="$T_WORK/alice.conf" expect 1 "alice may not stage" "$MEMBERTOOL" stage $HOST "$ADDR" "$PORT" 9 "$P1"
+check "the keytab is unchanged" test "$(klist -k "$KT" | sort)" = "$before"
+check "kasad logged the refusal of alice" grep -q "refused alice@PROSEWARE.LAB: not on the ACL" "$LOG"
+
+# Crash kasad in the middle of keytab writes, many times.
+bad=0
+for i in $(seq 2 31); do
+	"$MEMBERTOOL" stage $HOST "$ADDR" "$PORT" "$i" "$P1" "$P2" "$P3" >/dev/null 2>&1 &
+	STAGER=$!
+	sleep "0.0$(( (i * 7) % 10 ))"
+	pid=$(python3 -c 'import json,sys; print(json.load(sys.stdin)["members"][0]["pid"])' <<EOF2
+$("$KASA" lab status --dir "$LAB" --json)
+EOF2
+)
+	kill -9 $(pgrep -P "$pid") "$pid" 2>/dev/null
+	wait $STAGER 2>/dev/null
+	if ! klist -k "$KT" >"$T_WORK/kl" 2>&1; then
+		bad=$((bad + 1))
+	else
+		# every kvno present is whole: 3 principals x 2 enctypes
+		awk 'NR > 3 { n[$1]++ } END { for (k in n) if (n[k] != 6) exit 1 }' "$T_WORK/kl" || bad=$((bad + 1))
+	fi
+	"$KASA" lab member start cas1 --dir "$LAB" >/dev/null 2>&1 || bad=$((bad + 100))
+done
+check "30 crashes during writes: the keytab was always readable and whole" test "$bad" -eq 0
+check "no temporary file left next to the keytab" sh -c "! ls '$KT'.tmp.* 2>/dev/null | grep -q ."
+expect 0 "kasad serves after the crashes" "$MEMBERTOOL" status $HOST "$ADDR" "$PORT"
+
+# kasad's own usage errors.
+expect 2 "kasad without --managed-keytab" "$KASAD" --acl /dev/null
+expect 2 "kasad with a bad port" "$KASAD" --managed-keytab x --acl y --port 99999
+expect 0 "kasad --help" "$KASAD" --help
+out_has "--managed-keytab" "lists its flags"
+
+done_testing
