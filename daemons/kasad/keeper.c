@@ -89,7 +89,7 @@ static void handle(kasa_ctx *ctx, const struct kasad_opts *opts, const kasa_requ
             ret = kasa_held_store(ctx, opts->managed_keytab, &held);
         if (!ret && n > 0 && (rep->dropped = calloc(n, sizeof(*rep->dropped))) == NULL)
             ret = KASA_ERR_NOMEM;
-        if (!ret) {
+        if (!ret && n > 0) {
             memcpy(rep->dropped, dropped, n * sizeof(*dropped));
             rep->n_dropped = n;
             for (size_t i = 0; i < n; i++)
