@@ -7,6 +7,7 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <netdb.h>
+#include <stddef.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -14,9 +15,13 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+
+#include <com_err.h>
+#include <profile.h>
 
 #include "kasa/proto.h"
 #include "kasad.h"
@@ -54,6 +59,8 @@ static const char usage[] =
     "      --log FILE             log here (default: stderr)\n"
     "  -f, --foreground           do not detach\n"
     "      --timeout MS           drop a peer silent for this long (default 10000)\n"
+    "  -c, --config FILE          read these settings from FILE's [kasad] section\n"
+    "                             (krb5.conf syntax: managed_keytab = ..., acl = ...)\n"
     "  -h, --help                 this help\n"
     "See kasad(8).\n";
 
@@ -69,6 +76,86 @@ static int fail_usage(const char *fmt, ...)
     va_end(ap);
     fprintf(stderr, "; see kasad --help\n");
     return 2;
+}
+
+/*
+ * Fill what the command line left unset from the [kasad] section of a krb5.conf-style
+ * file (MIT's profile library reads it). Strings stay owned by the profile, which lives
+ * as long as the process.
+ */
+static int read_config(const char *path, struct kasad_opts *o, bool port_set, bool timeout_set)
+{
+    static const char *const known[] = {"keytab",  "principal", "managed_keytab", "acl",
+                                        "listen",  "port",      "pidfile",        "log",
+                                        "timeout", NULL};
+    const char *section[] = {"kasad", NULL};
+    const char **fields[] = {&o->keytab,  &o->principal, &o->managed_keytab,
+                             &o->acl,     &o->listen,    NULL,
+                             &o->pidfile, &o->log,       NULL};
+    profile_t prof = NULL;
+    char **names = NULL;
+    long ret;
+
+    ret = profile_init_path(path, &prof);
+    if (ret) {
+        fprintf(stderr, "kasad: %s: %s\n", path, error_message(ret));
+        return 1;
+    }
+    if (profile_get_relation_names(prof, section, &names) == 0) {
+        for (size_t i = 0; names[i] != NULL; i++) {
+            size_t k = 0;
+            while (known[k] != NULL && strcmp(known[k], names[i]) != 0)
+                k++;
+            if (known[k] == NULL)
+                fprintf(stderr, "kasad: %s: [kasad] %s is not a kasad setting; ignored\n", path,
+                        names[i]);
+        }
+        profile_free_list(names);
+    }
+    for (size_t k = 0; known[k] != NULL; k++) {
+        char *v = NULL;
+        if (profile_get_string(prof, "kasad", known[k], NULL, NULL, &v) != 0 || v == NULL)
+            continue;
+        if (fields[k] != NULL &&
+            (*fields[k] == NULL || (k == 4 && strcmp(*fields[k], "0.0.0.0") == 0)))
+            *fields[k] = strdup(v);
+        else if (k == 5 && !port_set)
+            o->port = atoi(v);
+        else if (k == 8 && !timeout_set)
+            o->timeout_ms = atoi(v);
+        profile_release_string(v);
+    }
+    profile_release(prof);
+    if (o->port < 1 || o->port > 65535 || o->timeout_ms < 100 || o->timeout_ms > 600000) {
+        fprintf(stderr, "kasad: %s: [kasad] port or timeout out of range\n", path);
+        return 2;
+    }
+    return 0;
+}
+
+/* Tell a service manager we are ready (sd_notify(3)'s protocol: one datagram to
+ * $NOTIFY_SOCKET). Written here rather than linking libsystemd for these few lines. */
+static void notify_ready(void)
+{
+    const char *path = getenv("NOTIFY_SOCKET");
+    struct sockaddr_un sun;
+    size_t len;
+    int fd;
+
+    if (path == NULL || (path[0] != '/' && path[0] != '@') ||
+        (len = strlen(path)) >= sizeof(sun.sun_path))
+        return;
+    memset(&sun, 0, sizeof(sun));
+    sun.sun_family = AF_UNIX;
+    memcpy(sun.sun_path, path, len);
+    if (path[0] == '@')
+        sun.sun_path[0] = '\0';
+    fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return;
+    (void)sendto(fd, "READY=1", 7, MSG_NOSIGNAL, (struct sockaddr *)&sun,
+                 (socklen_t)(offsetof(struct sockaddr_un, sun_path) + len));
+    close(fd);
 }
 
 static int listen_on(const struct kasad_opts *o)
@@ -127,9 +214,12 @@ int main(int argc, char **argv)
         {"log", required_argument, NULL, 'L'},
         {"foreground", no_argument, NULL, 'f'},
         {"timeout", required_argument, NULL, 't'},
+        {"config", required_argument, NULL, 'c'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
+    const char *config = NULL;
+    bool port_set = false, timeout_set = false;
     struct kasad_opts o = {.listen = "0.0.0.0", .port = KASA_PORT_DEFAULT, .timeout_ms = 10000};
     int c, sv[2], listen_fd, status;
     pid_t keeper;
@@ -139,8 +229,11 @@ int main(int argc, char **argv)
     /* kasad holds keys: a crash must not leave them in a core file. */
     setrlimit(RLIMIT_CORE, &(struct rlimit){0, 0});
     opterr = 0;
-    while ((c = getopt_long(argc, argv, ":k:P:m:a:l:p:fh", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, ":c:k:P:m:a:l:p:fh", opts, NULL)) != -1) {
         switch (c) {
+        case 'c':
+            config = optarg;
+            break;
         case 'k':
             o.keytab = optarg;
             break;
@@ -161,11 +254,13 @@ int main(int argc, char **argv)
             o.port = (int)strtol(optarg, &end, 10);
             if (errno != 0 || *end != '\0' || o.port < 1 || o.port > 65535)
                 return fail_usage("--port %s is not a port (1-65535)", optarg);
+            port_set = true;
             break;
         case 't':
             o.timeout_ms = (int)strtol(optarg, &end, 10);
             if (*end != '\0' || o.timeout_ms < 100 || o.timeout_ms > 600000)
                 return fail_usage("--timeout %s is not 100 to 600000 ms", optarg);
+            timeout_set = true;
             break;
         case 'i':
             o.pidfile = optarg;
@@ -187,6 +282,8 @@ int main(int argc, char **argv)
     }
     if (optind < argc)
         return fail_usage("unexpected argument %s", argv[optind]);
+    if (config != NULL && (c = read_config(config, &o, port_set, timeout_set)) != 0)
+        return c;
     if (o.managed_keytab == NULL)
         return fail_usage("--managed-keytab is required");
     if (o.acl == NULL)
@@ -227,6 +324,7 @@ int main(int argc, char **argv)
         return 1;
     }
     kasad_log("listening on %s port %d; keeping %s", o.listen, o.port, o.managed_keytab);
+    notify_ready();
     status = net_run(&o, sv[0], listen_fd);
     close(listen_fd);
     close(sv[0]); /* the keeper sees EOF and ends */

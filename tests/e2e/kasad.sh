@@ -53,6 +53,10 @@ sed "s|^\tprincipal = .*|\tprincipal = alice@PROSEWARE.LAB|; s|^\tkeytab = .*|\t
 before=$(klist -k "$KT" | sort)
 KASA_CONFIG="$T_WORK/alice.conf" expect 1 "alice may not read status" "$MEMBERTOOL" status $HOST "$ADDR" "$PORT"
 out_has "not on the member's ACL" "the refusal says why"
+KASA_CONFIG="$T_WORK/alice.conf" expect 1 "alice may not take the keys (copy)" "$MEMBERTOOL" export $HOST "$ADDR" "$PORT"
+out_has "not on the member's ACL" "refused too"
+expect 0 "kasa's own principal may" "$MEMBERTOOL" export $HOST "$ADDR" "$PORT"
+out_has "holds 1 kvno" "and gets the kvno it holds"
 KASA_CONFIG="$T_WORK/alice.conf" expect 1 "alice may not stage" "$MEMBERTOOL" stage $HOST "$ADDR" "$PORT" 9 "$P1"
 check "the keytab is unchanged" test "$(klist -k "$KT" | sort)" = "$before"
 check "kasad logged the refusal of alice" grep -q "refused alice@PROSEWARE.LAB: not on the ACL" "$LOG"
@@ -80,6 +84,35 @@ done
 check "30 crashes during writes: the keytab was always readable and whole" test "$bad" -eq 0
 check "no temporary file left next to the keytab" sh -c "! ls '$KT'.tmp.* 2>/dev/null | grep -q ."
 expect 0 "kasad serves after the crashes" "$MEMBERTOOL" status $HOST "$ADDR" "$PORT"
+
+# kasad from a configuration file, telling a service manager when it is ready.
+cat >"$T_WORK/kasad.conf" <<EOF2
+[kasad]
+	keytab = $(m host_keytab)
+	principal = host/$HOST@PROSEWARE.LAB
+	managed_keytab = $T_WORK/second.keytab
+	acl = $(m acl)
+	listen = 127.0.0.21
+	port = $PORT
+	pidfile = $T_WORK/second.pid
+	log = $T_WORK/second.log
+EOF2
+python3 -c '
+import socket, sys
+s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+s.bind(sys.argv[1]); s.settimeout(20)
+print(s.recv(64).decode())' "$T_WORK/notify" >"$T_WORK/notify.out" 2>&1 &
+NOTIFY=$!
+sleep 0.3
+NOTIFY_SOCKET="$T_WORK/notify" "$KASAD" --foreground --config "$T_WORK/kasad.conf" &
+SECOND=$!
+wait $NOTIFY
+check "kasad told the service manager READY=1" grep -qx "READY=1" "$T_WORK/notify.out"
+check "and wrote its pidfile" test "$(cat "$T_WORK/second.pid" 2>/dev/null)" = "$SECOND"
+expect 0 "kasad from --config serves" "$MEMBERTOOL" status $HOST 127.0.0.21 "$PORT"
+kill "$SECOND"
+wait "$SECOND"
+check "a clean stop exits 0 and removes the pidfile" test $? -eq 0 -a ! -e "$T_WORK/second.pid"
 
 # kasad's own usage errors.
 expect 2 "kasad without --managed-keytab" "$KASAD" --acl /dev/null

@@ -3,6 +3,7 @@
  * hostile bytes through a raw socket, to show that kasad refuses them and keeps serving.
  *
  *   membertool status HOST ADDR PORT      a status request as kasa.conf's principal
+ *   membertool export HOST ADDR PORT      an export request (prints only how many kvnos)
  *   membertool stage HOST ADDR PORT KVNO PRINCIPAL...   stage fresh random keys
  *   membertool raw ADDR PORT garbage|oversized|truncated|silent|badtoken
  */
@@ -92,6 +93,8 @@ int main(int argc, char **argv)
     ret = kasa_config_load(ctx, NULL, &cfg);
     if (!ret && strcmp(argv[1], "status") == 0) {
         req.op = KASA_OP_STATUS;
+    } else if (!ret && strcmp(argv[1], "export") == 0) {
+        req.op = KASA_OP_EXPORT;
     } else if (!ret && strcmp(argv[1], "stage") == 0 && argc >= 7) {
         req.op = KASA_OP_STAGE;
         req.stage.kvno = (unsigned)atoi(argv[5]);

@@ -90,10 +90,23 @@ expect 0 "roll again" "$KASA" roll $ARRAY
 out_has "to kvno 4" "to kvno 4"
 expect 0 "status: all OK again" "$KASA" status $ARRAY
 
+# --force: commit without a member, which is marked stale until a copy brings it back.
+expect 0 "stop cas3" "$KASA" lab member stop cas3 --dir "$LAB"
+expect 3 "roll --force without cas3 commits, and exits 3" "$KASA" roll $ARRAY --force
+err_has "marked stale" "saying cas3 is marked stale"
+check "kadmin.local: the directory moved to kvno 5" sh -c "kadmin.local -q 'getprinc CASARRAY-ASA\$' 2>/dev/null | grep -q 'vno 5'"
+expect 0 "start cas3" "$KASA" lab member start cas3 --dir "$LAB"
+expect 1 "status says cas3 is STALE" "$KASA" status $ARRAY
+out_has "STALE" "STALE"
+expect 0 "array show --json marks it stale" "$KASA" array show $ARRAY --json
+check "stale: true" test "$(json members.2.stale)" = True
+expect 0 "copy to cas3" "$KASA" copy $ARRAY --from cas1.proseware.lab --to cas3.proseware.lab
+expect 0 "status: all OK after the copy" "$KASA" status $ARRAY
+
 # --members: only the named ones; --dry-run changes nothing.
 expect 0 "dry run" "$KASA" roll $ARRAY --dry-run
 out_has "nothing changed" "says nothing changed"
-check "kadmin.local: still kvno 4" sh -c "kadmin.local -q 'getprinc CASARRAY-ASA\$' 2>/dev/null | grep -q 'vno 4'"
+check "kadmin.local: still kvno 5" sh -c "kadmin.local -q 'getprinc CASARRAY-ASA\$' 2>/dev/null | grep -q 'vno 5'"
 expect 2 "roll --members with a host that is not a member" "$KASA" roll $ARRAY --members cas9.proseware.lab
 expect 0 "kasa copy to a new member from cas1 (all three take it)" "$KASA" copy $ARRAY --from cas1.proseware.lab --to cas2.proseware.lab,cas3.proseware.lab
 expect 2 "copy with the same source and target" "$KASA" copy $ARRAY --from cas1.proseware.lab --to cas1.proseware.lab
