@@ -78,10 +78,13 @@ static int fail_usage(const char *fmt, ...)
     return 2;
 }
 
+/* Strings read from the configuration file, freed when kasad stops. */
+static char *config_strings[16];
+static size_t n_config_strings;
+
 /*
  * Fill what the command line left unset from the [kasad] section of a krb5.conf-style
- * file (MIT's profile library reads it). Strings stay owned by the profile, which lives
- * as long as the process.
+ * file (MIT's profile library reads it).
  */
 static int read_config(const char *path, struct kasad_opts *o, bool port_set, bool timeout_set)
 {
@@ -118,7 +121,7 @@ static int read_config(const char *path, struct kasad_opts *o, bool port_set, bo
             continue;
         if (fields[k] != NULL &&
             (*fields[k] == NULL || (k == 4 && strcmp(*fields[k], "0.0.0.0") == 0)))
-            *fields[k] = strdup(v);
+            *fields[k] = config_strings[n_config_strings++] = strdup(v);
         else if (k == 5 && !port_set)
             o->port = atoi(v);
         else if (k == 8 && !timeout_set)
@@ -332,5 +335,7 @@ int main(int argc, char **argv)
     if (o.pidfile != NULL)
         unlink(o.pidfile);
     kasad_log("stopped");
+    for (size_t i = 0; i < n_config_strings; i++)
+        free(config_strings[i]);
     return status;
 }
