@@ -26,6 +26,7 @@ static const char usage[] =
     "  roll ARRAY                   new keys: staged on every member, then committed\n"
     "  copy ARRAY --from H --to H   copy a member's keys to others\n"
     "  status [ARRAY]               what each member holds: OK/STALE/MISSING/UNREACHABLE\n"
+    "  log summary FILE...          Kerberos and NTLM counts per member and hour\n"
     "\n"
     "options:\n"
     "  -c, --config FILE   kasa.conf to read (default: $KASA_CONFIG, then " KASA_CONFIG_DEFAULT
@@ -109,6 +110,8 @@ int main(int argc, char **argv)
         status = cmd_copy(&cli, argc, argv);
     } else if (strcmp(argv[0], "status") == 0) {
         status = cmd_status(&cli, argc, argv);
+    } else if (strcmp(argv[0], "log") == 0) {
+        status = cmd_log(&cli, argc, argv);
     } else if (strcmp(argv[0], "help") == 0) {
         fputs(usage, stdout);
         status = EXIT_OK;
