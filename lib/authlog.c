@@ -43,8 +43,8 @@ static void unescape(char *s)
         if (r[0] == '\\' && r[1] == '\\') {
             *w++ = '\\';
             r++;
-        } else if (r[0] == '\\' && r[1] == 'x' && sscanf(r + 2, "%2x", &v) == 1 &&
-                   r[2] != '\0' && r[3] != '\0') {
+        } else if (r[0] == '\\' && r[1] == 'x' && sscanf(r + 2, "%2x", &v) == 1 && r[2] != '\0' &&
+                   r[3] != '\0') {
             *w++ = (char)v;
             r += 3;
         } else {
@@ -136,9 +136,8 @@ long kasa_authlog_parse(kasa_ctx *ctx, const char *line, char **fields)
         ok = fields[i] != NULL;
     if (!ok || st.overflow || st.n != KASA_AUTHLOG_FIELDS) {
         kasa_authlog_fields_free(fields);
-        return kasa_set_error(ctx, KASA_ERR_PROTO,
-                              "not an auth log line (%d fields, expected %d)", st.n,
-                              KASA_AUTHLOG_FIELDS);
+        return kasa_set_error(ctx, KASA_ERR_PROTO, "not an auth log line (%d fields, expected %d)",
+                              st.n, KASA_AUTHLOG_FIELDS);
     }
     return 0;
 }

@@ -78,13 +78,18 @@ static void say(const char *fmt, ...)
     fflush(log_file);
 }
 
-static void log_event(const char *client, const char *principal, const char *spn,
-                      const char *mech, bool ok, const char *reason)
+static void log_event(const char *client, const char *principal, const char *spn, const char *mech,
+                      bool ok, const char *reason)
 {
     kasa_auth_event e = {
-        .time = (int64_t)time(NULL), .member = o.member, .client = client,
-        .principal = principal != NULL ? principal : "", .spn = spn != NULL ? spn : "",
-        .mechanism = mech != NULL ? mech : "", .enctype = "", .ok = ok,
+        .time = (int64_t)time(NULL),
+        .member = o.member,
+        .client = client,
+        .principal = principal != NULL ? principal : "",
+        .spn = spn != NULL ? spn : "",
+        .mechanism = mech != NULL ? mech : "",
+        .enctype = "",
+        .ok = ok,
         .reason = reason != NULL ? reason : "",
     };
     char *line = NULL;
@@ -145,7 +150,8 @@ static const char *mech_name(gss_OID mech)
     if (mech->length == gss_mech_krb5->length &&
         memcmp(mech->elements, gss_mech_krb5->elements, mech->length) == 0)
         return "Kerberos";
-    if (mech->length == ntlm_oid.length && memcmp(mech->elements, ntlm_oid.elements, mech->length) == 0)
+    if (mech->length == ntlm_oid.length &&
+        memcmp(mech->elements, ntlm_oid.elements, mech->length) == 0)
         return "NTLM";
     return "other";
 }
@@ -178,19 +184,20 @@ static enum MHD_Result serve(struct MHD_Connection *c, const char *url, const ch
 
 static void client_address(struct MHD_Connection *c, char *buf, size_t len)
 {
-    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
 
-    if (ci == NULL || getnameinfo(ci->client_addr,
-                                  ci->client_addr->sa_family == AF_INET6
-                                      ? sizeof(struct sockaddr_in6)
-                                      : sizeof(struct sockaddr_in),
-                                  buf, (socklen_t)len, NULL, 0, NI_NUMERICHOST) != 0)
+    if (ci == NULL ||
+        getnameinfo(ci->client_addr,
+                    ci->client_addr->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
+                                                           : sizeof(struct sockaddr_in),
+                    buf, (socklen_t)len, NULL, 0, NI_NUMERICHOST) != 0)
         snprintf(buf, len, "?");
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
-                                  const char *method, const char *version,
-                                  const char *upload_data, size_t *upload_size, void **req_cls)
+                                  const char *method, const char *version, const char *upload_data,
+                                  size_t *upload_size, void **req_cls)
 {
     const union MHD_ConnectionInfo *ci;
     struct conn *st;
@@ -232,7 +239,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     b64.size = (unsigned)strlen(auth + 10);
     if (b64.size == 0 || b64.size > TOKEN_MAX || gnutls_base64_decode2(&b64, &raw) < 0) {
         log_event(client, NULL, NULL, NULL, false,
-                  b64.size > TOKEN_MAX ? "Negotiate token too long" : "Negotiate token is not base64");
+                  b64.size > TOKEN_MAX ? "Negotiate token too long"
+                                       : "Negotiate token is not base64");
         return reply(c, MHD_HTTP_BAD_REQUEST, "malformed Negotiate token\n", NULL, NULL, NULL);
     }
     in.value = raw.data;
@@ -260,8 +268,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         return ret;
     }
     if (major & GSS_S_CONTINUE_NEEDED) { /* NTLM: the challenge, on this connection */
-        ret = reply(c, MHD_HTTP_UNAUTHORIZED, "continue\n", mutual != NULL ? mutual : "", NULL,
-                    NULL);
+        ret =
+            reply(c, MHD_HTTP_UNAUTHORIZED, "continue\n", mutual != NULL ? mutual : "", NULL, NULL);
         free(mutual);
         return ret;
     }
@@ -332,11 +340,16 @@ static const char usage[] =
 int main(int argc, char **argv)
 {
     static const struct option lopts[] = {
-        {"keytab", required_argument, NULL, 'k'},   {"member", required_argument, NULL, 'M'},
-        {"auth-log", required_argument, NULL, 'A'}, {"listen", required_argument, NULL, 'l'},
-        {"port", required_argument, NULL, 'p'},     {"auth-request", no_argument, NULL, 'R'},
-        {"pidfile", required_argument, NULL, 'P'},  {"log", required_argument, NULL, 'L'},
-        {"foreground", no_argument, NULL, 'f'},     {"help", no_argument, NULL, 'h'},
+        {"keytab", required_argument, NULL, 'k'},
+        {"member", required_argument, NULL, 'M'},
+        {"auth-log", required_argument, NULL, 'A'},
+        {"listen", required_argument, NULL, 'l'},
+        {"port", required_argument, NULL, 'p'},
+        {"auth-request", no_argument, NULL, 'R'},
+        {"pidfile", required_argument, NULL, 'P'},
+        {"log", required_argument, NULL, 'L'},
+        {"foreground", no_argument, NULL, 'f'},
+        {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     gss_key_value_element_desc elem = {"keytab", NULL};
@@ -354,22 +367,41 @@ int main(int argc, char **argv)
     opterr = 0;
     while ((c = getopt_long(argc, argv, ":k:M:A:l:p:fh", lopts, NULL)) != -1) {
         switch (c) {
-        case 'k': o.keytab = optarg; break;
-        case 'M': o.member = optarg; break;
-        case 'A': o.auth_log = optarg; break;
-        case 'l': o.listen = optarg; break;
+        case 'k':
+            o.keytab = optarg;
+            break;
+        case 'M':
+            o.member = optarg;
+            break;
+        case 'A':
+            o.auth_log = optarg;
+            break;
+        case 'l':
+            o.listen = optarg;
+            break;
         case 'p':
             o.port = (int)strtol(optarg, &end, 10);
             if (*end != '\0' || o.port < 1 || o.port > 65535) {
-                fprintf(stderr, "kasa-httpd: --port %s is not a port (1-65535); see kasa-httpd --help\n", optarg);
+                fprintf(stderr,
+                        "kasa-httpd: --port %s is not a port (1-65535); see kasa-httpd --help\n",
+                        optarg);
                 return 2;
             }
             break;
-        case 'R': o.auth_request = true; break;
-        case 'P': o.pidfile = optarg; break;
-        case 'L': o.log = optarg; break;
-        case 'f': break;
-        case 'h': fputs(usage, stdout); return 0;
+        case 'R':
+            o.auth_request = true;
+            break;
+        case 'P':
+            o.pidfile = optarg;
+            break;
+        case 'L':
+            o.log = optarg;
+            break;
+        case 'f':
+            break;
+        case 'h':
+            fputs(usage, stdout);
+            return 0;
         default:
             fprintf(stderr, "kasa-httpd: bad option %s; see kasa-httpd --help\n", argv[optind - 1]);
             return 2;

@@ -154,8 +154,8 @@ int cmd_log(struct cli *cli, int argc, char **argv)
             snprintf(nc, sizeof(nc), "%lu", b[i].ntlm);
             snprintf(fc, sizeof(fc), "%lu", b[i].failed);
             for (int k = 0; k < MAX_REASONS && b[i].reasons[k][0]; k++)
-                snprintf(reasons + strlen(reasons), sizeof(reasons) - strlen(reasons),
-                         "%s%lu %s", k ? "; " : "", b[i].reason_count[k], b[i].reasons[k]);
+                snprintf(reasons + strlen(reasons), sizeof(reasons) - strlen(reasons), "%s%lu %s",
+                         k ? "; " : "", b[i].reason_count[k], b[i].reasons[k]);
             table_add(t, b[i].member, b[i].hour, kc, nc, fc, reasons);
         }
         table_print(t, stdout);
