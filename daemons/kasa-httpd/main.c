@@ -276,7 +276,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     if (gss_display_name(&minor, src, &nb, NULL) == GSS_S_COMPLETE)
         principal = strndup(nb.value, nb.length);
     gss_release_buffer(&minor, &nb);
-    if (gss_inquire_context(&minor, st->gctx, NULL, &targ, NULL, NULL, NULL, NULL, NULL) ==
+    /* Only for Kerberos: gss-ntlmssp 1.2 crashes (strdup(NULL)) when asked for the target
+     * of an NTLM context, which has none. */
+    if (strcmp(mech_name(mech), "Kerberos") == 0 &&
+        gss_inquire_context(&minor, st->gctx, NULL, &targ, NULL, NULL, NULL, NULL, NULL) ==
             GSS_S_COMPLETE &&
         gss_display_name(&minor, targ, &nb, NULL) == GSS_S_COMPLETE)
         spn = strndup(nb.value, nb.length);
@@ -352,13 +355,11 @@ int main(int argc, char **argv)
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
-    gss_key_value_element_desc elem = {"keytab", NULL};
-    gss_key_value_set_desc store = {1, &elem};
     struct sockaddr_storage ss;
     struct addrinfo hints, *res = NULL;
     struct MHD_Daemon *d;
     char hostname[256], portstr[16], *end;
-    OM_uint32 major, minor;
+    OM_uint32 minor;
     int c;
 
     setrlimit(RLIMIT_CORE, &(struct rlimit){0, 0});
@@ -423,14 +424,13 @@ int main(int argc, char **argv)
     }
     if (kasa_ctx_new(&ctx) != 0)
         return 1;
-    elem.value = o.keytab;
-    major = gss_acquire_cred_from(&minor, GSS_C_NO_NAME, GSS_C_INDEFINITE, GSS_C_NO_OID_SET,
-                                  GSS_C_ACCEPT, &store, &acceptor, NULL, NULL);
-    if (GSS_ERROR(major)) {
-        char why[256];
-        gss_words(major, minor, why, sizeof(why));
-        fprintf(stderr, "kasa-httpd: cannot use keytab %s: %s\n", o.keytab, why);
-        return 1;
+    /* The array keytab as the default keytab: each accept looks the key up afresh, so a
+     * keytab kasad replaced (a roll) is used at the next request, and kasa-httpd can
+     * start before the member holds any key. NTLM's acceptor reads NTLM_USER_FILE. */
+    {
+        char ktname[4200];
+        snprintf(ktname, sizeof(ktname), "FILE:%s", o.keytab);
+        setenv("KRB5_KTNAME", ktname, 1);
     }
     memset(&hints, 0, sizeof(hints));
     hints.ai_flags = AI_NUMERICHOST | AI_PASSIVE;

@@ -49,8 +49,10 @@ static const char *const daemon_names[N_DAEMONS] = {"krb5kdc", "kadmind"};
 
 /* An array member: kasad as host/casN.DOMAIN on 127.0.0.(10+N). */
 struct lab_member {
-    int port;
+    int port; /* kasad */
     struct proc proc;
+    int http_port; /* kasa-httpd */
+    struct proc http;
 };
 
 struct lab {
@@ -60,7 +62,11 @@ struct lab {
     struct proc procs[N_DAEMONS];
     int n_members;
     struct lab_member members[LAB_MAX_MEMBERS];
+    int balancer_port; /* HAProxy on LAB_BALANCER for the array's name */
+    struct proc balancer;
 };
+
+#define LAB_BALANCER "127.0.0.10"
 
 /* DIR/name into buf. */
 static const char *lab_path(const struct lab *lab, const char *name, char *buf, size_t len)
@@ -245,6 +251,22 @@ static int read_state(struct cli *cli, struct lab *lab)
         profile_get_integer(prof, "lab", key, NULL, 0, &start);
         lab->members[i].proc.pid = pid;
         lab->members[i].proc.start = (unsigned long long)(unsigned)start;
+        snprintf(key, sizeof(key), "member%d_http_port", i + 1);
+        profile_get_integer(prof, "lab", key, NULL, 0, &lab->members[i].http_port);
+        snprintf(key, sizeof(key), "member%d_http_pid", i + 1);
+        profile_get_integer(prof, "lab", key, NULL, 0, &pid);
+        snprintf(key, sizeof(key), "member%d_http_start", i + 1);
+        profile_get_integer(prof, "lab", key, NULL, 0, &start);
+        lab->members[i].http.pid = pid;
+        lab->members[i].http.start = (unsigned long long)(unsigned)start;
+    }
+    {
+        int pid = 0, start = 0;
+        profile_get_integer(prof, "lab", "balancer_port", NULL, 0, &lab->balancer_port);
+        profile_get_integer(prof, "lab", "balancer_pid", NULL, 0, &pid);
+        profile_get_integer(prof, "lab", "balancer_start", NULL, 0, &start);
+        lab->balancer.pid = pid;
+        lab->balancer.start = (unsigned long long)(unsigned)start;
     }
     lab->kdc_port = v[0];
     lab->kadmind_port = v[1];
@@ -280,9 +302,15 @@ static int write_state(struct cli *cli, const struct lab *lab)
     snprintf(text + strlen(text), sizeof(text) - strlen(text), "\tmembers = %d\n", lab->n_members);
     for (int i = 0; i < lab->n_members; i++)
         snprintf(text + strlen(text), sizeof(text) - strlen(text),
-                 "\tmember%d_port = %d\n\tmember%d_pid = %d\n\tmember%d_start = %llu\n", i + 1,
-                 lab->members[i].port, i + 1, (int)lab->members[i].proc.pid, i + 1,
-                 lab->members[i].proc.start);
+                 "\tmember%d_port = %d\n\tmember%d_pid = %d\n\tmember%d_start = %llu\n"
+                 "\tmember%d_http_port = %d\n\tmember%d_http_pid = %d\n"
+                 "\tmember%d_http_start = %llu\n",
+                 i + 1, lab->members[i].port, i + 1, (int)lab->members[i].proc.pid, i + 1,
+                 lab->members[i].proc.start, i + 1, lab->members[i].http_port, i + 1,
+                 (int)lab->members[i].http.pid, i + 1, lab->members[i].http.start);
+    snprintf(text + strlen(text), sizeof(text) - strlen(text),
+             "\tbalancer_port = %d\n\tbalancer_pid = %d\n\tbalancer_start = %llu\n",
+             lab->balancer_port, (int)lab->balancer.pid, lab->balancer.start);
     return write_file(cli, lab_path(lab, "lab.state", path, sizeof(path)), text, 0600);
 }
 
@@ -384,7 +412,8 @@ static int write_configs(struct cli *cli, const struct lab *lab)
 /* The environment the lab's programs run with: its krb5.conf, kdc.conf, rcache dir. */
 struct lab_env {
     char config[LAB_PATH_MAX + 32], profile[LAB_PATH_MAX + 32], rcache[LAB_PATH_MAX + 32];
-    const char *env[4];
+    char ntlm[LAB_PATH_MAX + 32];
+    const char *env[5];
 };
 
 static void lab_env_init(const struct lab *lab, struct lab_env *e)
@@ -392,10 +421,12 @@ static void lab_env_init(const struct lab *lab, struct lab_env *e)
     snprintf(e->config, sizeof(e->config), "KRB5_CONFIG=%s/krb5.conf", lab->dir);
     snprintf(e->profile, sizeof(e->profile), "KRB5_KDC_PROFILE=%s/kdc.conf", lab->dir);
     snprintf(e->rcache, sizeof(e->rcache), "KRB5RCACHEDIR=%s", lab->dir);
+    snprintf(e->ntlm, sizeof(e->ntlm), "NTLM_USER_FILE=%s/ntlm.users", lab->dir);
     e->env[0] = e->config;
     e->env[1] = e->profile;
     e->env[2] = e->rcache;
-    e->env[3] = NULL;
+    e->env[3] = e->ntlm;
+    e->env[4] = NULL;
 }
 
 /* Run kadmin.local -q query against the lab's database. */
@@ -540,13 +571,16 @@ static void member_names(const struct lab *lab, int i, char *name, char *host, c
         snprintf(dir, LAB_PATH_MAX, "%s/cas%d", lab->dir, i + 1);
 }
 
-/* The kasad to run: $KASAD, else beside kasa in the build tree or the install, else PATH. */
-static void find_kasad(char *buf, size_t len)
+/* The daemon to run: $ENV, else beside kasa in the build tree or the install, else PATH. */
+static void find_daemon(const char *name, const char *env_name, char *buf, size_t len)
 {
-    static const char *const rel[] = {"../../daemons/kasad/kasad", "../sbin/kasad", "kasad"};
-    char exe[PATH_MAX];
-    const char *env = getenv("KASAD");
+    char rel[3][128], exe[PATH_MAX];
+    const char *env = getenv(env_name);
     ssize_t n;
+
+    snprintf(rel[0], sizeof(rel[0]), "../../daemons/%s/%s", name, name);
+    snprintf(rel[1], sizeof(rel[1]), "../sbin/%s", name);
+    snprintf(rel[2], sizeof(rel[2]), "%s", name);
 
     if (env != NULL && *env != '\0') {
         snprintf(buf, len, "%s", env);
@@ -565,7 +599,7 @@ static void find_kasad(char *buf, size_t len)
                 return;
         }
     }
-    snprintf(buf, len, "kasad");
+    snprintf(buf, len, "%s", name);
 }
 
 /* Make member i: its directory, host principal and keytab, ACL, and a port. */
@@ -597,7 +631,12 @@ static int create_member(struct cli *cli, struct lab *lab, int i)
     st = write_file(cli, path, acl, 0644);
     if (st)
         return st;
-    err = proc_free_ports(addr, &lab->members[i].port, 1);
+    {
+        int ports[2];
+        err = proc_free_ports(addr, ports, 2);
+        lab->members[i].port = ports[0];
+        lab->members[i].http_port = ports[1];
+    }
     if (err) {
         cli_say(cli, "cannot find a free port on %s: %s", addr, strerror(err));
         return EXIT_FAILED;
@@ -605,75 +644,179 @@ static int create_member(struct cli *cli, struct lab *lab, int i)
     return 0;
 }
 
-/* Start kasad for member i unless it runs; wait until it listens. */
-static int start_member(struct cli *cli, struct lab *lab, int i)
+/* Start argv unless p runs; wait until addr:port listens. */
+static int spawn_ready(struct cli *cli, const struct lab *lab, const char *const *argv,
+                       const char *out, const char *addr, int port, struct proc *p,
+                       const char *what)
 {
-    char host[160], addr[16], dir[LAB_PATH_MAX], kasad[PATH_MAX], port[16];
-    char keytab[LAB_PATH_MAX + 16], principal[300], managed[LAB_PATH_MAX + 16];
-    char acl[LAB_PATH_MAX + 16], log[LAB_PATH_MAX + 16], out[LAB_PATH_MAX + 16];
     struct timespec tick = {0, 50 * 1000 * 1000};
     struct lab_env e;
-    struct lab_member *m = &lab->members[i];
 
-    if (proc_alive(&m->proc))
+    if (proc_alive(p))
         return 0;
-    member_names(lab, i, NULL, host, addr, dir);
-    find_kasad(kasad, sizeof(kasad));
+    lab_env_init(lab, &e);
+    if (proc_spawn(argv, e.env, out, p) != 0) {
+        cli_say(cli, "cannot start %s: %s", argv[0], strerror(errno));
+        return EXIT_FAILED;
+    }
+    for (int waited = 0; waited < READY_TIMEOUT_MS; waited += 50) {
+        if (proc_port_open(addr, port))
+            return 0;
+        if (!proc_alive(p))
+            break;
+        nanosleep(&tick, NULL);
+    }
+    cli_say(cli, "%s did not start; see %s", what, out);
+    proc_stop(p, STOP_TIMEOUT_MS);
+    p->pid = 0;
+    p->start = 0;
+    return EXIT_FAILED;
+}
+
+/* Start member i's kasad and kasa-httpd, whichever does not run. */
+static int start_member(struct cli *cli, struct lab *lab, int i)
+{
+    char name[16], host[160], addr[16], dir[LAB_PATH_MAX], kasad[PATH_MAX], httpd[PATH_MAX];
+    char port[16], http_port[16], what[200];
+    char keytab[LAB_PATH_MAX + 16], principal[300], managed[LAB_PATH_MAX + 16];
+    char acl[LAB_PATH_MAX + 16], log[LAB_PATH_MAX + 16], out[LAB_PATH_MAX + 16];
+    char alog[LAB_PATH_MAX + 16], hlog[LAB_PATH_MAX + 16], hout[LAB_PATH_MAX + 16];
+    struct lab_member *m = &lab->members[i];
+    int st;
+
+    member_names(lab, i, name, host, addr, dir);
+    find_daemon("kasad", "KASAD", kasad, sizeof(kasad));
+    find_daemon("kasa-httpd", "KASA_HTTPD", httpd, sizeof(httpd));
     snprintf(port, sizeof(port), "%d", m->port);
+    snprintf(http_port, sizeof(http_port), "%d", m->http_port);
     snprintf(keytab, sizeof(keytab), "%s/host.keytab", dir);
     snprintf(principal, sizeof(principal), "host/%s@%s", host, lab->realm);
     snprintf(managed, sizeof(managed), "%s/array.keytab", dir);
     snprintf(acl, sizeof(acl), "%s/acl", dir);
     snprintf(log, sizeof(log), "%s/kasad.log", dir);
     snprintf(out, sizeof(out), "%s/kasad.out", dir);
-    const char *argv[] = {kasad,
-                          "--foreground",
-                          "--listen",
-                          addr,
-                          "--port",
-                          port,
-                          "--keytab",
-                          keytab,
-                          "--principal",
-                          principal,
-                          "--managed-keytab",
-                          managed,
-                          "--acl",
-                          acl,
-                          "--log",
-                          log,
-                          NULL};
-    lab_env_init(lab, &e);
-    if (proc_spawn(argv, e.env, out, &m->proc) != 0) {
-        cli_say(cli, "cannot start %s: %s", kasad, strerror(errno));
+    snprintf(alog, sizeof(alog), "%s/auth.log", dir);
+    snprintf(hlog, sizeof(hlog), "%s/httpd.log", dir);
+    snprintf(hout, sizeof(hout), "%s/httpd.out", dir);
+    const char *kargv[] = {kasad,
+                           "--foreground",
+                           "--listen",
+                           addr,
+                           "--port",
+                           port,
+                           "--keytab",
+                           keytab,
+                           "--principal",
+                           principal,
+                           "--managed-keytab",
+                           managed,
+                           "--acl",
+                           acl,
+                           "--log",
+                           log,
+                           NULL};
+    const char *hargv[] = {httpd,      "--keytab", managed,  "--member", name,
+                           "--listen", addr,       "--port", http_port,  "--auth-log",
+                           alog,       "--log",    hlog,     NULL};
+    snprintf(what, sizeof(what), "kasad for %s", host);
+    st = spawn_ready(cli, lab, kargv, out, addr, m->port, &m->proc, what);
+    if (!st && m->http_port > 0) {
+        snprintf(what, sizeof(what), "kasa-httpd for %s", host);
+        st = spawn_ready(cli, lab, hargv, hout, addr, m->http_port, &m->http, what);
+    }
+    return st;
+}
+
+/* HAProxy in TCP mode (NTLM is bound to the connection) on LAB_BALANCER for the array's
+ * name, round robin over the members' kasa-httpd, each health-checked. */
+static int start_balancer(struct cli *cli, struct lab *lab)
+{
+    char cfg[LAB_PATH_MAX + 16], out[LAB_PATH_MAX + 16], text[4096];
+    int st;
+
+    if (lab->n_members == 0 || proc_alive(&lab->balancer))
+        return 0;
+    if (lab->balancer_port == 0 && proc_free_ports(LAB_BALANCER, &lab->balancer_port, 1) != 0) {
+        cli_say(cli, "cannot find a free port on " LAB_BALANCER);
         return EXIT_FAILED;
     }
-    for (int waited = 0; waited < READY_TIMEOUT_MS; waited += 50) {
-        if (proc_port_open(addr, m->port))
-            return 0;
-        if (!proc_alive(&m->proc))
-            break;
-        nanosleep(&tick, NULL);
+    snprintf(text, sizeof(text),
+             "# HAProxy for the kasa lab's array; written by kasa lab up.\n"
+             "global\n"
+             "\tmaxconn 256\n"
+             "defaults\n"
+             "\tmode tcp\n"
+             "\ttimeout connect 2s\n"
+             "\ttimeout client 30s\n"
+             "\ttimeout server 30s\n"
+             "frontend array\n"
+             "\tbind " LAB_BALANCER ":%d\n"
+             "\tdefault_backend members\n"
+             "backend members\n"
+             "\tbalance roundrobin\n",
+             lab->balancer_port);
+    for (int i = 0; i < lab->n_members; i++) {
+        char name[16], addr[16];
+        member_names(lab, i, name, NULL, addr, NULL);
+        snprintf(text + strlen(text), sizeof(text) - strlen(text),
+                 "\tserver %s %s:%d check inter 500ms fall 1 rise 1\n", name, addr,
+                 lab->members[i].http_port);
     }
-    cli_say(cli, "kasad for %s did not start; see %s and %s", host, out, log);
-    proc_stop(&m->proc, STOP_TIMEOUT_MS);
-    m->proc.pid = 0;
-    m->proc.start = 0;
-    return EXIT_FAILED;
+    st = write_file(cli, lab_path(lab, "haproxy.cfg", cfg, sizeof(cfg)), text, 0644);
+    if (st)
+        return st;
+    lab_path(lab, "haproxy.out", out, sizeof(out));
+    const char *argv[] = {"haproxy", "-db", "-f", cfg, NULL};
+    return spawn_ready(cli, lab, argv, out, LAB_BALANCER, lab->balancer_port, &lab->balancer,
+                       "HAProxy");
 }
 
 static void stop_members(struct lab *lab, bool say)
 {
+    if (proc_stop(&lab->balancer, STOP_TIMEOUT_MS) && say)
+        printf("stopped HAProxy (pid %d)\n", (int)lab->balancer.pid);
+    lab->balancer.pid = 0;
+    lab->balancer.start = 0;
     for (int i = 0; i < lab->n_members; i++) {
         struct lab_member *m = &lab->members[i];
-        if (proc_stop(&m->proc, STOP_TIMEOUT_MS) && say) {
-            char name[16];
-            member_names(lab, i, name, NULL, NULL, NULL);
+        char name[16];
+        member_names(lab, i, name, NULL, NULL, NULL);
+        if (proc_stop(&m->http, STOP_TIMEOUT_MS) && say)
+            printf("stopped kasa-httpd %s (pid %d)\n", name, (int)m->http.pid);
+        if (proc_stop(&m->proc, STOP_TIMEOUT_MS) && say)
             printf("stopped kasad %s (pid %d)\n", name, (int)m->proc.pid);
-        }
         m->proc.pid = 0;
         m->proc.start = 0;
+        m->http.pid = 0;
+        m->http.start = 0;
     }
+}
+
+/* alice's NTLM password for gss-ntlmssp (client and servers read NTLM_USER_FILE): made
+ * once, random, kept with the lab. */
+static int write_ntlm_users(struct cli *cli, const struct lab *lab)
+{
+    char path[LAB_PATH_MAX + 16], text[256], domain[64];
+    unsigned char raw[12];
+    size_t n = 0;
+    int st;
+
+    lab_path(lab, "ntlm.users", path, sizeof(path));
+    if (access(path, F_OK) == 0)
+        return 0;
+    if (getrandom(raw, sizeof(raw), 0) != (ssize_t)sizeof(raw)) {
+        cli_say(cli, "cannot read random bytes: %s", strerror(errno));
+        return EXIT_FAILED;
+    }
+    snprintf(domain, sizeof(domain), "%.*s", (int)strcspn(lab->realm, "."), lab->realm);
+    n = (size_t)snprintf(text, sizeof(text), "%s:alice:", domain);
+    for (size_t i = 0; i < sizeof(raw); i++)
+        n += (size_t)snprintf(text + n, sizeof(text) - n, "%02x", raw[i]);
+    snprintf(text + n, sizeof(text) - n, "\n");
+    st = write_file(cli, path, text, 0600);
+    kasa_zap(raw, sizeof(raw));
+    kasa_zap(text, sizeof(text));
+    return st;
 }
 
 static int lab_up(struct cli *cli, int argc, char **argv)
@@ -713,7 +856,8 @@ static int lab_up(struct cli *cli, int argc, char **argv)
         all_up = proc_alive(&lab.procs[D_KDC]) && proc_alive(&lab.procs[D_KADMIND]) &&
                  n_members <= lab.n_members;
         for (int i = 0; all_up && i < lab.n_members; i++)
-            all_up = proc_alive(&lab.members[i].proc);
+            all_up = proc_alive(&lab.members[i].proc) && proc_alive(&lab.members[i].http);
+        all_up = all_up && (lab.n_members == 0 || proc_alive(&lab.balancer));
         if (all_up) {
             printf("lab %s already runs in %s (krb5kdc pid %d, kadmind pid %d, %d member%s)\n",
                    lab.realm, lab.dir, (int)lab.procs[D_KDC].pid, (int)lab.procs[D_KADMIND].pid,
@@ -761,8 +905,12 @@ static int lab_up(struct cli *cli, int argc, char **argv)
         if (!st)
             lab.n_members = i + 1;
     }
+    if (!st)
+        st = write_ntlm_users(cli, &lab);
     for (int i = 0; !st && i < lab.n_members; i++)
         st = start_member(cli, &lab, i);
+    if (!st)
+        st = start_balancer(cli, &lab);
     if (!st)
         st = write_state(cli, &lab);
     if (st) {
@@ -779,9 +927,13 @@ static int lab_up(struct cli *cli, int argc, char **argv)
     for (int i = 0; i < lab.n_members; i++) {
         char host[160], addr[16];
         member_names(&lab, i, NULL, host, addr, NULL);
-        printf("  kasad    %s:%d (pid %d) as host/%s\n", addr, lab.members[i].port,
-               (int)lab.members[i].proc.pid, host);
+        printf("  kasad    %s:%d (pid %d) as host/%s; kasa-httpd %s:%d (pid %d)\n", addr,
+               lab.members[i].port, (int)lab.members[i].proc.pid, host, addr,
+               lab.members[i].http_port, (int)lab.members[i].http.pid);
     }
+    if (lab.n_members > 0)
+        printf("  HAProxy  " LAB_BALANCER ":%d (pid %d), the array's name in front of them\n",
+               lab.balancer_port, (int)lab.balancer.pid);
     printf("  test user alice: %s/alice.keytab\n"
            "point this shell at it: eval \"$(kasa lab env --dir %s)\"\n",
            lab.dir, lab.dir);
@@ -867,8 +1019,9 @@ static int lab_env(struct cli *cli, int argc, char **argv)
            "export KRB5CCNAME=FILE:%s/ccache\n"
            "export KRB5RCACHEDIR=%s\n"
            "export KASA_CONFIG=%s/kasa.conf\n"
-           "export KASA_LAB_DIR=%s\n",
-           lab.dir, lab.dir, lab.dir, lab.dir, lab.dir, lab.dir);
+           "export KASA_LAB_DIR=%s\n"
+           "export NTLM_USER_FILE=%s/ntlm.users\n",
+           lab.dir, lab.dir, lab.dir, lab.dir, lab.dir, lab.dir, lab.dir);
     return EXIT_OK;
 }
 
@@ -907,7 +1060,8 @@ static int lab_status(struct cli *cli, int argc, char **argv)
         return st;
     all = proc_alive(&lab.procs[D_KDC]) && proc_alive(&lab.procs[D_KADMIND]);
     for (int i = 0; i < lab.n_members; i++)
-        all = all && proc_alive(&lab.members[i].proc);
+        all = all && proc_alive(&lab.members[i].proc) && proc_alive(&lab.members[i].http);
+    all = all && (lab.n_members == 0 || proc_alive(&lab.balancer));
     if (json) {
         json_object *ms = json_object_new_array();
         for (int i = 0; i < lab.n_members; i++) {
@@ -930,6 +1084,18 @@ static int lab_status(struct cli *cli, int argc, char **argv)
             json_object_object_add(m, "acl", json_object_new_string(p2));
             snprintf(p2, sizeof(p2), "%s/kasad.log", mdir);
             json_object_object_add(m, "log", json_object_new_string(p2));
+            {
+                json_object *h = json_object_new_object();
+                bool hup = proc_alive(&lab.members[i].http);
+                json_object_object_add(h, "address", json_object_new_string(addr));
+                json_object_object_add(h, "port", json_object_new_int(lab.members[i].http_port));
+                json_object_object_add(h, "pid",
+                                       hup ? json_object_new_int(lab.members[i].http.pid) : NULL);
+                json_object_object_add(h, "running", json_object_new_boolean(hup));
+                snprintf(p2, sizeof(p2), "%s/auth.log", mdir);
+                json_object_object_add(h, "auth_log", json_object_new_string(p2));
+                json_object_object_add(m, "http", h);
+            }
             json_object_array_add(ms, m);
         }
         json_object *o = json_object_new_object(), *files = json_object_new_object();
@@ -951,6 +1117,15 @@ static int lab_status(struct cli *cli, int argc, char **argv)
                 json_object_new_string(lab_path(&lab, names[i][1], path, sizeof(path))));
         json_object_object_add(o, "files", files);
         json_object_object_add(o, "members", ms);
+        if (lab.n_members > 0) {
+            json_object *b = json_object_new_object();
+            bool bup = proc_alive(&lab.balancer);
+            json_object_object_add(b, "address", json_object_new_string(LAB_BALANCER));
+            json_object_object_add(b, "port", json_object_new_int(lab.balancer_port));
+            json_object_object_add(b, "pid", bup ? json_object_new_int(lab.balancer.pid) : NULL);
+            json_object_object_add(b, "running", json_object_new_boolean(bup));
+            json_object_object_add(o, "balancer", b);
+        }
         cli_json_print(o);
     } else {
         struct table *t = table_new(4, "SERVICE", "ADDRESS", "PID", "STATE");
@@ -973,6 +1148,19 @@ static int lab_status(struct cli *cli, int argc, char **argv)
             snprintf(addr, sizeof(addr), "%s:%d", maddr, lab.members[i].port);
             snprintf(pid, sizeof(pid), "%d", (int)lab.members[i].proc.pid);
             table_add(t, name, addr, alive ? pid : "-", alive ? "running" : "stopped");
+            alive = proc_alive(&lab.members[i].http);
+            member_names(&lab, i, name, NULL, maddr, NULL);
+            snprintf(name + strlen(name), sizeof(name) - strlen(name), " httpd");
+            snprintf(addr, sizeof(addr), "%s:%d", maddr, lab.members[i].http_port);
+            snprintf(pid, sizeof(pid), "%d", (int)lab.members[i].http.pid);
+            table_add(t, name, addr, alive ? pid : "-", alive ? "running" : "stopped");
+        }
+        if (lab.n_members > 0) {
+            char addr[64], pid[16];
+            bool alive = proc_alive(&lab.balancer);
+            snprintf(addr, sizeof(addr), LAB_BALANCER ":%d", lab.balancer_port);
+            snprintf(pid, sizeof(pid), "%d", (int)lab.balancer.pid);
+            table_add(t, "balancer", addr, alive ? pid : "-", alive ? "running" : "stopped");
         }
         table_print(t, stdout);
         table_free(t);
@@ -1017,16 +1205,17 @@ static int lab_member(struct cli *cli, int argc, char **argv)
     if (start) {
         st = start_member(cli, &lab, which);
         if (!st)
-            printf("started kasad %s (pid %d)\n", argv[optind + 1],
-                   (int)lab.members[which].proc.pid);
+            printf("started kasad %s (pid %d) and kasa-httpd (pid %d)\n", argv[optind + 1],
+                   (int)lab.members[which].proc.pid, (int)lab.members[which].http.pid);
     } else {
-        if (proc_stop(&lab.members[which].proc, STOP_TIMEOUT_MS))
-            printf("stopped kasad %s (pid %d)\n", argv[optind + 1],
+        bool was = proc_stop(&lab.members[which].http, STOP_TIMEOUT_MS);
+        if (proc_stop(&lab.members[which].proc, STOP_TIMEOUT_MS) || was)
+            printf("stopped kasad and kasa-httpd %s (pid %d)\n", argv[optind + 1],
                    (int)lab.members[which].proc.pid);
         else
-            printf("kasad %s was not running\n", argv[optind + 1]);
-        lab.members[which].proc.pid = 0;
-        lab.members[which].proc.start = 0;
+            printf("%s was not running\n", argv[optind + 1]);
+        memset(&lab.members[which].proc, 0, sizeof(lab.members[which].proc));
+        memset(&lab.members[which].http, 0, sizeof(lab.members[which].http));
     }
     return st ? st : write_state(cli, &lab);
 }
