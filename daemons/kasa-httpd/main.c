@@ -24,6 +24,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <com_err.h>
 #include <gnutls/gnutls.h>
 #include <gssapi/gssapi_ext.h>
 #include <gssapi/gssapi_krb5.h>
@@ -101,16 +102,17 @@ static void log_event(const char *client, const char *principal, const char *spn
     free(line);
 }
 
-/* GSS-API's words for a failure, mechanism's first. */
+/* GSS-API's words for a failure, the mechanism's first: Kerberos minor codes are com_err
+ * codes ("Request is a replay"), which SPNEGO passes up unchanged. */
 static void gss_words(OM_uint32 major, OM_uint32 minor, char *buf, size_t len)
 {
     OM_uint32 m, mctx = 0;
     gss_buffer_desc b = GSS_C_EMPTY_BUFFER;
+    const char *em = minor != 0 ? error_message((long)(int32_t)minor) : NULL;
 
     buf[0] = '\0';
-    if (minor != 0 &&
-        !GSS_ERROR(gss_display_status(&m, minor, GSS_C_MECH_CODE, GSS_C_NO_OID, &mctx, &b)))
-        snprintf(buf, len, "%.*s", (int)b.length, (char *)b.value);
+    if (em != NULL && strncmp(em, "Unknown code", 12) != 0)
+        snprintf(buf, len, "%s", em);
     else if (!GSS_ERROR(gss_display_status(&m, major, GSS_C_GSS_CODE, GSS_C_NO_OID, &mctx, &b)))
         snprintf(buf, len, "%.*s", (int)b.length, (char *)b.value);
     gss_release_buffer(&m, &b);

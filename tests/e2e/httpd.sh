@@ -1,0 +1,114 @@
+#!/bin/sh
+# The seed end to end: alice asks for the array's EWS URL through HAProxy with
+# curl --negotiate. Before the ASA exists the auth log says NTLM (Kerberos failed,
+# Negotiate fell back); after the ASA, its SPNs and a roll, Kerberos on every member, also
+# while rolls happen. Then the hostile side: malformed Authorization headers, a replayed
+# token, a principal built to forge log lines.
+. "$(dirname "$0")/lib.sh"
+
+ARRAY=outlook.proseware.lab
+ASA='CASARRAY-ASA$'
+lab_up --members 3
+"$KASA" lab status --dir "$LAB" --json >"$T_WORK/lab.json"
+jq1() { python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); exec("print(" + sys.argv[2] + ")")' "$T_WORK/lab.json" "$1"; }
+BPORT=$(jq1 'd["balancer"]["port"]')
+URL="http://$ARRAY:$BPORT/ews/exchange.asmx"
+RESOLVE="$ARRAY:$BPORT:127.0.0.10"
+logs() { cat "$LAB"/cas*/auth.log 2>/dev/null; }
+# get N: N requests through the balancer; prints the HTTP codes and bodies
+get() {
+	for _ in $(seq "$1"); do
+		curl -s --negotiate -u : --resolve "$RESOLVE" "$URL"
+	done
+}
+
+check "the balancer listens on 127.0.0.10" test "$(jq1 'd["balancer"]["address"]')" = 127.0.0.10
+expect 0 "kinit as alice" kinit -k -t "$LAB/alice.keytab" alice
+
+# Before the ASA: Negotiate falls back to NTLM, and the log says so.
+run get 6
+check "six requests before the ASA all succeed" test "$(printf '%s\n' "$T_OUT" | grep -c 'hello PROSEWARE\\alice (NTLM)')" -eq 6
+check "the auth logs say NTLM, six times" test "$(logs | grep -c '"NTLM","","","ok"')" -eq 6
+check "and no Kerberos yet" test "$(logs | grep -c '"Kerberos"')" -eq 0
+
+# The ASA, its SPNs, the array, a roll.
+expect 0 "create the ASA" "$KASA" account create "$ASA" --computer
+for spn in http/outlook.proseware.lab HTTP/outlook.proseware.lab exchangeMDB/outlook; do
+	"$KASA" spn add "$spn" "$ASA" >/dev/null 2>&1
+done
+expect 0 "create the array" "$KASA" array create $ARRAY --asa "$ASA"
+for i in 1 2 3; do
+	expect 0 "add cas$i" "$KASA" array add-member $ARRAY "cas$i.proseware.lab:$(jq1 "d['members'][$i-1]['port']")" --address "127.0.0.1$i"
+done
+expect 0 "roll" "$KASA" roll $ARRAY
+
+run get 9
+check "nine requests after the roll all use Kerberos" test "$(printf '%s\n' "$T_OUT" | grep -c 'hello alice@PROSEWARE.LAB (Kerberos)')" -eq 9
+for i in 1 2 3; do
+	check "cas$i logged Kerberos for alice" grep -q '"cas'$i'","[^"]*","alice@PROSEWARE.LAB","[^"]*","Kerberos","","","ok"' "$LAB/cas$i/auth.log"
+done
+expect 0 "/whoami says who and how" curl -s --negotiate -u : --resolve "$RESOLVE" "http://$ARRAY:$BPORT/whoami"
+check "alice, by Kerberos" test "$T_OUT" = "alice@PROSEWARE.LAB Kerberos"
+
+# Requests keep flowing during two rolls: none fails.
+( for _ in $(seq 40); do
+	curl -s -o /dev/null -w '%{http_code}\n' --negotiate -u : --resolve "$RESOLVE" "$URL"
+done >"$T_WORK/during.codes" ) &
+FLOW=$!
+"$KASA" roll $ARRAY >/dev/null 2>&1 && "$KASA" roll $ARRAY >/dev/null 2>&1
+ROLLS=$?
+wait $FLOW
+check "two rolls while requests flow" test "$ROLLS" -eq 0
+check "40 requests during the rolls, all 200" test "$(grep -c '^200$' "$T_WORK/during.codes")" -eq 40
+
+expect 0 "kasa log summary" "$KASA" log summary "$LAB"/cas*/auth.log --json
+check "the summary counts Kerberos on the members" python3 -c '
+import json, sys
+s = json.load(sys.stdin)
+k = sum(b["kerberos"] for b in s); n = sum(b["ntlm"] for b in s)
+sys.exit(0 if k >= 49 and n == 6 else 1)' <<EOF2
+$T_OUT
+EOF2
+
+# Malformed Authorization headers: 400 or 401 and a log line, never a crash.
+# cas1's kasa-httpd directly, by the array's name (so Kerberos asks for HTTP/outlook...).
+HPORT=$(jq1 'd["members"][0]["http"]["port"]')
+H1="http://$ARRAY:$HPORT/whoami"
+R1="$ARRAY:$HPORT:127.0.0.11"
+code() { curl -s -o /dev/null -w '%{http_code}' --resolve "$R1" -H "Authorization: $1" "$H1"; }
+before=$(wc -l <"$LAB/cas1/auth.log")
+check "not base64: 400" test "$(code 'Negotiate !!!not-base64!!!')" = 400
+check "truncated SPNEGO: 401" test "$(code 'Negotiate YEgGBisGAQUFAqA+MDyg')" = 401
+check "a wrong mechanism OID: 401" test "$(code 'Negotiate YA0GCSqGSIb3EgECAgEA')" = 401
+check "Basic is not accepted: 401" test "$(code 'Basic YWxpY2U6eA==')" = 401
+check "each got a log line" test "$(wc -l <"$LAB/cas1/auth.log")" -eq $((before + 4))
+big=$(head -c 70000 /dev/zero | tr '\0' 'A')
+c=$(code "Negotiate $big")
+check "a huge header is refused ($c)" sh -c "case $c in 400|401|413|431) exit 0;; *) exit 1;; esac"
+expect 0 "cas1 still serves" curl -s --negotiate -u : --resolve "$R1" "$H1"
+
+# A replayed token: the same header twice to the same member.
+curl -s -v --negotiate -u : --resolve "$R1" "$H1" 2>"$T_WORK/v.err" >/dev/null
+TOKEN=$(sed -n 's/^> Authorization: \(Negotiate .*\)\r*$/\1/p' "$T_WORK/v.err" | tr -d '\r' | head -1)
+check "captured a Kerberos token from curl" test -n "$TOKEN"
+check "the replayed token is refused" test "$(code "$TOKEN")" = 401
+tail -1 "$LAB/cas1/auth.log" >"$T_WORK/replay.line"
+check "and the log says it is a replay" grep -qi 'replay' "$T_WORK/replay.line"
+cat "$T_WORK/replay.line" | sed "s/^/# /"
+
+# Log injection: a principal with a comma and a newline (MIT's \n escape).
+kadmin_local 'addprinc -randkey ev,il\nforged' >/dev/null
+kadmin_local "ktadd -k $T_WORK/evil.keytab ev,il\\nforged" >/dev/null
+check "made the hostile principal" test -s "$T_WORK/evil.keytab"
+KRB5CCNAME="FILE:$T_WORK/evil.cc" kinit -k -t "$T_WORK/evil.keytab" 'ev,il\nforged' 2>/dev/null
+KRB5CCNAME="FILE:$T_WORK/evil.cc" curl -s --negotiate -u : --resolve "$R1" "$H1" >/dev/null
+check "the hostile principal authenticated and was logged" grep -q 'ev,il' "$LAB/cas1/auth.log"
+check "every line of every auth log starts with a quoted time: nothing forged" \
+	sh -c "! cat '$LAB'/cas*/auth.log | grep -qv '^\"20[0-9][0-9]-'"
+expect 0 "and every line parses" "$KASA" log summary "$LAB"/cas*/auth.log
+check "with no skipped line" test -z "$T_ERR"
+
+expect 2 "kasa log without summary" "$KASA" log
+expect 1 "kasa log summary of a missing file" "$KASA" log summary "$T_WORK/none.log"
+
+done_testing
