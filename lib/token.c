@@ -94,8 +94,7 @@ static bool read_int(asn1_node n, const char *name, long *out)
     return true;
 }
 
-static long decode_ap_req(kasa_ctx *ctx, const unsigned char *der, size_t len,
-                          kasa_token_info *t)
+static long decode_ap_req(kasa_ctx *ctx, const unsigned char *der, size_t len, kasa_token_info *t)
 {
     asn1_node ap = NULL;
     char part[256];
@@ -153,8 +152,7 @@ static long gss_frame(kasa_ctx *ctx, const unsigned char *buf, size_t len, char 
         return kasa_set_error(ctx, KASA_ERR_PROTO, "a GSS-API token without a mechanism OID");
     oid_len = (int)asn1_get_length_der(buf + 1, (int)(len - 1), &len_len);
     if (oid_len <= 0 || (size_t)(1 + len_len + oid_len) > len ||
-        asn1_get_object_id_der(buf + 1, (int)(len - 1), &used, oid, (int)oid_size) !=
-            ASN1_SUCCESS)
+        asn1_get_object_id_der(buf + 1, (int)(len - 1), &used, oid, (int)oid_size) != ASN1_SUCCESS)
         return kasa_set_error(ctx, KASA_ERR_PROTO, "a GSS-API token with a bad OID");
     *inner = buf + 1 + len_len + oid_len;
     *inner_len = len - 1 - (size_t)len_len - (size_t)oid_len;
@@ -191,8 +189,7 @@ static long decode_mech_token(kasa_ctx *ctx, const unsigned char *buf, size_t le
     return decode_ap_req(ctx, inner + 2, inner_len - 2, t);
 }
 
-static long decode_spnego(kasa_ctx *ctx, const unsigned char *der, size_t len,
-                          kasa_token_info *t)
+static long decode_spnego(kasa_ctx *ctx, const unsigned char *der, size_t len, kasa_token_info *t)
 {
     asn1_node nt = NULL;
     char choice[32];

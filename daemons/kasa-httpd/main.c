@@ -24,14 +24,15 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <com_err.h>
 #include <gnutls/gnutls.h>
 #include <gssapi/gssapi_ext.h>
 #include <gssapi/gssapi_krb5.h>
+#include <krb5/krb5.h>
 #include <microhttpd.h>
 
 #include "kasa/authlog.h"
 #include "kasa/kasa.h"
+#include "kasa/token.h"
 
 #define TOKEN_MAX (48 * 1024) /* a base64 Negotiate value; Kerberos tokens with PACs fit */
 
@@ -79,6 +80,10 @@ static void say(const char *fmt, ...)
     fflush(log_file);
 }
 
+/* What the token itself says (no key needed): the SPN, kvno and enctype of a Kerberos
+ * ticket, the mechanism of a token that failed. */
+static const kasa_token_info *token_seen;
+
 static void log_event(const char *client, const char *principal, const char *spn, const char *mech,
                       bool ok, const char *reason)
 {
@@ -93,8 +98,20 @@ static void log_event(const char *client, const char *principal, const char *spn
         .ok = ok,
         .reason = reason != NULL ? reason : "",
     };
+    const kasa_token_info *t = token_seen;
+    char enctype[64] = "", sname[800];
     char *line = NULL;
 
+    if (t != NULL && t->has_ap_req) {
+        snprintf(sname, sizeof(sname), "%s@%s", t->sname, t->realm);
+        e.spn = sname; /* the ticket's own name: several SPNs may share one key */
+        e.kvno = t->has_kvno ? t->kvno : 0;
+        if (krb5_enctype_to_name(t->etype, FALSE, enctype, sizeof(enctype)) != 0)
+            snprintf(enctype, sizeof(enctype), "%d", t->etype);
+        e.enctype = enctype;
+    }
+    if (t != NULL && *e.mechanism == '\0')
+        e.mechanism = t->inner;
     if (kasa_authlog_format(ctx, &e, &line) == 0) {
         fputs(line, auth_log);
         fflush(auth_log);
@@ -106,14 +123,26 @@ static void log_event(const char *client, const char *principal, const char *spn
  * codes ("Request is a replay"), which SPNEGO passes up unchanged. */
 static void gss_words(OM_uint32 major, OM_uint32 minor, char *buf, size_t len)
 {
+    static krb5_context kctx;
     OM_uint32 m, mctx = 0;
     gss_buffer_desc b = GSS_C_EMPTY_BUFFER;
-    const char *em = minor != 0 ? error_message((long)(int32_t)minor) : NULL;
 
     buf[0] = '\0';
-    if (em != NULL && strncmp(em, "Unknown code", 12) != 0)
-        snprintf(buf, len, "%s", em);
-    else if (!GSS_ERROR(gss_display_status(&m, major, GSS_C_GSS_CODE, GSS_C_NO_OID, &mctx, &b)))
+    /* Kerberos minor codes are krb5 error codes; krb5 knows their words. */
+    if (minor != 0 && (kctx != NULL || krb5_init_context(&kctx) == 0)) {
+        const char *km = krb5_get_error_message(kctx, (krb5_error_code)minor);
+        if (km != NULL && strncmp(km, "Unknown code", 12) != 0)
+            snprintf(buf, len, "%s", km);
+        krb5_free_error_message(kctx, km);
+    }
+    if (buf[0] == '\0' && minor != 0 &&
+        !GSS_ERROR(gss_display_status(&m, minor, GSS_C_MECH_CODE, GSS_C_NO_OID, &mctx, &b)) &&
+        b.length > 0 && strncmp(b.value, "Unknown", 7) != 0)
+        snprintf(buf, len, "%.*s", (int)b.length, (char *)b.value);
+    gss_release_buffer(&m, &b);
+    mctx = 0;
+    if (buf[0] == '\0' &&
+        !GSS_ERROR(gss_display_status(&m, major, GSS_C_GSS_CODE, GSS_C_NO_OID, &mctx, &b)))
         snprintf(buf, len, "%.*s", (int)b.length, (char *)b.value);
     gss_release_buffer(&m, &b);
 }
@@ -211,8 +240,11 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     gnutls_datum_t b64, raw = {NULL, 0}, enc = {NULL, 0};
     OM_uint32 major, minor;
     char *principal = NULL, *spn = NULL, *mutual = NULL;
+    kasa_token_info tinfo;
+    OM_uint32 scratch;
     enum MHD_Result ret;
 
+    token_seen = NULL;
     (void)cls;
     (void)version;
     (void)upload_data;
@@ -251,8 +283,26 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         gnutls_free(raw.data);
         return MHD_NO;
     }
+    token_seen = kasa_token_decode(ctx, raw.data, raw.size, &tinfo) == 0 ? &tinfo : NULL;
     major = gss_accept_sec_context(&minor, &st->gctx, acceptor, &in, GSS_C_NO_CHANNEL_BINDINGS,
                                    &src, &mech, &out, NULL, NULL, NULL);
+    if (GSS_ERROR(major) && token_seen != NULL && strcmp(tinfo.inner, "Kerberos") == 0 &&
+        tinfo.mech_token != NULL) {
+        /* SPNEGO keeps the Kerberos reason to itself: ask Kerberos directly. */
+        gss_ctx_id_t probe = GSS_C_NO_CONTEXT;
+        gss_buffer_desc inner = {tinfo.mech_token_len, (void *)tinfo.mech_token};
+        gss_buffer_desc pout = GSS_C_EMPTY_BUFFER;
+        OM_uint32 pmajor, pminor, m2;
+        pmajor =
+            gss_accept_sec_context(&pminor, &probe, acceptor, &inner, GSS_C_NO_CHANNEL_BINDINGS,
+                                   NULL, NULL, &pout, NULL, NULL, NULL);
+        if (GSS_ERROR(pmajor)) {
+            major = pmajor;
+            minor = pminor;
+        }
+        gss_release_buffer(&m2, &pout);
+        gss_delete_sec_context(&m2, &probe, GSS_C_NO_BUFFER);
+    }
     gnutls_free(raw.data);
     if (out.length > 0) {
         gnutls_datum_t d = {out.value, (unsigned)out.length};
@@ -260,7 +310,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
             mutual = strndup((char *)enc.data, enc.size);
         gnutls_free(enc.data);
     }
-    gss_release_buffer(&minor, &out);
+    gss_release_buffer(&scratch, &out); /* minor keeps the reason */
     if (GSS_ERROR(major)) {
         gss_words(major, minor, why, sizeof(why));
         gss_delete_sec_context(&minor, &st->gctx, GSS_C_NO_BUFFER);

@@ -45,7 +45,8 @@ expect 0 "roll" "$KASA" roll $ARRAY
 run get 9
 check "nine requests after the roll all use Kerberos" test "$(printf '%s\n' "$T_OUT" | grep -c 'hello alice@PROSEWARE.LAB (Kerberos)')" -eq 9
 for i in 1 2 3; do
-	check "cas$i logged Kerberos for alice" grep -q '"cas'$i'","[^"]*","alice@PROSEWARE.LAB","[^"]*","Kerberos","","","ok"' "$LAB/cas$i/auth.log"
+	check "cas$i logged Kerberos for alice, with the ticket's SPN, kvno and enctype" \
+		grep -Eq '"cas'$i'","[^"]*","alice@PROSEWARE.LAB","HTTP/outlook.proseware.lab@PROSEWARE.LAB","Kerberos","[0-9]+","aes256-cts-hmac-sha1-96","ok"' "$LAB/cas$i/auth.log"
 done
 expect 0 "/whoami says who and how" curl -s --negotiate -u : --resolve "$RESOLVE" "http://$ARRAY:$BPORT/whoami"
 check "alice, by Kerberos" test "$T_OUT" = "alice@PROSEWARE.LAB Kerberos"
@@ -94,15 +95,18 @@ check "captured a Kerberos token from curl" test -n "$TOKEN"
 check "the replayed token is refused" test "$(code "$TOKEN")" = 401
 tail -1 "$LAB/cas1/auth.log" >"$T_WORK/replay.line"
 check "and the log says it is a replay" grep -qi 'replay' "$T_WORK/replay.line"
-cat "$T_WORK/replay.line" | sed "s/^/# /"
 
-# Log injection: a principal with a comma and a newline (MIT's \n escape).
-kadmin_local 'addprinc -randkey ev,il\nforged' >/dev/null
-kadmin_local "ktadd -k $T_WORK/evil.keytab ev,il\\nforged" >/dev/null
+# Log injection: a principal with a comma, and a header with a newline. (MIT's KDC will not
+# issue service tickets to a principal holding a newline; tests/unit/test_authlog.c
+# covers those bytes in every field.)
+kadmin_local 'addprinc -randkey ev,il' >/dev/null
+kadmin_local "ktadd -k $T_WORK/evil.keytab ev,il" >/dev/null
 check "made the hostile principal" test -s "$T_WORK/evil.keytab"
-KRB5CCNAME="FILE:$T_WORK/evil.cc" kinit -k -t "$T_WORK/evil.keytab" 'ev,il\nforged' 2>/dev/null
+KRB5CCNAME="FILE:$T_WORK/evil.cc" kinit -k -t "$T_WORK/evil.keytab" 'ev,il' 2>/dev/null
 KRB5CCNAME="FILE:$T_WORK/evil.cc" curl -s --negotiate -u : --resolve "$R1" "$H1" >/dev/null
-check "the hostile principal authenticated and was logged" grep -q 'ev,il' "$LAB/cas1/auth.log"
+check "the hostile principal authenticated and was logged, quoted" grep -q '"ev,il@PROSEWARE.LAB"' "$LAB/cas1/auth.log"
+printf 'Negotiate YEgG\r\nX-Forged: "2026-01-01T00:00:00Z","cas1"' >"$T_WORK/forge"
+check "a header carrying a CR LF is refused" sh -c "case \$(curl -s -o /dev/null -w '%{http_code}' --resolve '$R1' -H \"Authorization: \$(cat '$T_WORK/forge')\" '$H1') in 400|401) exit 0;; *) exit 1;; esac"
 check "every line of every auth log starts with a quoted time: nothing forged" \
 	sh -c "! cat '$LAB'/cas*/auth.log | grep -qv '^\"20[0-9][0-9]-'"
 expect 0 "and every line parses" "$KASA" log summary "$LAB"/cas*/auth.log

@@ -82,16 +82,16 @@ static void test_ntlm(void **state)
 static void test_hostile(void **state)
 {
     static const char *const b64[] = {
-        "YA0GCSqGSIb3EgECAgEA",         /* Kerberos OID, TOK_ID only */
-        "YAoGCCqGSIb3DQEBAQ==",         /* an unknown mechanism */
-        "oQQwAqAA",                     /* NegTokenResp: negState with nothing in it */
-        "YAYGBCsGAQU=",                 /* SPNEGO OID cut short */
-        "YIIFAAYGKwYBBQUC",             /* a length far past the end */
-        "TlRMTVNTUAAJAAAA",             /* NTLMSSP of type 9 */
-        "oAA=",                         /* a NegTokenInit-like tag alone */
-        "MAA=",                         /* a bare SEQUENCE */
-        "AAAAAAAAAAAA",                 /* zeros */
-        "YIAGBisGAQUFAqAAAAA=",         /* indefinite length (BER, not DER) */
+        "YA0GCSqGSIb3EgECAgEA", /* Kerberos OID, TOK_ID only */
+        "YAoGCCqGSIb3DQEBAQ==", /* an unknown mechanism */
+        "oQQwAqAA",             /* NegTokenResp: negState with nothing in it */
+        "YAYGBCsGAQU=",         /* SPNEGO OID cut short */
+        "YIIFAAYGKwYBBQUC",     /* a length far past the end */
+        "TlRMTVNTUAAJAAAA",     /* NTLMSSP of type 9 */
+        "oAA=",                 /* a NegTokenInit-like tag alone */
+        "MAA=",                 /* a bare SEQUENCE */
+        "AAAAAAAAAAAA",         /* zeros */
+        "YIAGBisGAQUFAqAAAAA=", /* indefinite length (BER, not DER) */
     };
     unsigned char junk[512];
     kasa_token_info t;
