@@ -39,7 +39,7 @@ asan: deps
 	@[ -f build-asan/build.ninja ] || meson setup build-asan --buildtype=debug \
 		-Db_sanitize=address,undefined -Db_lundef=false -Dc_args=-fno-sanitize-recover=all
 	ninja -C build-asan
-	@scripts/run-tests build-asan
+	@LSAN_OPTIONS=suppressions=$(CURDIR)/tests/lsan.supp:print_suppressions=0 scripts/run-tests build-asan
 
 # A clang build with warnings as errors (gcc is the default compiler).
 clang: deps
