@@ -189,15 +189,18 @@ cleanup:
 }
 
 /* fsync path, then rename it to final and fsync the directory. */
-static long commit_file(kasa_ctx *ctx, const char *tmp, const char *final)
+static long commit_file(kasa_ctx *ctx, const char *tmp, const char *final, int gid)
 {
     char dir[4096];
     const char *slash = strrchr(final, '/');
     int fd;
 
+    /* Owner and mode are set on the temporary file, so the name never points at a file a
+     * reader (the service's group) cannot open. */
     fd = open(tmp, O_RDONLY | O_CLOEXEC);
-    if (fd < 0 || fsync(fd) != 0 || close(fd) != 0 || chmod(tmp, 0600) != 0 ||
-        rename(tmp, final) != 0) {
+    if (fd < 0 || fsync(fd) != 0 || close(fd) != 0 ||
+        (gid >= 0 && chown(tmp, (uid_t)-1, (gid_t)gid) != 0) ||
+        chmod(tmp, gid >= 0 ? 0640 : 0600) != 0 || rename(tmp, final) != 0) {
         int e = errno;
         if (fd >= 0)
             close(fd);
@@ -239,10 +242,10 @@ static long store_state(kasa_ctx *ctx, const char *path, const kasa_held *held)
         unlink(tmp);
         return kasa_set_error(ctx, KASA_ERR_KEYTAB, "cannot write %s: %s", tmp, strerror(errno));
     }
-    return commit_file(ctx, tmp, state);
+    return commit_file(ctx, tmp, state, -1);
 }
 
-long kasa_held_store(kasa_ctx *ctx, const char *path, const kasa_held *held)
+long kasa_held_store(kasa_ctx *ctx, const char *path, const kasa_held *held, int gid)
 {
     static const unsigned char empty_keytab[2] = {0x05, 0x02};
     krb5_context kctx;
@@ -290,7 +293,7 @@ long kasa_held_store(kasa_ctx *ctx, const char *path, const kasa_held *held)
         unlink(tmp);
         return kasa_set_krb5_error(ctx, KASA_ERR_KEYTAB, kctx, ret, "cannot write keytab %s", tmp);
     }
-    return commit_file(ctx, tmp, path);
+    return commit_file(ctx, tmp, path, gid);
 }
 
 long kasa_kvno_set_copy(kasa_ctx *ctx, const kasa_kvno_set *from, kasa_kvno_set *to)

@@ -18,6 +18,7 @@ struct kasad_opts {
     const char *keytab;         /* kasad's own host keytab (acceptor) */
     const char *principal;      /* kasad's own principal; NULL: any in the keytab */
     const char *managed_keytab; /* the array keytab kasad keeps */
+    int keytab_gid;             /* group that may read it (0640); -1: nobody else (0600) */
     const char *acl;            /* principals allowed to stage, copy, read status */
     const char *pidfile;
     const char *log;

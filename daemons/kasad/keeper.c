@@ -67,7 +67,7 @@ static void handle(kasa_ctx *ctx, const struct kasad_opts *opts, const kasa_requ
         size_t n = 0;
         ret = kasa_held_stage(ctx, &held, &req->stage, (int64_t)time(NULL));
         if (!ret)
-            ret = kasa_held_store(ctx, opts->managed_keytab, &held);
+            ret = kasa_held_store(ctx, opts->managed_keytab, &held, opts->keytab_gid);
         if (!ret)
             ret = kasa_keytab_prove(ctx, opts->managed_keytab, &req->stage, req->nonce, proofs, &n);
         if (!ret && (rep->proofs = calloc(n, sizeof(*rep->proofs))) == NULL)
@@ -86,7 +86,7 @@ static void handle(kasa_ctx *ctx, const struct kasad_opts *opts, const kasa_requ
         ret = kasa_held_retire(ctx, &held, req->committed_kvno, req->committed_at,
                                (int64_t)req->keep_seconds, (int64_t)time(NULL), dropped, &n);
         if (!ret)
-            ret = kasa_held_store(ctx, opts->managed_keytab, &held);
+            ret = kasa_held_store(ctx, opts->managed_keytab, &held, opts->keytab_gid);
         if (!ret && n > 0 && (rep->dropped = calloc(n, sizeof(*rep->dropped))) == NULL)
             ret = KASA_ERR_NOMEM;
         if (!ret && n > 0) {

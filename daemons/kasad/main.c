@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <grp.h>
 #include <netdb.h>
 #include <stddef.h>
 #include <signal.h>
@@ -59,6 +60,7 @@ static const char usage[] =
     "      --log FILE             log here (default: stderr)\n"
     "  -f, --foreground           do not detach\n"
     "      --timeout MS           drop a peer silent for this long (default 10000)\n"
+    "      --keytab-group GROUP   let GROUP read the array keytab (0640), e.g. www-data\n"
     "  -c, --config FILE          read these settings from FILE's [kasad] section\n"
     "                             (krb5.conf syntax: managed_keytab = ..., acl = ...)\n"
     "  -h, --help                 this help\n"
@@ -218,12 +220,14 @@ int main(int argc, char **argv)
         {"foreground", no_argument, NULL, 'f'},
         {"timeout", required_argument, NULL, 't'},
         {"config", required_argument, NULL, 'c'},
+        {"keytab-group", required_argument, NULL, 'g'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     const char *config = NULL;
     bool port_set = false, timeout_set = false;
-    struct kasad_opts o = {.listen = "0.0.0.0", .port = KASA_PORT_DEFAULT, .timeout_ms = 10000};
+    struct kasad_opts o = {
+        .listen = "0.0.0.0", .port = KASA_PORT_DEFAULT, .timeout_ms = 10000, .keytab_gid = -1};
     int c, sv[2], listen_fd, status;
     pid_t keeper;
     char *end;
@@ -237,6 +241,13 @@ int main(int argc, char **argv)
         case 'c':
             config = optarg;
             break;
+        case 'g': {
+            struct group *g = getgrnam(optarg);
+            if (g == NULL)
+                return fail_usage("--keytab-group %s is not a group", optarg);
+            o.keytab_gid = (int)g->gr_gid;
+            break;
+        }
         case 'k':
             o.keytab = optarg;
             break;

@@ -30,8 +30,9 @@ KASA_API void kasa_held_clear(kasa_held *held);
  * empty one. */
 KASA_API long kasa_held_load(kasa_ctx *ctx, const char *path, kasa_held *held);
 
-/* Replace the keytab and its state file with held, atomically, mode 0600. */
-KASA_API long kasa_held_store(kasa_ctx *ctx, const char *path, const kasa_held *held);
+/* Replace the keytab and its state file with held, atomically: mode 0600, or 0640 owned
+ * by group gid when gid >= 0 (for a service that runs as another user, like Apache). */
+KASA_API long kasa_held_store(kasa_ctx *ctx, const char *path, const kasa_held *held, int gid);
 
 /* Add set (deep-copied) at its kvno; a set already there is replaced unless it was
  * committed, which is refused with KASA_ERR_KVNO. */

@@ -74,7 +74,7 @@ static void test_stage_store_load(void **state)
     assert_int_equal(kasa_held_stage(ctx, &held, &s1, 100), 0);
     assert_int_equal(held.n, 2);
     assert_int_equal(held.sets[0].kvno, 1); /* sorted */
-    assert_int_equal(kasa_held_store(ctx, path, &held), 0);
+    assert_int_equal(kasa_held_store(ctx, path, &held, -1), 0);
     assert_int_equal(stat(path, &st), 0);
     assert_int_equal(st.st_mode & 0777, 0600);
 
@@ -121,7 +121,7 @@ static void test_prove(void **state)
     make_set(&other, 7);
     memset(nonce, 9, sizeof(nonce));
     assert_int_equal(kasa_held_stage(ctx, &held, &s, 1), 0);
-    assert_int_equal(kasa_held_store(ctx, path, &held), 0);
+    assert_int_equal(kasa_held_store(ctx, path, &held, -1), 0);
     assert_int_equal(kasa_keytab_prove(ctx, path, &s, nonce, proofs, &n), 0);
     assert_int_equal(n, 2);
     assert_int_equal(kasa_proof_verify(ctx, s.keys, nonce, proofs, n), 0);
