@@ -58,7 +58,8 @@ fuzz: deps
 		name=$${h##*/fuzz_}; work=$$(mktemp -d); \
 		cp tests/fuzz/corpus/$$name/* $$work/; \
 		echo "fuzz: $$name for $(FUZZ_SECONDS)s"; \
-		$$h -max_total_time=$(FUZZ_SECONDS) -max_len=1024 -print_final_stats=1 $$work \
+		$$h -max_total_time=$(FUZZ_SECONDS) -max_len=1024 -print_final_stats=1 \
+			-artifact_prefix=build-fuzz/$$name- $$work \
 			>build-fuzz/fuzz-$$name.log 2>&1 || { tail -40 build-fuzz/fuzz-$$name.log; rm -rf $$work; exit 1; }; \
 		tail -3 build-fuzz/fuzz-$$name.log; rm -rf $$work; \
 	done

@@ -100,6 +100,8 @@ static long parse_port(const char *s, size_t len, unsigned *port, char *why, siz
 
     if (len == 0)
         return invalid(why, why_len, "there is no port after the ':'");
+    if (len > 1 && s[0] == '0')
+        return invalid(why, why_len, "the port has a leading zero");
     for (size_t i = 0; i < len; i++) {
         if (s[i] < '0' || s[i] > '9')
             return invalid(why, why_len, "the port must be a number from 1 to 65535");

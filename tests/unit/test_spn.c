@@ -122,6 +122,7 @@ static void test_invalid(void **state)
         {"http/outlook:", "no port after the ':'"},
         {"http/outlook:http", "port must be a number"},
         {"http/outlook:-1", "port must be a number"},
+        {"http/outlook:080", "leading zero"}, /* found by the fuzzer: :080 would read as :80 */
         {"http/outlook:80:81", "more than one ':'"},
         {"http/:80", "no host before the ':'"},
         {"http/[::1]:80", "IPv6"},
