@@ -4,7 +4,7 @@ PREFIX ?= /usr/local
 DEPS = scripts/install-deps
 MESON_OPTS ?=
 
-.PHONY: all deps setup check test demo install format format-check asan clang fuzz clean
+.PHONY: all deps setup check test demo bench install format format-check asan clang fuzz clean
 
 all: deps setup
 	ninja -C $(BUILD)
@@ -23,6 +23,10 @@ test: check
 
 demo: all
 	@scripts/demo $(BUILD)
+
+# kasa-httpd against Apache + mod_auth_gssapi; writes doc/BENCHMARKS.md.
+bench: all
+	@scripts/bench $(BUILD)
 
 install: all
 	meson install -C $(BUILD)

@@ -76,7 +76,8 @@ check "cas4's keytab is readable by www-data (0640, group www-data)" \
 # Apache's children run as www-data, who cannot enter the lab's directory (0700).
 cp "$KRB5_CONFIG" "$M4/krb5.conf"
 chmod 0644 "$M4/krb5.conf"
-KRB5_CONFIG="$M4/krb5.conf" KRB5RCACHEDIR="$M4/rcache" "$APACHE" -f "$M4/apache.conf" -DFOREGROUND 2>>"$M4/error.log" &
+# setsid: Apache signals its whole process group when it stops.
+KRB5_CONFIG="$M4/krb5.conf" KRB5RCACHEDIR="$M4/rcache" setsid "$APACHE" -f "$M4/apache.conf" -DFOREGROUND 2>>"$M4/error.log" &
 wait_port 127.0.0.14 "$APORT"
 APACHE_UP=$?
 [ "$APACHE_UP" -eq 0 ] || sed "s/^/# /" "$M4/error.log" "$M4/apache.conf"
