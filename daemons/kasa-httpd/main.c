@@ -45,6 +45,7 @@ struct opts {
     const char *log;
     const char *pidfile;
     bool auth_request;
+    const char *tls_cert, *tls_key;
 };
 
 /* Per TCP connection: an NTLM exchange in progress, or its result. */
@@ -371,6 +372,30 @@ static void on_connection(void *cls, struct MHD_Connection *c, void **socket_con
     }
 }
 
+/* Read a PEM file into a string (for libmicrohttpd's TLS, which takes them in memory). */
+static int read_pem(const char *path, char **out)
+{
+    FILE *f = fopen(path, "r");
+    char *buf = NULL;
+    size_t n;
+
+    if (f == NULL || (buf = calloc(1, 65537)) == NULL) {
+        fprintf(stderr, "kasa-httpd: cannot read %s: %s\n", path, strerror(errno));
+        if (f != NULL)
+            fclose(f);
+        return 1;
+    }
+    n = fread(buf, 1, 65536, f);
+    fclose(f);
+    if (n == 0 || n == 65536) {
+        fprintf(stderr, "kasa-httpd: %s is empty or too large\n", path);
+        free(buf);
+        return 1;
+    }
+    *out = buf;
+    return 0;
+}
+
 static void on_signal(int sig)
 {
     (void)sig;
@@ -387,6 +412,8 @@ static const char usage[] =
     "  -l, --listen ADDR       address (default 0.0.0.0)\n"
     "  -p, --port PORT         port (default 80)\n"
     "      --auth-request      answer every path with 200 and X-Remote-User, or 401\n"
+    "      --tls-cert FILE     serve HTTPS with this certificate (PEM) ...\n"
+    "      --tls-key FILE      ... and this key (PEM)\n"
     "      --pidfile FILE      written once listening\n"
     "      --log FILE          messages (default: stderr)\n"
     "  -h, --help              this help\n"
@@ -405,12 +432,14 @@ int main(int argc, char **argv)
         {"log", required_argument, NULL, 'L'},
         {"foreground", no_argument, NULL, 'f'},
         {"help", no_argument, NULL, 'h'},
+        {"tls-cert", required_argument, NULL, 'C'},
+        {"tls-key", required_argument, NULL, 'K'},
         {NULL, 0, NULL, 0},
     };
     struct sockaddr_storage ss;
     struct addrinfo hints, *res = NULL;
     struct MHD_Daemon *d;
-    char hostname[256], portstr[16], *end;
+    char hostname[256], portstr[16], *end, *cert_pem = NULL, *key_pem = NULL;
     OM_uint32 minor;
     int c;
 
@@ -451,6 +480,12 @@ int main(int argc, char **argv)
             o.log = optarg;
             break;
         case 'f':
+            break;
+        case 'C':
+            o.tls_cert = optarg;
+            break;
+        case 'K':
+            o.tls_key = optarg;
             break;
         case 'h':
             fputs(usage, stdout);
@@ -494,11 +529,26 @@ int main(int argc, char **argv)
     }
     memcpy(&ss, res->ai_addr, res->ai_addrlen);
     freeaddrinfo(res);
-    d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG, (uint16_t)o.port,
-                         NULL, NULL, on_request, NULL, MHD_OPTION_SOCK_ADDR, &ss,
-                         MHD_OPTION_NOTIFY_CONNECTION, on_connection, NULL,
-                         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)30,
-                         MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(128 * 1024), MHD_OPTION_END);
+    if ((o.tls_cert == NULL) != (o.tls_key == NULL)) {
+        fprintf(stderr, "kasa-httpd: give --tls-cert and --tls-key together\n");
+        return 2;
+    }
+    if (o.tls_cert != NULL &&
+        (read_pem(o.tls_cert, &cert_pem) != 0 || read_pem(o.tls_key, &key_pem) != 0))
+        return 1;
+    if (cert_pem != NULL)
+        d = MHD_start_daemon(
+            MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG | MHD_USE_TLS, (uint16_t)o.port,
+            NULL, NULL, on_request, NULL, MHD_OPTION_SOCK_ADDR, &ss, MHD_OPTION_NOTIFY_CONNECTION,
+            on_connection, NULL, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)30,
+            MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(128 * 1024), MHD_OPTION_HTTPS_MEM_CERT,
+            cert_pem, MHD_OPTION_HTTPS_MEM_KEY, key_pem, MHD_OPTION_END);
+    else
+        d = MHD_start_daemon(
+            MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG, (uint16_t)o.port, NULL, NULL,
+            on_request, NULL, MHD_OPTION_SOCK_ADDR, &ss, MHD_OPTION_NOTIFY_CONNECTION,
+            on_connection, NULL, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)30,
+            MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(128 * 1024), MHD_OPTION_END);
     if (d == NULL) {
         fprintf(stderr, "kasa-httpd: cannot listen on %s port %d\n", o.listen, o.port);
         return 1;
@@ -516,6 +566,11 @@ int main(int argc, char **argv)
     while (!stopping)
         pause();
     MHD_stop_daemon(d);
+    free(cert_pem);
+    if (key_pem != NULL) {
+        kasa_zap(key_pem, strlen(key_pem));
+        free(key_pem);
+    }
     gss_release_cred(&minor, &acceptor);
     if (o.pidfile != NULL)
         unlink(o.pidfile);

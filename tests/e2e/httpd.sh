@@ -112,6 +112,35 @@ check "every line of every auth log starts with a quoted time: nothing forged" \
 expect 0 "and every line parses" "$KASA" log summary "$LAB"/cas*/auth.log
 check "with no skipped line" test -z "$T_ERR"
 
+# The auth_request mode (for nginx or HAProxy in front of any backend), and TLS.
+: "${KASA_HTTPD:?}"
+free_port() { python3 -c 'import socket,sys; s=socket.socket(); s.bind((sys.argv[1],0)); print(s.getsockname()[1])' "$1"; }
+KT1=$(jq1 'd["members"][0]["managed_keytab"]')
+XP=$(free_port 127.0.0.11)
+"$KASA_HTTPD" --keytab "$KT1" --member cas1-auth --listen 127.0.0.11 --port "$XP" --auth-request \
+	--auth-log "$T_WORK/x.log" --log "$T_WORK/x.err" &
+XPID=$!
+openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj "/CN=$ARRAY" -keyout "$T_WORK/tls.key" \
+	-out "$T_WORK/tls.crt" >/dev/null 2>&1
+TP=$(free_port 127.0.0.11)
+"$KASA_HTTPD" --keytab "$KT1" --member cas1-tls --listen 127.0.0.11 --port "$TP" \
+	--tls-cert "$T_WORK/tls.crt" --tls-key "$T_WORK/tls.key" --auth-log "$T_WORK/t.log" --log "$T_WORK/t.err" &
+TPID=$!
+sleep 0.5
+expect 0 "auth_request without credentials" curl -s -o /dev/null -D - "http://127.0.0.11:$XP/any/path"
+out_has "401" "is 401"
+out_has "WWW-Authenticate: Negotiate" "with the Negotiate challenge"
+expect 0 "auth_request with Kerberos" curl -s -o /dev/null -D - --negotiate -u : --resolve "$ARRAY:$XP:127.0.0.11" "http://$ARRAY:$XP/any/path"
+out_has "200" "is 200"
+out_has "X-Remote-User: alice@PROSEWARE.LAB" "names the user"
+out_has "X-Auth-Method: Kerberos" "and the mechanism"
+expect 0 "HTTPS with Kerberos" curl -s -k --negotiate -u : --resolve "$ARRAY:$TP:127.0.0.11" "https://$ARRAY:$TP/whoami"
+check "over TLS, alice by Kerberos" test "$T_OUT" = "alice@PROSEWARE.LAB Kerberos"
+kill "$XPID" "$TPID"
+wait "$XPID" "$TPID" 2>/dev/null
+expect 2 "kasa-httpd with a certificate and no key" "$KASA_HTTPD" --keytab "$KT1" --tls-cert "$T_WORK/tls.crt"
+expect 2 "kasa-httpd without --keytab" "$KASA_HTTPD"
+
 expect 2 "kasa log without summary" "$KASA" log
 expect 1 "kasa log summary of a missing file" "$KASA" log summary "$T_WORK/none.log"
 

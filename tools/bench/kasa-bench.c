@@ -39,8 +39,8 @@ static int mint(const char *spn, long n, const char *path)
         gss_ctx_id_t ctx = GSS_C_NO_CONTEXT;
         gss_buffer_desc out = GSS_C_EMPTY_BUFFER;
         gnutls_datum_t d, b64;
-        major = gss_init_sec_context(&minor, GSS_C_NO_CREDENTIAL, &ctx, target, (gss_OID)&spnego,
-                                     0, 0, GSS_C_NO_CHANNEL_BINDINGS, GSS_C_NO_BUFFER, NULL, &out,
+        major = gss_init_sec_context(&minor, GSS_C_NO_CREDENTIAL, &ctx, target, (gss_OID)&spnego, 0,
+                                     0, GSS_C_NO_CHANNEL_BINDINGS, GSS_C_NO_BUFFER, NULL, &out,
                                      NULL, NULL);
         if (GSS_ERROR(major)) {
             fprintf(stderr, "kasa-bench: no token for %s (kinit first?)\n", spn);
@@ -139,8 +139,8 @@ static int run(const char *addr, int port, const char *host, const char *url, co
         int len;
         line[strcspn(line, "\n")] = '\0';
         len = snprintf(req, sizeof(req),
-                       "GET %s HTTP/1.1\r\nHost: %s\r\nAuthorization: Negotiate %s\r\n\r\n",
-                       url, host, line);
+                       "GET %s HTTP/1.1\r\nHost: %s\r\nAuthorization: Negotiate %s\r\n\r\n", url,
+                       host, line);
         if (write(fd, req, (size_t)len) != len)
             break;
         total++;
