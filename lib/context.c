@@ -10,6 +10,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 #include <com_err.h>
 
@@ -164,6 +166,20 @@ void kasa_zap(void *p, size_t len)
 {
     if (p != NULL && len > 0)
         explicit_bzero(p, len);
+}
+
+void kasa_log_line(FILE *f, const char *who, const char *fmt, va_list ap)
+{
+    char when[32];
+    time_t t = time(NULL);
+    struct tm tm;
+
+    gmtime_r(&t, &tm);
+    strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
+    fprintf(f, "%s %s[%d]: ", when, who, (int)getpid());
+    vfprintf(f, fmt, ap);
+    fputc('\n', f);
+    fflush(f);
 }
 
 const char *kasa_version(void)

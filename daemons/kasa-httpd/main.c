@@ -66,19 +66,11 @@ static void say(const char *fmt, ...) KASA_PRINTF(1, 2);
 
 static void say(const char *fmt, ...)
 {
-    char when[32];
-    time_t t = time(NULL);
-    struct tm tm;
     va_list ap;
 
-    gmtime_r(&t, &tm);
-    strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
-    fprintf(log_file, "%s kasa-httpd[%d]: ", when, (int)getpid());
     va_start(ap, fmt);
-    vfprintf(log_file, fmt, ap);
+    kasa_log_line(log_file, "kasa-httpd", fmt, ap);
     va_end(ap);
-    fputc('\n', log_file);
-    fflush(log_file);
 }
 
 /* What the token itself says (no key needed): the SPN, kvno and enctype of a Kerberos

@@ -31,19 +31,11 @@ static FILE *log_file;
 
 void kasad_log(const char *fmt, ...)
 {
-    char when[32];
-    time_t t = time(NULL);
-    struct tm tm;
     va_list ap;
 
-    gmtime_r(&t, &tm);
-    strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
-    fprintf(log_file, "%s kasad[%d]: ", when, (int)getpid());
     va_start(ap, fmt);
-    vfprintf(log_file, fmt, ap);
+    kasa_log_line(log_file, "kasad", fmt, ap);
     va_end(ap);
-    fputc('\n', log_file);
-    fflush(log_file);
 }
 
 static const char usage[] =

@@ -9,7 +9,9 @@
 #define KASA_KASA_H
 
 #include <stdbool.h>
+#include <stdarg.h>
 #include <stddef.h>
+#include <stdio.h>
 
 #include "kasa/kasa_err.h"
 
@@ -51,6 +53,10 @@ KASA_API int kasa_exit_status(long code);
 
 /* Wipe a secret; the compiler may not drop it. */
 KASA_API void kasa_zap(void *p, size_t len);
+
+/* One log line for a daemon: "2026-11-24T20:00:00Z who[pid]: message", flushed. */
+KASA_API void kasa_log_line(FILE *f, const char *who, const char *fmt, va_list ap)
+    __attribute__((format(printf, 3, 0)));
 
 /* The library's version string. */
 KASA_API const char *kasa_version(void);
