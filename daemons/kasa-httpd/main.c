@@ -29,6 +29,8 @@
 #include <gssapi/gssapi_krb5.h>
 #include <krb5/krb5.h>
 #include <microhttpd.h>
+#include <com_err.h>
+#include <profile.h>
 
 #include "kasa/authlog.h"
 #include "kasa/kasa.h"
@@ -55,6 +57,8 @@ struct conn {
 };
 
 static struct opts o = {.listen = "0.0.0.0", .port = 80};
+static char *config_strings[16];
+static size_t n_config_strings;
 static gss_cred_id_t acceptor = GSS_C_NO_CREDENTIAL;
 static FILE *auth_log, *log_file;
 static kasa_ctx *ctx;
@@ -388,6 +392,38 @@ static int read_pem(const char *path, char **out)
     return 0;
 }
 
+/* Settings the command line did not give, from FILE's [kasa-httpd] section (krb5.conf
+ * syntax, read with MIT's profile library). The strings live as long as the process. */
+static int read_config(const char *path, bool port_set, bool listen_set)
+{
+    static const char *const keys[] = {"keytab",  "member",       "auth_log", "listen",
+                                       "port",    "pidfile",      "log",      "tls_cert",
+                                       "tls_key", "auth_request", NULL};
+    const char **fields[] = {&o.keytab,  &o.member, &o.auth_log, &o.listen,  NULL,
+                             &o.pidfile, &o.log,    &o.tls_cert, &o.tls_key, NULL};
+    profile_t prof = NULL;
+    long ret = profile_init_path(path, &prof);
+
+    if (ret) {
+        fprintf(stderr, "kasa-httpd: %s: %s\n", path, error_message(ret));
+        return 1;
+    }
+    for (size_t k = 0; keys[k] != NULL; k++) {
+        char *v = NULL;
+        if (profile_get_string(prof, "kasa-httpd", keys[k], NULL, NULL, &v) != 0 || v == NULL)
+            continue;
+        if (fields[k] != NULL && (k == 3 ? !listen_set : *fields[k] == NULL))
+            *fields[k] = config_strings[n_config_strings++] = strdup(v);
+        else if (k == 4 && !port_set)
+            o.port = atoi(v);
+        else if (k == 9)
+            o.auth_request = strcmp(v, "true") == 0 || strcmp(v, "yes") == 0;
+        profile_release_string(v);
+    }
+    profile_release(prof);
+    return o.port < 1 || o.port > 65535;
+}
+
 static void on_signal(int sig)
 {
     (void)sig;
@@ -407,6 +443,7 @@ static const char usage[] =
     "      --tls-cert FILE     serve HTTPS with this certificate (PEM) ...\n"
     "      --tls-key FILE      ... and this key (PEM)\n"
     "      --pidfile FILE      written once listening\n"
+    "  -c, --config FILE       settings from FILE's [kasa-httpd] section (krb5.conf syntax)\n"
     "      --log FILE          messages (default: stderr)\n"
     "  -h, --help              this help\n"
     "See kasa-httpd(8).\n";
@@ -414,24 +451,20 @@ static const char usage[] =
 int main(int argc, char **argv)
 {
     static const struct option lopts[] = {
-        {"keytab", required_argument, NULL, 'k'},
-        {"member", required_argument, NULL, 'M'},
-        {"auth-log", required_argument, NULL, 'A'},
-        {"listen", required_argument, NULL, 'l'},
-        {"port", required_argument, NULL, 'p'},
-        {"auth-request", no_argument, NULL, 'R'},
-        {"pidfile", required_argument, NULL, 'P'},
-        {"log", required_argument, NULL, 'L'},
-        {"foreground", no_argument, NULL, 'f'},
-        {"help", no_argument, NULL, 'h'},
-        {"tls-cert", required_argument, NULL, 'C'},
-        {"tls-key", required_argument, NULL, 'K'},
-        {NULL, 0, NULL, 0},
+        {"keytab", required_argument, NULL, 'k'},   {"member", required_argument, NULL, 'M'},
+        {"auth-log", required_argument, NULL, 'A'}, {"listen", required_argument, NULL, 'l'},
+        {"port", required_argument, NULL, 'p'},     {"auth-request", no_argument, NULL, 'R'},
+        {"pidfile", required_argument, NULL, 'P'},  {"log", required_argument, NULL, 'L'},
+        {"foreground", no_argument, NULL, 'f'},     {"help", no_argument, NULL, 'h'},
+        {"tls-cert", required_argument, NULL, 'C'}, {"tls-key", required_argument, NULL, 'K'},
+        {"config", required_argument, NULL, 'c'},   {NULL, 0, NULL, 0},
     };
     struct sockaddr_storage ss;
     struct addrinfo hints, *res = NULL;
     struct MHD_Daemon *d;
     char hostname[256], portstr[16], *end, *cert_pem = NULL, *key_pem = NULL;
+    const char *config = NULL;
+    bool port_set = false, listen_set = false;
     OM_uint32 minor;
     int c;
 
@@ -439,7 +472,7 @@ int main(int argc, char **argv)
     log_file = stderr;
     auth_log = stdout;
     opterr = 0;
-    while ((c = getopt_long(argc, argv, ":k:M:A:l:p:fh", lopts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, ":k:M:A:l:p:c:fh", lopts, NULL)) != -1) {
         switch (c) {
         case 'k':
             o.keytab = optarg;
@@ -452,9 +485,11 @@ int main(int argc, char **argv)
             break;
         case 'l':
             o.listen = optarg;
+            listen_set = true;
             break;
         case 'p':
             o.port = (int)strtol(optarg, &end, 10);
+            port_set = true;
             if (*end != '\0' || o.port < 1 || o.port > 65535) {
                 fprintf(stderr,
                         "kasa-httpd: --port %s is not a port (1-65535); see kasa-httpd --help\n",
@@ -479,6 +514,9 @@ int main(int argc, char **argv)
         case 'K':
             o.tls_key = optarg;
             break;
+        case 'c':
+            config = optarg;
+            break;
         case 'h':
             fputs(usage, stdout);
             return 0;
@@ -487,6 +525,8 @@ int main(int argc, char **argv)
             return 2;
         }
     }
+    if (config != NULL && read_config(config, port_set, listen_set) != 0)
+        return 1;
     if (o.keytab == NULL || optind < argc) {
         fprintf(stderr, "kasa-httpd: --keytab is required; see kasa-httpd --help\n");
         return 2;
@@ -567,6 +607,8 @@ int main(int argc, char **argv)
     if (o.pidfile != NULL)
         unlink(o.pidfile);
     say("stopped");
+    for (size_t i = 0; i < n_config_strings; i++)
+        free(config_strings[i]);
     kasa_ctx_free(ctx);
     return 0;
 }

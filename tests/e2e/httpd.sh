@@ -127,6 +127,10 @@ TP=$(free_port 127.0.0.11)
 	--tls-cert "$T_WORK/tls.crt" --tls-key "$T_WORK/tls.key" --auth-log "$T_WORK/t.log" --log "$T_WORK/t.err" &
 TPID=$!
 sleep 0.5
+printf '[kasa-httpd]\n\tkeytab = %s\n\tmember = cas1-conf\n\tlisten = 127.0.0.11\n\tauth_request = true\n\tauth_log = %s\n' "$KT1" "$T_WORK/c.log" >"$T_WORK/httpd.conf"
+CP=$(free_port 127.0.0.11)
+"$KASA_HTTPD" --config "$T_WORK/httpd.conf" --port "$CP" --log "$T_WORK/c.err" &
+CPID=$!
 expect 0 "auth_request without credentials" curl -s -o /dev/null -D - "http://127.0.0.11:$XP/any/path"
 out_has "401" "is 401"
 out_has "WWW-Authenticate: Negotiate" "with the Negotiate challenge"
@@ -136,8 +140,11 @@ out_has "X-Remote-User: alice@PROSEWARE.LAB" "names the user"
 out_has "X-Auth-Method: Kerberos" "and the mechanism"
 expect 0 "HTTPS with Kerberos" curl -s -k --negotiate -u : --resolve "$ARRAY:$TP:127.0.0.11" "https://$ARRAY:$TP/whoami"
 check "over TLS, alice by Kerberos" test "$T_OUT" = "alice@PROSEWARE.LAB Kerberos"
-kill "$XPID" "$TPID"
-wait "$XPID" "$TPID" 2>/dev/null
+expect 0 "kasa-httpd from --config (auth_request, listen, member)" curl -s -o /dev/null -D - --negotiate -u : --resolve "$ARRAY:$CP:127.0.0.11" "http://$ARRAY:$CP/x"
+out_has "X-Auth-Method: Kerberos" "authenticates"
+check "and logs as the member named in the file" grep -q '"cas1-conf"' "$T_WORK/c.log"
+kill "$XPID" "$TPID" "$CPID"
+wait "$XPID" "$TPID" "$CPID" 2>/dev/null
 expect 2 "kasa-httpd with a certificate and no key" "$KASA_HTTPD" --keytab "$KT1" --tls-cert "$T_WORK/tls.crt"
 expect 2 "kasa-httpd without --keytab" "$KASA_HTTPD"
 
