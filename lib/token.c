@@ -5,6 +5,7 @@
 
 #include <libtasn1.h>
 #include <pthread.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -52,7 +53,7 @@ static long decode(kasa_ctx *ctx, const char *type, const unsigned char *der, si
     if (definitions == NULL)
         return kasa_set_error(ctx, KASA_ERR_INTERNAL, "the ASN.1 definitions did not load");
     if (len == 0 || len > 65536)
-        return kasa_set_error(ctx, KASA_ERR_PROTO, "a %s of %zu bytes", type, len);
+        return kasa_set_error(ctx, KASA_ERR_PROTO, "a %s of %zu bytes", type + 12, len);
     if (asn1_create_element(definitions, type, out) != ASN1_SUCCESS)
         return kasa_set_error(ctx, KASA_ERR_INTERNAL, "no ASN.1 type %s", type);
     r = asn1_der_decoding2(out, der, &used, ASN1_DECODE_FLAG_STRICT_DER, err);
@@ -125,6 +126,14 @@ static long decode_ap_req(kasa_ctx *ctx, const unsigned char *der, size_t len, k
             strcat(t->sname, "/");
         strcat(t->sname, part);
     }
+    {
+        unsigned char opts[8];
+        int bits = (int)sizeof(opts) * 8;
+        if (asn1_read_value(ap, "ap-options", opts, &bits) == ASN1_SUCCESS && bits >= 3) {
+            t->use_session_key = (opts[0] & 0x40) != 0;
+            t->mutual_required = (opts[0] & 0x20) != 0;
+        }
+    }
     if (read_int(ap, "ticket.enc-part.kvno", &v) && v >= 0) {
         t->has_kvno = true;
         t->kvno = (unsigned)v;
@@ -159,6 +168,87 @@ static long gss_frame(kasa_ctx *ctx, const unsigned char *buf, size_t len, char 
     return 0;
 }
 
+static uint32_t le32(const unsigned char *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+/*
+ * Copy an NTLMSSP security buffer (length 2, max 2, offset 4, at field) as printable text:
+ * UTF-16LE when the message is Unicode, else OEM; anything outside printable ASCII
+ * becomes '?', so a name can never carry control bytes to a terminal or a log.
+ */
+static bool ntlm_string(const unsigned char *msg, size_t len, size_t field, bool unicode, char *out,
+                        size_t size)
+{
+    size_t n, off, o = 0;
+
+    out[0] = '\0';
+    if (field + 8 > len)
+        return false;
+    n = (size_t)(msg[field] | msg[field + 1] << 8);
+    off = le32(msg + field + 4);
+    if (n == 0)
+        return true;
+    if (off > len || n > len - off || (unicode && n % 2 != 0))
+        return false;
+    for (size_t i = 0; i < n && o + 1 < size; i += unicode ? 2 : 1) {
+        unsigned c = unicode ? (unsigned)(msg[off + i] | msg[off + i + 1] << 8) : msg[off + i];
+        out[o++] = c >= 0x20 && c < 0x7f ? (char)c : '?';
+    }
+    out[o] = '\0';
+    return true;
+}
+
+/*
+ * An NTLMSSP message (MS-NLMP 2.2.1): type, flags, and the names it carries. Nothing
+ * here decrypts or checks anything. Written by hand: no Debian library exposes an
+ * NTLMSSP message parser (gss-ntlmssp keeps its own private).
+ */
+static long decode_ntlm(kasa_ctx *ctx, const unsigned char *buf, size_t len, kasa_token_info *t)
+{
+    static const size_t flags_at[] = {0, 12, 20, 60};
+    static const size_t version_at[] = {0, 32, 48, 64};
+    bool unicode, ok = true;
+
+    t->inner = "NTLM";
+    t->ntlm_type = (int)le32(buf + 8);
+    if (t->ntlm_type < 1 || t->ntlm_type > 3)
+        return kasa_set_error(ctx, KASA_ERR_PROTO, "an NTLMSSP message of unknown type");
+    if (len < flags_at[t->ntlm_type] + 4)
+        return kasa_set_error(ctx, KASA_ERR_PROTO, "an NTLMSSP message cut short");
+    t->ntlm_flags = le32(buf + flags_at[t->ntlm_type]);
+    unicode = (t->ntlm_flags & 0x00000001u) != 0;
+    switch (t->ntlm_type) {
+    case 1: /* NEGOTIATE: names in OEM, when supplied */
+        ok = len < 32 ||
+             (ntlm_string(buf, len, 16, false, t->ntlm_domain, sizeof(t->ntlm_domain)) &&
+              ntlm_string(buf, len, 24, false, t->ntlm_workstation, sizeof(t->ntlm_workstation)));
+        break;
+    case 2: /* CHALLENGE: the target's name */
+        ok =
+            len >= 48 && ntlm_string(buf, len, 12, unicode, t->ntlm_domain, sizeof(t->ntlm_domain));
+        break;
+    case 3: /* AUTHENTICATE: who */
+        ok = len >= 64 &&
+             ntlm_string(buf, len, 28, unicode, t->ntlm_domain, sizeof(t->ntlm_domain)) &&
+             ntlm_string(buf, len, 36, unicode, t->ntlm_user, sizeof(t->ntlm_user)) &&
+             ntlm_string(buf, len, 44, unicode, t->ntlm_workstation, sizeof(t->ntlm_workstation));
+        break;
+    }
+    if (!ok)
+        return kasa_set_error(ctx, KASA_ERR_PROTO,
+                              "an NTLMSSP message whose fields point outside it");
+    if ((t->ntlm_flags & 0x02000000u) && len >= version_at[t->ntlm_type] + 8) {
+        const unsigned char *v = buf + version_at[t->ntlm_type];
+        t->ntlm_has_version = true;
+        t->ntlm_major = v[0];
+        t->ntlm_minor = v[1];
+        t->ntlm_build = (unsigned)(v[2] | v[3] << 8);
+    }
+    return 0;
+}
+
 /* A mechanism token: Kerberos (framed or not) or NTLMSSP. */
 static long decode_mech_token(kasa_ctx *ctx, const unsigned char *buf, size_t len,
                               kasa_token_info *t)
@@ -170,13 +260,8 @@ static long decode_mech_token(kasa_ctx *ctx, const unsigned char *buf, size_t le
 
     t->mech_token = buf;
     t->mech_token_len = len;
-    if (len >= 12 && memcmp(buf, "NTLMSSP\0", 8) == 0) {
-        t->inner = "NTLM";
-        t->ntlm_type = buf[8] | buf[9] << 8;
-        if (t->ntlm_type < 1 || t->ntlm_type > 3 || buf[10] != 0 || buf[11] != 0)
-            return kasa_set_error(ctx, KASA_ERR_PROTO, "an NTLMSSP message of unknown type");
-        return 0;
-    }
+    if (len >= 12 && memcmp(buf, "NTLMSSP\0", 8) == 0)
+        return decode_ntlm(ctx, buf, len, t);
     ret = gss_frame(ctx, buf, len, oid, sizeof(oid), &inner, &inner_len);
     if (ret)
         return ret;

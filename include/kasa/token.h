@@ -38,8 +38,16 @@ typedef struct kasa_token_info {
     int etype;
     bool has_kvno;
     unsigned kvno;
+    bool mutual_required; /* AP-REQ options */
+    bool use_session_key;
     /* NTLM: 1 NEGOTIATE, 2 CHALLENGE, 3 AUTHENTICATE */
     int ntlm_type;
+    unsigned ntlm_flags;
+    char ntlm_domain[128]; /* the target name, for a CHALLENGE */
+    char ntlm_user[128];
+    char ntlm_workstation[128];
+    bool ntlm_has_version;
+    unsigned ntlm_major, ntlm_minor, ntlm_build;
     /* the inner mechanism's token, pointing into the input */
     const unsigned char *mech_token;
     size_t mech_token_len;

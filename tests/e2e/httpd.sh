@@ -31,6 +31,18 @@ check "six requests before the ASA all succeed" test "$(printf '%s\n' "$T_OUT" |
 check "the auth logs say NTLM, six times" test "$(logs | grep -c '"NTLM","","","ok"')" -eq 6
 check "and no Kerberos yet" test "$(logs | grep -c '"Kerberos"')" -eq 0
 
+# kasa inspect on the tokens of that exchange, as curl sent and received them.
+curl -s -v --negotiate -u : --resolve "$RESOLVE" "$URL" 2>"$T_WORK/ntlm.v" >/dev/null
+sed -n 's/^> Authorization: \(Negotiate .*\)\r*$/\1/p' "$T_WORK/ntlm.v" | tr -d '\r' >"$T_WORK/ntlm.auth"
+sed -n 's/^< WWW-Authenticate: \(Negotiate .*\)\r*$/\1/p' "$T_WORK/ntlm.v" | tr -d '\r' | grep -v '^Negotiate$' >"$T_WORK/ntlm.chal"
+expect 0 "inspect the client's first token" "$KASA" inspect "$(sed -n 1p "$T_WORK/ntlm.auth")"
+out_has "NTLMSSP NEGOTIATE (Kerberos was not used)" "it is NTLM's NEGOTIATE, not Kerberos"
+expect 0 "inspect the server's challenge" "$KASA" inspect "WWW-Authenticate: $(sed -n 1p "$T_WORK/ntlm.chal")"
+out_has "NTLMSSP CHALLENGE" "it is the CHALLENGE"
+expect 0 "inspect the client's answer (from stdin, --json)" sh -c "sed -n 2p '$T_WORK/ntlm.auth' | '$KASA' inspect - --json"
+check "AUTHENTICATE names alice" test "$(json ntlm.user)" = alice
+check "in the domain PROSEWARE" test "$(json ntlm.domain)" = PROSEWARE
+
 # The ASA, its SPNs, the array, a roll.
 expect 0 "create the ASA" "$KASA" account create "$ASA" --computer
 for spn in http/outlook.proseware.lab HTTP/outlook.proseware.lab exchangeMDB/outlook; do
@@ -67,7 +79,7 @@ check "the summary counts Kerberos on the members" python3 -c '
 import json, sys
 s = json.load(sys.stdin)
 k = sum(b["kerberos"] for b in s); n = sum(b["ntlm"] for b in s)
-sys.exit(0 if k >= 49 and n == 6 else 1)' <<EOF2
+sys.exit(0 if k >= 49 and n == 7 else 1)' <<EOF2
 $T_OUT
 EOF2
 
@@ -93,6 +105,25 @@ curl -s -v --negotiate -u : --resolve "$R1" "$H1" 2>"$T_WORK/v.err" >/dev/null
 TOKEN=$(sed -n 's/^> Authorization: \(Negotiate .*\)\r*$/\1/p' "$T_WORK/v.err" | tr -d '\r' | head -1)
 check "captured a Kerberos token from curl" test -n "$TOKEN"
 check "the replayed token is refused" test "$(code "$TOKEN")" = 401
+expect 0 "inspect the Kerberos token" "$KASA" inspect --json "Authorization: $TOKEN"
+check "a Kerberos AP-REQ inside SPNEGO" test "$(json inner)" = Kerberos
+check "for HTTP/outlook.proseware.lab" test "$(json kerberos.service)" = HTTP/outlook.proseware.lab
+check "in PROSEWARE.LAB" test "$(json kerberos.realm)" = PROSEWARE.LAB
+check "at the kvno of alice's ticket (kvno agrees)" test "kvno = $(json kerberos.kvno)" = "$(kvno HTTP/outlook.proseware.lab | sed 's/.*: //')"
+check "with AES-256" test "$(json kerberos.enctype)" = aes256-cts-hmac-sha1-96
+bad=0
+for v in "" "Negotiate" "Negotiate !!!" "Basic YWxpY2U6eA==" "Negotiate YA==" "Negotiate YAA=" \
+	"Negotiate YAEA" "Negotiate YA0GCSqGSIb3EgECAgEA" "Negotiate YAoGCCqGSIb3DQEBAQ==" \
+	"Negotiate oQQwAqAA" "Negotiate oAA=" "Negotiate MAA=" "Negotiate AAAAAAAA" \
+	"Negotiate TlRMTVNTUAAJAAAA" "Negotiate TlRMTVNTUAADAAAA" "Negotiate TlRMTVNTUAACAAAAAAAAAAAAAAA=" \
+	"Negotiate YIIFAAYGKwYBBQUC" "Negotiate YIAGBisGAQUFAqAAAAA=" "$(printf 'Negotiate YE\ngG')" \
+	"Negotiate $(head -c 3000 /dev/urandom | base64 -w0)" "$(head -c 70000 /dev/zero | tr '\0' A)"; do
+	"$KASA" inspect "$v" >"$T_WORK/i.out" 2>"$T_WORK/i.err"
+	st=$?
+	lines=$(wc -l <"$T_WORK/i.err")
+	[ "$st" -eq 2 ] && [ "$lines" -eq 1 ] || { bad=$((bad + 1)); echo "# inspect accepted or misreported: $(printf '%.40s' "$v") ($st, $lines lines)"; }
+done
+check "21 malformed values: each refused with exit 2 and one line" test "$bad" -eq 0
 tail -1 "$LAB/cas1/auth.log" >"$T_WORK/replay.line"
 check "and the log says it is a replay" grep -qi 'replay' "$T_WORK/replay.line"
 
