@@ -2,7 +2,7 @@
  * Arrays, kept as records in the directory. The record's strings:
  *   kasa.asa            the alternate service account
  *   kasa.short_name     the NetBIOS-style short name, when there is one
- *   kasa.members        "HOST:PORT[=ADDRESS]" entries, space-separated
+ *   kasa.members        "HOST:PORT[+HTTPPORT][=ADDRESS]" entries, space-separated
  *   kasa.stale          the hosts a forced roll left behind, space-separated
  *   kasa.roll           "KVNO STARTED" while a roll is staged but not committed
  *   kasa.committed      "KVNO AT": the last commit, for the members' retire rule
@@ -138,11 +138,18 @@ static long parse_members(kasa_ctx *ctx, kasa_array *a, const char *list)
     for (tok = strtok_r(copy, " ", &save);
          !ret && tok != NULL && a->members != NULL && a->n_members < KASA_ARRAY_MAX_MEMBERS;
          tok = strtok_r(NULL, " ", &save)) {
-        char *eq = strchr(tok, '=');
+        char *eq = strchr(tok, '='), *plus;
         kasa_member *m = &a->members[a->n_members];
+        int http = 0;
         if (eq != NULL)
             *eq = '\0';
+        plus = strchr(tok, '+');
+        if (plus != NULL) {
+            *plus = '\0';
+            http = atoi(plus + 1);
+        }
         ret = kasa_member_parse(ctx, tok, m);
+        m->http_port = http > 0 && http < 65536 ? http : 0;
         if (!ret && eq != NULL && (m->address = strdup(eq + 1)) == NULL)
             ret = kasa_set_error(ctx, KASA_ERR_NOMEM, NULL);
         if (!ret || m->host != NULL)
@@ -307,7 +314,7 @@ static long save_members(kasa_dir *dir, const kasa_array *a)
     long ret;
 
     for (size_t i = 0; i < a->n_members; i++)
-        cap += strlen(a->members[i].host) + 8 +
+        cap += strlen(a->members[i].host) + 16 +
                (a->members[i].address ? strlen(a->members[i].address) + 1 : 0) + 1;
     list = calloc(1, cap);
     stale = calloc(1, cap);
@@ -319,7 +326,10 @@ static long save_members(kasa_dir *dir, const kasa_array *a)
     for (size_t i = 0; i < a->n_members; i++) {
         const kasa_member *m = &a->members[i];
         size_t l = strlen(list);
-        snprintf(list + l, cap - l, "%s%s:%d%s%s", l ? " " : "", m->host, m->port,
+        char http[16] = "";
+        if (m->http_port > 0)
+            snprintf(http, sizeof(http), "+%d", m->http_port);
+        snprintf(list + l, cap - l, "%s%s:%d%s%s%s", l ? " " : "", m->host, m->port, http,
                  m->address ? "=" : "", m->address ? m->address : "");
         if (m->stale) {
             l = strlen(stale);
@@ -335,7 +345,7 @@ static long save_members(kasa_dir *dir, const kasa_array *a)
 }
 
 long kasa_array_add_member(kasa_dir *dir, const char *fqdn, const char *host, int port,
-                           const char *address)
+                           int http_port, const char *address)
 {
     kasa_array *a = NULL;
     kasa_member *m;
@@ -359,6 +369,7 @@ long kasa_array_add_member(kasa_dir *dir, const char *fqdn, const char *host, in
         m->host = strdup(host);
     }
     m->port = port;
+    m->http_port = http_port;
     free(m->address);
     m->address = address != NULL ? strdup(address) : NULL;
     if (m->host == NULL || (address != NULL && m->address == NULL))

@@ -33,6 +33,7 @@ void kasa_kvno_set_clear(kasa_kvno_set *set)
 void kasa_request_clear(kasa_request *req)
 {
     kasa_kvno_set_clear(&req->stage);
+    free(req->token);
     kasa_zap(req, sizeof(*req));
 }
 
@@ -198,6 +199,13 @@ static bool x_request(XDR *x, kasa_request *req)
     case KASA_OP_RETIRE:
         return x_unsigned(x, &req->committed_kvno) && x_i64(x, &req->committed_at) &&
                x_u32(x, &req->keep_seconds);
+    case KASA_OP_VERIFY:
+        if (!xdr_u_int32(x, &req->token_len) || req->token_len == 0 ||
+            req->token_len > KASA_PROTO_MAX_TOKEN)
+            return false;
+        if (x->x_op == XDR_DECODE && (req->token = malloc(req->token_len)) == NULL)
+            return false;
+        return xdr_opaque(x, (caddr_t)req->token, req->token_len);
     default:
         return false;
     }

@@ -5,17 +5,26 @@
  */
 #include "kasa/roll.h"
 
+#include <netdb.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <unistd.h>
 #include <sys/random.h>
 #include <time.h>
 
 #include "directory.h"
 #include "kasa/keytab.h"
 #include "kasa/member.h"
+#include "kasa/token.h"
+
+#include <gssapi/gssapi_ext.h>
+#include <gssapi/gssapi_krb5.h>
 #include "private.h"
 
 static pthread_mutex_t progress_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -602,4 +611,243 @@ long kasa_status(kasa_dir *dir, const kasa_config *cfg, const char *fqdn, int ti
     }
     jobs_free(jobs, st->array->n_members);
     return 0;
+}
+
+void kasa_verify_result_clear(kasa_verify_result *r)
+{
+    for (size_t i = 0; i < r->n; i++) {
+        free(r->checks[i].member);
+        free(r->checks[i].spn);
+        free(r->checks[i].reason);
+    }
+    free(r->checks);
+    memset(r, 0, sizeof(*r));
+}
+
+/* Credentials for the tickets kasa verify presents. */
+static long verify_cred(kasa_ctx *ctx, const kasa_config *cfg, const char *as, gss_cred_id_t *cred)
+{
+    gss_key_value_element_desc elems[2];
+    gss_key_value_set_desc store = {2, elems};
+    gss_buffer_desc nb;
+    gss_name_t name = GSS_C_NO_NAME;
+    OM_uint32 major, minor;
+    char ccache[64];
+
+    *cred = GSS_C_NO_CREDENTIAL;
+    nb.value = (void *)(as != NULL ? as : cfg->principal != NULL ? cfg->principal : "");
+    nb.length = strlen(nb.value);
+    if (nb.length > 0) {
+        major = gss_import_name(&minor, &nb, GSS_KRB5_NT_PRINCIPAL_NAME, &name);
+        if (GSS_ERROR(major))
+            return kasa_set_gss_error(ctx, KASA_ERR_USAGE, major, minor, "bad principal %s",
+                                      (char *)nb.value);
+    }
+    snprintf(ccache, sizeof(ccache), "MEMORY:kasa-verify-%d", (int)getpid());
+    elems[0].key = "client_keytab";
+    elems[0].value = cfg->keytab;
+    elems[1].key = "ccache";
+    elems[1].value = ccache;
+    major =
+        gss_acquire_cred_from(&minor, name, GSS_C_INDEFINITE, GSS_C_NO_OID_SET, GSS_C_INITIATE,
+                              as == NULL && cfg->keytab != NULL ? &store : NULL, cred, NULL, NULL);
+    gss_release_name(&minor, &name);
+    if (GSS_ERROR(major))
+        return kasa_set_gss_error(ctx, KASA_ERR_MEMBER_AUTH, major, minor,
+                                  "no credentials for %s (kinit first)",
+                                  as != NULL ? as : "kasa's principal");
+    return 0;
+}
+
+/* A fresh token for spn@realm: raw Kerberos for kasad, SPNEGO for HTTP. */
+static long mint_token(kasa_ctx *ctx, gss_cred_id_t cred, const char *principal, bool spnego,
+                       gss_buffer_desc *out)
+{
+    static const gss_OID_desc spnego_oid = {6, (void *)"\x2b\x06\x01\x05\x05\x02"};
+    gss_buffer_desc nb = {strlen(principal), (void *)principal};
+    gss_name_t target = GSS_C_NO_NAME;
+    gss_ctx_id_t gctx = GSS_C_NO_CONTEXT;
+    OM_uint32 major, minor;
+
+    major = gss_import_name(&minor, &nb, GSS_KRB5_NT_PRINCIPAL_NAME, &target);
+    if (!GSS_ERROR(major))
+        major = gss_init_sec_context(
+            &minor, cred, &gctx, target, spnego ? (gss_OID)&spnego_oid : (gss_OID)gss_mech_krb5, 0,
+            0, GSS_C_NO_CHANNEL_BINDINGS, GSS_C_NO_BUFFER, NULL, out, NULL, NULL);
+    gss_release_name(&minor, &target);
+    if (gctx != GSS_C_NO_CONTEXT)
+        gss_delete_sec_context(&minor, &gctx, GSS_C_NO_BUFFER);
+    if (GSS_ERROR(major))
+        return kasa_set_gss_error(ctx, KASA_ERR_MEMBER_AUTH, major, minor,
+                                  "cannot get a ticket for %s", principal);
+    return 0;
+}
+
+/* GET /whoami with a Negotiate token; the HTTP status, or -1 when the member did not
+ * answer. The endpoint is kasa-httpd or any Negotiate server. */
+static int http_try(const kasa_member *m, const char *host, const gss_buffer_desc *tok,
+                    int timeout_ms)
+{
+    static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *res = NULL;
+    const unsigned char *p = tok->value;
+    char port[16], *req, buf[512];
+    size_t n = 0, len = tok->length;
+    int fd = -1, status = -1;
+    struct timeval tv = {timeout_ms / 1000, (timeout_ms % 1000) * 1000};
+
+    /* Base64 here is a few lines; libkasa takes no TLS library just for it. */
+    req = malloc(len * 2 + 512);
+    if (req == NULL)
+        return -1;
+    n = (size_t)sprintf(req,
+                        "GET /whoami HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n"
+                        "Authorization: Negotiate ",
+                        host);
+    for (size_t i = 0; i < len; i += 3) {
+        unsigned v = (unsigned)p[i] << 16 | (i + 1 < len ? (unsigned)p[i + 1] << 8 : 0) |
+                     (i + 2 < len ? p[i + 2] : 0);
+        req[n++] = b64[v >> 18 & 63];
+        req[n++] = b64[v >> 12 & 63];
+        req[n++] = i + 1 < len ? b64[v >> 6 & 63] : '=';
+        req[n++] = i + 2 < len ? b64[v & 63] : '=';
+    }
+    n += (size_t)sprintf(req + n, "\r\n\r\n");
+    snprintf(port, sizeof(port), "%d", m->http_port);
+    if (getaddrinfo(m->address != NULL ? m->address : m->host, port, &hints, &res) == 0 &&
+        (fd = socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0)) >= 0 &&
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)) == 0 &&
+        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv)) == 0 &&
+        connect(fd, res->ai_addr, res->ai_addrlen) == 0 &&
+        send(fd, req, n, MSG_NOSIGNAL) == (ssize_t)n) {
+        ssize_t r = recv(fd, buf, sizeof(buf) - 1, 0);
+        if (r > 12 && memcmp(buf, "HTTP/1.", 7) == 0)
+            status = atoi(buf + 9);
+    }
+    if (fd >= 0)
+        close(fd);
+    if (res != NULL)
+        freeaddrinfo(res);
+    free(req);
+    return status;
+}
+
+long kasa_verify(kasa_dir *dir, const kasa_config *cfg, const char *fqdn, const char *as,
+                 int timeout_ms, kasa_verify_result *r)
+{
+    kasa_ctx *ctx = dir->ctx;
+    kasa_roll_opts opts = {.timeout_ms = timeout_ms};
+    kasa_array *a = NULL;
+    kasa_kvno_set set;
+    gss_cred_id_t cred = GSS_C_NO_CREDENTIAL;
+    struct job *jobs = NULL;
+    kasa_verify_check **owner = NULL;
+    size_t n_spn = 0, n_jobs = 0;
+    OM_uint32 minor;
+    long ret;
+
+    memset(r, 0, sizeof(*r));
+    memset(&set, 0, sizeof(set));
+    ret = kasa_array_get(dir, fqdn, &a);
+    if (!ret)
+        ret = principals_of(dir, a->asa, &set); /* [0] is the ASA, the rest its SPNs */
+    if (!ret)
+        ret = verify_cred(ctx, cfg, as, &cred);
+    if (ret)
+        goto cleanup;
+    n_spn = set.n_principals - 1;
+    if (n_spn == 0 || a->n_members == 0) {
+        ret = kasa_set_error(ctx, KASA_ERR_ARRAY_INVALID, "%s has no %s to verify", fqdn,
+                             n_spn == 0 ? "SPNs" : "members");
+        goto cleanup;
+    }
+    jobs = calloc(a->n_members * n_spn + 1, sizeof(*jobs));
+    owner = calloc(a->n_members * n_spn + 1, sizeof(*owner));
+    r->checks = calloc(a->n_members * n_spn * 2 + 1, sizeof(*r->checks));
+    if (jobs == NULL || owner == NULL || r->checks == NULL) {
+        ret = kasa_set_error(ctx, KASA_ERR_NOMEM, NULL);
+        goto cleanup;
+    }
+    /* kasad: every member x SPN, each with a fresh token, all at once. */
+    for (size_t m = 0; m < a->n_members; m++) {
+        for (size_t s = 1; s <= n_spn; s++) {
+            struct job *j = &jobs[n_jobs];
+            gss_buffer_desc tok = GSS_C_EMPTY_BUFFER;
+            kasa_token_info info;
+            kasa_verify_check *c = &r->checks[r->n++];
+            job_init(j, cfg, &opts, &a->members[m], KASA_OP_VERIFY, "verify");
+            c->member = strdup(a->members[m].host);
+            c->spn = strdup(set.principals[s]);
+            c->via = "kasad";
+            if (mint_token(ctx, cred, set.principals[s], false, &tok) != 0) {
+                c->reason = strdup(kasa_error(ctx));
+                continue;
+            }
+            if (kasa_token_decode(ctx, tok.value, tok.length, &info) == 0 && info.has_kvno)
+                c->kvno = info.kvno;
+            j->req.token = malloc(tok.length);
+            if (j->req.token != NULL)
+                memcpy(j->req.token, tok.value, tok.length);
+            j->req.token_len = (uint32_t)tok.length;
+            gss_release_buffer(&minor, &tok);
+            owner[n_jobs++] = c; /* the check this job answers */
+        }
+    }
+    run_all(jobs, n_jobs);
+    for (size_t i = 0; i < n_jobs; i++) {
+        owner[i]->accepted = jobs[i].code == 0;
+        if (jobs[i].code)
+            owner[i]->reason = strdup(jobs[i].message != NULL ? jobs[i].message : "failed");
+    }
+    /* HTTP: the HTTP SPNs, on members that have an endpoint. */
+    for (size_t m = 0; m < a->n_members; m++) {
+        if (a->members[m].http_port <= 0)
+            continue;
+        for (size_t s = 1; s <= n_spn; s++) {
+            const char *spn = set.principals[s];
+            char host[300];
+            gss_buffer_desc tok = GSS_C_EMPTY_BUFFER;
+            kasa_token_info info;
+            kasa_verify_check *c;
+            int status;
+            if (strncasecmp(spn, "http/", 5) != 0)
+                continue;
+            snprintf(host, sizeof(host), "%.*s", (int)strcspn(spn + 5, "@:/"), spn + 5);
+            c = &r->checks[r->n++];
+            c->member = strdup(a->members[m].host);
+            c->spn = strdup(spn);
+            c->via = "http";
+            if (mint_token(ctx, cred, spn, true, &tok) != 0) {
+                c->reason = strdup(kasa_error(ctx));
+                continue;
+            }
+            if (kasa_token_decode(ctx, tok.value, tok.length, &info) == 0 && info.has_kvno)
+                c->kvno = info.kvno;
+            status = http_try(&a->members[m], host, &tok, timeout_ms > 0 ? timeout_ms : 10000);
+            gss_release_buffer(&minor, &tok);
+            c->accepted = status == 200;
+            if (!c->accepted) {
+                char why[64];
+                if (status < 0)
+                    snprintf(why, sizeof(why), "no HTTP answer on port %d",
+                             a->members[m].http_port);
+                else
+                    snprintf(why, sizeof(why), "HTTP %d", status);
+                c->reason = strdup(why);
+            }
+        }
+    }
+
+cleanup:
+    for (size_t i = 0; jobs != NULL && i < n_jobs; i++) {
+        free(jobs[i].req.token);
+        jobs[i].req.token = NULL;
+    }
+    jobs_free(jobs, n_jobs);
+    free(owner);
+    if (cred != GSS_C_NO_CREDENTIAL)
+        gss_release_cred(&minor, &cred);
+    kasa_kvno_set_clear(&set);
+    kasa_array_free(a);
+    return ret;
 }

@@ -13,7 +13,12 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <gssapi/gssapi_ext.h>
+#include <gssapi/gssapi_krb5.h>
+#include <krb5/krb5.h>
+
 #include "kasa/keytab.h"
+#include "kasa/token.h"
 #include "kasa/proto.h"
 #include "kasad.h"
 
@@ -46,6 +51,49 @@ static long sets_to_reply(kasa_ctx *ctx, const kasa_held *held, bool with_keys, 
     return 0;
 }
 
+/* Would the array keytab accept this token? The reason in Kerberos's words when not. */
+static void verify(kasa_ctx *ctx, const struct kasad_opts *opts, const kasa_held *held,
+                   const kasa_request *req, kasa_reply *rep)
+{
+    kasa_token_info info;
+    char holds[160] = "", why2[600];
+    gss_key_value_element_desc elem = {"keytab", opts->managed_keytab};
+    gss_key_value_set_desc store = {1, &elem};
+    gss_cred_id_t cred = GSS_C_NO_CREDENTIAL;
+    gss_ctx_id_t gctx = GSS_C_NO_CONTEXT;
+    gss_buffer_desc in = {req->token_len, req->token}, out = GSS_C_EMPTY_BUFFER;
+    OM_uint32 major, minor, m2;
+    char why[300] = "";
+
+    major = gss_acquire_cred_from(&minor, GSS_C_NO_NAME, GSS_C_INDEFINITE, GSS_C_NO_OID_SET,
+                                  GSS_C_ACCEPT, &store, &cred, NULL, NULL);
+    if (!GSS_ERROR(major))
+        major = gss_accept_sec_context(&minor, &gctx, cred, &in, GSS_C_NO_CHANNEL_BINDINGS, NULL,
+                                       NULL, &out, NULL, NULL, NULL);
+    if (GSS_ERROR(major)) {
+        krb5_context k = NULL;
+        if (minor != 0 && krb5_init_context(&k) == 0) {
+            const char *m = krb5_get_error_message(k, (krb5_error_code)minor);
+            snprintf(why, sizeof(why), "%s", m);
+            krb5_free_error_message(k, m);
+            krb5_free_context(k);
+        }
+        /* Name the kvnos: the ticket's, and what this member holds. */
+        for (size_t i = 0; i < held->n && strlen(holds) < sizeof(holds) - 16; i++)
+            snprintf(holds + strlen(holds), sizeof(holds) - strlen(holds), "%s%u", i ? ", " : "",
+                     held->sets[i].kvno);
+        if (kasa_token_decode(ctx, req->token, req->token_len, &info) == 0 && info.has_kvno)
+            snprintf(why2, sizeof(why2), "%s: the ticket is at kvno %u; this member holds %s%s",
+                     why[0] ? why : "rejected", info.kvno, held->n ? "kvno " : "no key", holds);
+        else
+            snprintf(why2, sizeof(why2), "%s", why[0] ? why : "the keytab rejected the ticket");
+        reply_error(rep, KASA_REPLY_FAILED, why2);
+    }
+    gss_release_buffer(&m2, &out);
+    gss_delete_sec_context(&m2, &gctx, GSS_C_NO_BUFFER);
+    gss_release_cred(&m2, &cred);
+}
+
 static void handle(kasa_ctx *ctx, const struct kasad_opts *opts, const kasa_request *req,
                    kasa_reply *rep)
 {
@@ -58,6 +106,10 @@ static void handle(kasa_ctx *ctx, const struct kasad_opts *opts, const kasa_requ
         return;
     }
     switch (req->op) {
+    case KASA_OP_VERIFY:
+        verify(ctx, opts, &held, req, rep);
+        kasa_held_clear(&held);
+        return;
     case KASA_OP_STATUS:
     case KASA_OP_EXPORT:
         ret = sets_to_reply(ctx, &held, req->op == KASA_OP_EXPORT, rep);

@@ -198,6 +198,8 @@ static const char *op_name(unsigned op)
         return "export";
     case KASA_OP_RETIRE:
         return "retire";
+    case KASA_OP_VERIFY:
+        return "verify";
     default:
         return "unknown";
     }

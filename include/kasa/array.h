@@ -25,6 +25,7 @@ typedef struct kasa_member {
     char *host;    /* its name and identity: host/HOST@REALM */
     int port;      /* kasad's port */
     char *address; /* where to connect, when not the name itself; NULL otherwise */
+    int http_port; /* its Negotiate HTTP endpoint (kasa verify), 0 when none */
     bool stale;    /* left behind by a forced roll */
 } kasa_member;
 
@@ -57,9 +58,10 @@ KASA_API long kasa_array_create(kasa_dir *dir, const char *fqdn, const char *asa
 KASA_API long kasa_array_get(kasa_dir *dir, const char *fqdn, kasa_array **out);
 KASA_API long kasa_array_list(kasa_dir *dir, kasa_array **out, size_t *n_out);
 KASA_API long kasa_array_delete(kasa_dir *dir, const char *fqdn);
-/* address may be NULL. Adding a host already there updates its port and address. */
+/* address may be NULL; http_port 0 when the member has no HTTP endpoint kasa should try.
+ * Adding a host already there updates it. */
 KASA_API long kasa_array_add_member(kasa_dir *dir, const char *fqdn, const char *host, int port,
-                                    const char *address);
+                                    int http_port, const char *address);
 KASA_API long kasa_array_remove_member(kasa_dir *dir, const char *fqdn, const char *host);
 
 /* Write the array's roll state, stale flags and last commit back to the directory. */

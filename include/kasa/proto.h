@@ -49,7 +49,10 @@ enum kasa_op {
     KASA_OP_STAGE = 2,  /* add keys for a kvno; prove they are on disk */
     KASA_OP_EXPORT = 3, /* the keys the member holds (for kasa copy) */
     KASA_OP_RETIRE = 4, /* a kvno was committed; drop what no ticket can need */
+    KASA_OP_VERIFY = 5, /* would the array keytab accept this Kerberos token? */
 };
+
+#define KASA_PROTO_MAX_TOKEN (16 * 1024)
 
 enum kasa_reply_status {
     KASA_REPLY_OK = 0,
@@ -83,6 +86,8 @@ typedef struct kasa_request {
     unsigned committed_kvno; /* RETIRE */
     int64_t committed_at;    /* RETIRE */
     uint32_t keep_seconds;   /* RETIRE: longest ticket lifetime plus clock skew */
+    unsigned char *token;    /* VERIFY: a Kerberos GSS-API token (AP-REQ) */
+    uint32_t token_len;
 } kasa_request;
 
 typedef struct kasa_reply {

@@ -99,6 +99,33 @@ KASA_API void kasa_array_status_clear(kasa_array_status *st);
 KASA_API long kasa_status(kasa_dir *dir, const kasa_config *cfg, const char *fqdn, int timeout_ms,
                           kasa_array_status *st);
 
+/* One check of kasa verify: a ticket for spn, presented to member via kasad or HTTP. */
+typedef struct kasa_verify_check {
+    char *member;
+    char *spn;
+    const char *via; /* "kasad" or "http" */
+    unsigned kvno;   /* of the ticket presented */
+    bool accepted;
+    char *reason; /* why not, in Kerberos's words */
+} kasa_verify_check;
+
+typedef struct kasa_verify_result {
+    size_t n;
+    kasa_verify_check *checks;
+} kasa_verify_result;
+
+KASA_API void kasa_verify_result_clear(kasa_verify_result *r);
+
+/*
+ * For every SPN of the array, get a service ticket as `as` (NULL: kasa's own principal
+ * from its keytab; else a principal whose tickets are in the default credential cache)
+ * and present it to every member directly: to kasad, which asks the array keytab, and to
+ * the member's HTTP endpoint (HTTP SPNs, members with an http port). Returns 0 when the
+ * checks could be made; look at each check's accepted.
+ */
+KASA_API long kasa_verify(kasa_dir *dir, const kasa_config *cfg, const char *fqdn, const char *as,
+                          int timeout_ms, kasa_verify_result *result);
+
 #ifdef __cplusplus
 }
 #endif

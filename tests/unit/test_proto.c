@@ -175,6 +175,25 @@ static void test_hostile_requests(void **state)
                      KASA_ERR_PROTO);
     assert_int_equal(kasa_request_decode(ctx, huge_string, sizeof(huge_string), &req),
                      KASA_ERR_PROTO);
+    {
+        kasa_request v, got;
+        unsigned char *buf;
+        size_t len;
+        memset(&v, 0, sizeof(v));
+        v.op = KASA_OP_VERIFY;
+        v.token = (unsigned char *)dup("\x60\x01\x00");
+        v.token_len = 3;
+        assert_int_equal(kasa_request_encode(ctx, &v, &buf, &len), 0);
+        assert_int_equal(kasa_request_decode(ctx, buf, len, &got), 0);
+        assert_int_equal(got.token_len, 3);
+        assert_memory_equal(got.token, "\x60\x01\x00", 3);
+        kasa_proto_buf_free(buf, KASA_FRAME_MAX);
+        kasa_request_clear(&got);
+        kasa_request_clear(&v);
+        v.op = KASA_OP_VERIFY; /* an empty token is refused */
+        static const unsigned char empty[] = {0, 0, 0, 1, 0, 0, 0, 5, 0, 0, 0, 0};
+        assert_int_equal(kasa_request_decode(ctx, empty, sizeof(empty), &got), KASA_ERR_PROTO);
+    }
     assert_int_equal(kasa_request_decode(ctx, status, sizeof(status), &req), 0);
     assert_int_equal(req.op, KASA_OP_STATUS);
     kasa_request_clear(&req);

@@ -12,7 +12,7 @@
 
 static const char help_group[] =
     "usage: kasa array create FQDN --asa ACCOUNT [--short-name NAME]\n"
-    "       kasa array add-member FQDN HOST[:PORT] [--address ADDR]\n"
+    "       kasa array add-member FQDN HOST[:PORT] [--address ADDR] [--http-port P]\n"
     "       kasa array remove-member FQDN HOST\n"
     "       kasa array show [FQDN] [--json]\n"
     "       kasa array list [--json]\n"
@@ -77,21 +77,32 @@ static int array_add_member(struct cli *cli, int argc, char **argv)
 {
     static const struct option opts[] = {
         {"address", required_argument, NULL, 'A'},
+        {"http-port", required_argument, NULL, 'H'},
         {NULL, 0, NULL, 0},
     };
     const char *address = NULL;
+    int http_port = 0;
     kasa_member m;
     int c, st;
     long ret;
 
     while ((c = cli_getopt(cli, argc, argv, "", opts, NULL)) != -1) {
         if (c == 'h') {
-            fputs("usage: kasa array add-member FQDN HOST[:PORT] [--address ADDR]\n"
+            fputs("usage: kasa array add-member FQDN HOST[:PORT] [--address ADDR] [--http-port P]\n"
                   "\n"
                   "Add a member: HOST is its name (kasad runs as host/HOST), PORT kasad's\n"
-                  "port (default 7460). --address connects to ADDR instead of HOST.\n",
+                  "port (default 7460). --address connects to ADDR instead of HOST;\n"
+                  "--http-port names its Negotiate HTTP endpoint, for kasa verify.\n",
                   stdout);
             return EXIT_OK;
+        }
+        if (c == 'H') {
+            char *end;
+            long v = strtol(optarg, &end, 10);
+            if (*optarg == '\0' || *end != '\0' || v < 1 || v > 65535)
+                return cli_usage(cli, "--http-port takes a port from 1 to 65535");
+            http_port = (int)v;
+            continue;
         }
         if (c != 'A')
             return EXIT_USAGE;
@@ -107,7 +118,7 @@ static int array_add_member(struct cli *cli, int argc, char **argv)
     if (!st)
         st = cli_open_dir(cli);
     if (!st) {
-        ret = kasa_array_add_member(cli->dir, argv[optind], m.host, m.port, address);
+        ret = kasa_array_add_member(cli->dir, argv[optind], m.host, m.port, http_port, address);
         st = ret ? cli_fail(cli, ret) : EXIT_OK;
         if (!ret)
             printf("%s port %d is a member of %s\n", m.host, m.port, argv[optind]);
@@ -153,6 +164,9 @@ static json_object *array_json(const kasa_array *a)
         json_object_object_add(m, "host", cli_json_str(a->members[i].host));
         json_object_object_add(m, "port", json_object_new_int(a->members[i].port));
         json_object_object_add(m, "address", cli_json_str(a->members[i].address));
+        json_object_object_add(
+            m, "http_port",
+            a->members[i].http_port ? json_object_new_int(a->members[i].http_port) : NULL);
         json_object_object_add(m, "stale", json_object_new_boolean(a->members[i].stale));
         json_object_array_add(ms, m);
     }

@@ -126,7 +126,8 @@ int cmd_inspect(struct cli *cli, int argc, char **argv)
             json_object_object_add(k, "service", cli_json_str(t.sname));
             json_object_object_add(k, "enctype", cli_json_str(enctype));
             json_object_object_add(k, "kvno", t.has_kvno ? json_object_new_int64(t.kvno) : NULL);
-            json_object_object_add(k, "mutual_required", json_object_new_boolean(t.mutual_required));
+            json_object_object_add(k, "mutual_required",
+                                   json_object_new_boolean(t.mutual_required));
             json_object_object_add(o, "kerberos", k);
         }
         if (t.ntlm_type != 0) {
@@ -168,8 +169,8 @@ int cmd_inspect(struct cli *cli, int argc, char **argv)
             printf("    flags:       0x%08x%s\n", t.ntlm_flags,
                    t.ntlm_flags & 1 ? " (Unicode)" : "");
             if (t.ntlm_domain[0])
-                printf("    %s %s\n", t.ntlm_type == 2 ? "target:     " : "domain:     ",
-                       t.ntlm_domain);
+                printf("    %s %s\n",
+                       t.ntlm_type == 2 ? "target:     " : "domain:     ", t.ntlm_domain);
             if (t.ntlm_user[0])
                 printf("    user:        %s\n", t.ntlm_user);
             if (t.ntlm_workstation[0])

@@ -27,7 +27,8 @@ static const char usage[] =
     "  copy ARRAY --from H --to H   copy a member's keys to others\n"
     "  status [ARRAY]               what each member holds: OK/STALE/MISSING/UNREACHABLE\n"
     "  log summary FILE...          Kerberos and NTLM counts per member and hour\n"
-    "  inspect [VALUE|-]            decode a Negotiate token: Kerberos or NTLM, and what\n"
+    "  inspect [VALUE|-]            decode a Negotiate token (Kerberos or NTLM)\n"
+    "  verify ARRAY                 present a ticket for every SPN to every member\n"
     "\n"
     "options:\n"
     "  -c, --config FILE   kasa.conf to read (default: $KASA_CONFIG, then " KASA_CONFIG_DEFAULT
@@ -115,6 +116,8 @@ int main(int argc, char **argv)
         status = cmd_log(&cli, argc, argv);
     } else if (strcmp(argv[0], "inspect") == 0) {
         status = cmd_inspect(&cli, argc, argv);
+    } else if (strcmp(argv[0], "verify") == 0) {
+        status = cmd_verify(&cli, argc, argv);
     } else if (strcmp(argv[0], "help") == 0) {
         fputs(usage, stdout);
         status = EXIT_OK;

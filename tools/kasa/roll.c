@@ -381,3 +381,85 @@ int cmd_status(struct cli *cli, int argc, char **argv)
     kasa_array_list_free(arrays, n);
     return st ? st : healthy ? EXIT_OK : EXIT_FAILED;
 }
+
+int cmd_verify(struct cli *cli, int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"as", required_argument, NULL, 'a'},
+        {"timeout", required_argument, NULL, 't'},
+        {NULL, 0, NULL, 0},
+    };
+    kasa_verify_result r;
+    const char *as = NULL;
+    bool json = false, all = true;
+    int c, st, timeout = 0;
+    long ret;
+
+    snprintf(cli->cmd, sizeof(cli->cmd), "verify");
+    optind = 0;
+    while ((c = cli_getopt(cli, argc, argv, "", opts, &json)) != -1) {
+        if (c == 'h') {
+            fputs("usage: kasa verify ARRAY [--as PRINCIPAL] [--json] [--timeout MS]\n"
+                  "\n"
+                  "For every SPN of the array, get a service ticket and present it to every\n"
+                  "member directly (not through the balancer): to kasad, which asks the\n"
+                  "member's keytab, and to the member's HTTP endpoint. Accepted or rejected,\n"
+                  "with the reason. Exit 0 only when everything is accepted.\n"
+                  "  --as PRINCIPAL   a test principal whose tickets are in the credential cache\n"
+                  "                   (default: kasa's own principal, from its keytab)\n",
+                  stdout);
+            return EXIT_OK;
+        }
+        if (c == 'a')
+            as = optarg;
+        else if (c == 't') {
+            if ((st = parse_timeout(cli, optarg, &timeout)) != 0)
+                return st;
+        } else if (c != 'j')
+            return EXIT_USAGE;
+    }
+    st = cli_operands(cli, argc - optind, 1, 1, "ARRAY");
+    if (!st)
+        st = cli_check(cli, kasa_hostname_check(cli->ctx, "array", argv[optind]));
+    if (!st)
+        st = cli_open_dir(cli);
+    if (st)
+        return st;
+    ret = kasa_verify(cli->dir, cli->cfg, argv[optind], as, timeout, &r);
+    if (ret)
+        return cli_fail(cli, ret);
+    for (size_t i = 0; i < r.n; i++)
+        all = all && r.checks[i].accepted;
+    if (json) {
+        json_object *o = json_object_new_object(), *a = json_object_new_array();
+        for (size_t i = 0; i < r.n; i++) {
+            json_object *k = json_object_new_object();
+            json_object_object_add(k, "member", cli_json_str(r.checks[i].member));
+            json_object_object_add(k, "spn", cli_json_str(r.checks[i].spn));
+            json_object_object_add(k, "via", cli_json_str(r.checks[i].via));
+            json_object_object_add(
+                k, "kvno", r.checks[i].kvno ? json_object_new_int64(r.checks[i].kvno) : NULL);
+            json_object_object_add(k, "accepted", json_object_new_boolean(r.checks[i].accepted));
+            json_object_object_add(k, "reason", cli_json_str(r.checks[i].reason));
+            json_object_array_add(a, k);
+        }
+        json_object_object_add(o, "array", cli_json_str(argv[optind]));
+        json_object_object_add(o, "all_accepted", json_object_new_boolean(all));
+        json_object_object_add(o, "checks", a);
+        cli_json_print(o);
+    } else {
+        struct table *t = table_new(6, "MEMBER", "SPN", "VIA", "KVNO", "RESULT", "REASON");
+        for (size_t i = 0; i < r.n; i++) {
+            char kvno[16] = "-";
+            if (r.checks[i].kvno)
+                snprintf(kvno, sizeof(kvno), "%u", r.checks[i].kvno);
+            table_add(t, r.checks[i].member, r.checks[i].spn, r.checks[i].via, kvno,
+                      r.checks[i].accepted ? "accepted" : "REJECTED",
+                      r.checks[i].reason != NULL ? r.checks[i].reason : "");
+        }
+        table_print(t, stdout);
+        table_free(t);
+    }
+    kasa_verify_result_clear(&r);
+    return all ? EXIT_OK : EXIT_FAILED;
+}
