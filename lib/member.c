@@ -29,8 +29,18 @@ long kasa_set_gss_error(kasa_ctx *ctx, long code, OM_uint32 major, OM_uint32 min
 {
     char *detail = NULL, words[512] = "";
     size_t used = 0;
+    krb5_context k;
     va_list ap;
 
+    /* Kerberos minor codes are krb5 error codes, whose words krb5 knows best. */
+    if (minor != 0 && kasa_krb5(ctx, &k) == 0) {
+        const char *km = krb5_get_error_message(k, (krb5_error_code)minor);
+        if (km != NULL && strncmp(km, "Unknown code", 12) != 0)
+            used = (size_t)snprintf(words, sizeof(words), "%s", km);
+        krb5_free_error_message(k, km);
+        if (used > 0)
+            minor = 0; /* said; GSS-API's own words for major follow */
+    }
     /* Both the mechanism's words (minor) and GSS-API's (major): the minor says why. */
     for (int pass = 0; pass < 2; pass++) {
         OM_uint32 m, ctxv = 0, st = pass == 0 ? minor : major;
@@ -213,7 +223,7 @@ static long client_cred(kasa_ctx *ctx, const kasa_config *cfg, gss_cred_id_t *cr
     gss_name_t name = GSS_C_NO_NAME;
     gss_key_value_element_desc elems[2];
     gss_key_value_set_desc store = {2, elems};
-    OM_uint32 major, minor;
+    OM_uint32 major, minor, scratch;
     char ccache[64];
 
     *cred = GSS_C_NO_CREDENTIAL;
@@ -233,7 +243,7 @@ static long client_cred(kasa_ctx *ctx, const kasa_config *cfg, gss_cred_id_t *cr
     elems[1].value = ccache;
     major = gss_acquire_cred_from(&minor, name, GSS_C_INDEFINITE, GSS_C_NO_OID_SET, GSS_C_INITIATE,
                                   &store, cred, NULL, NULL);
-    gss_release_name(&minor, &name);
+    gss_release_name(&scratch, &name);
     if (GSS_ERROR(major))
         return kasa_set_gss_error(ctx, KASA_ERR_MEMBER_AUTH, major, minor,
                                   "cannot get credentials for %s from %s", cfg->principal,
@@ -247,7 +257,7 @@ static long handshake(kasa_ctx *ctx, int fd, gss_cred_id_t cred, const char *hos
 {
     gss_buffer_desc in = GSS_C_EMPTY_BUFFER, out = GSS_C_EMPTY_BUFFER, nb;
     gss_name_t target = GSS_C_NO_NAME;
-    OM_uint32 major, minor, flags = 0;
+    OM_uint32 major, minor, scratch, flags = 0;
     unsigned char *body = NULL;
     size_t blen = 0;
     char service[1100];
@@ -270,7 +280,7 @@ static long handshake(kasa_ctx *ctx, int fd, gss_cred_id_t cred, const char *hos
         body = NULL;
         if (out.length > 0) {
             ret = kasa_frame_send(ctx, fd, KASA_FRAME_TOKEN, out.value, out.length, timeout_ms);
-            gss_release_buffer(&minor, &out);
+            gss_release_buffer(&scratch, &out);
             if (ret)
                 break;
         }

@@ -218,7 +218,7 @@ static bool x_reply(XDR *x, kasa_reply *rep)
 
     if (!x_u32(x, &version) || version != KASA_PROTO_VERSION || !x_unsigned(x, &rep->status) ||
         !x_string(x, &rep->message, KASA_PROTO_MAX_STRING) ||
-        !x_string(x, &rep->member, KASA_PROTO_MAX_STRING))
+        !x_string(x, &rep->member, KASA_PROTO_MAX_STRING) || !x_i64(x, &rep->now))
         return false;
 
     n = rep->n_sets;

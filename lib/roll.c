@@ -631,7 +631,7 @@ static long verify_cred(kasa_ctx *ctx, const kasa_config *cfg, const char *as, g
     gss_key_value_set_desc store = {2, elems};
     gss_buffer_desc nb;
     gss_name_t name = GSS_C_NO_NAME;
-    OM_uint32 major, minor;
+    OM_uint32 major, minor, scratch;
     char ccache[64];
 
     *cred = GSS_C_NO_CREDENTIAL;
@@ -651,7 +651,7 @@ static long verify_cred(kasa_ctx *ctx, const kasa_config *cfg, const char *as, g
     major =
         gss_acquire_cred_from(&minor, name, GSS_C_INDEFINITE, GSS_C_NO_OID_SET, GSS_C_INITIATE,
                               as == NULL && cfg->keytab != NULL ? &store : NULL, cred, NULL, NULL);
-    gss_release_name(&minor, &name);
+    gss_release_name(&scratch, &name);
     if (GSS_ERROR(major))
         return kasa_set_gss_error(ctx, KASA_ERR_MEMBER_AUTH, major, minor,
                                   "no credentials for %s (kinit first)",
@@ -667,16 +667,16 @@ static long mint_token(kasa_ctx *ctx, gss_cred_id_t cred, const char *principal,
     gss_buffer_desc nb = {strlen(principal), (void *)principal};
     gss_name_t target = GSS_C_NO_NAME;
     gss_ctx_id_t gctx = GSS_C_NO_CONTEXT;
-    OM_uint32 major, minor;
+    OM_uint32 major, minor, scratch;
 
     major = gss_import_name(&minor, &nb, GSS_KRB5_NT_PRINCIPAL_NAME, &target);
     if (!GSS_ERROR(major))
         major = gss_init_sec_context(
             &minor, cred, &gctx, target, spnego ? (gss_OID)&spnego_oid : (gss_OID)gss_mech_krb5, 0,
             0, GSS_C_NO_CHANNEL_BINDINGS, GSS_C_NO_BUFFER, NULL, out, NULL, NULL);
-    gss_release_name(&minor, &target);
+    gss_release_name(&scratch, &target);
     if (gctx != GSS_C_NO_CONTEXT)
-        gss_delete_sec_context(&minor, &gctx, GSS_C_NO_BUFFER);
+        gss_delete_sec_context(&scratch, &gctx, GSS_C_NO_BUFFER);
     if (GSS_ERROR(major))
         return kasa_set_gss_error(ctx, KASA_ERR_MEMBER_AUTH, major, minor,
                                   "cannot get a ticket for %s", principal);
@@ -685,8 +685,8 @@ static long mint_token(kasa_ctx *ctx, gss_cred_id_t cred, const char *principal,
 
 /* GET /whoami with a Negotiate token; the HTTP status, or -1 when the member did not
  * answer. The endpoint is kasa-httpd or any Negotiate server. */
-static int http_try(const kasa_member *m, const char *host, const gss_buffer_desc *tok,
-                    int timeout_ms)
+static int http_try(const char *address, int http_port, const char *host,
+                    const gss_buffer_desc *tok, int timeout_ms)
 {
     static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *res = NULL;
@@ -713,8 +713,8 @@ static int http_try(const kasa_member *m, const char *host, const gss_buffer_des
         req[n++] = i + 2 < len ? b64[v & 63] : '=';
     }
     n += (size_t)sprintf(req + n, "\r\n\r\n");
-    snprintf(port, sizeof(port), "%d", m->http_port);
-    if (getaddrinfo(m->address != NULL ? m->address : m->host, port, &hints, &res) == 0 &&
+    snprintf(port, sizeof(port), "%d", http_port);
+    if (getaddrinfo(address, port, &hints, &res) == 0 &&
         (fd = socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0)) >= 0 &&
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)) == 0 &&
         setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv)) == 0 &&
@@ -823,7 +823,9 @@ long kasa_verify(kasa_dir *dir, const kasa_config *cfg, const char *fqdn, const 
             }
             if (kasa_token_decode(ctx, tok.value, tok.length, &info) == 0 && info.has_kvno)
                 c->kvno = info.kvno;
-            status = http_try(&a->members[m], host, &tok, timeout_ms > 0 ? timeout_ms : 10000);
+            status =
+                http_try(a->members[m].address != NULL ? a->members[m].address : a->members[m].host,
+                         a->members[m].http_port, host, &tok, timeout_ms > 0 ? timeout_ms : 10000);
             gss_release_buffer(&minor, &tok);
             c->accepted = status == 200;
             if (!c->accepted) {
@@ -849,5 +851,29 @@ cleanup:
         gss_release_cred(&minor, &cred);
     kasa_kvno_set_clear(&set);
     kasa_array_free(a);
+    return ret;
+}
+
+long kasa_http_probe(kasa_ctx *ctx, const kasa_config *cfg, const char *as, const char *spn,
+                     const char *address, int port, int *status)
+{
+    gss_cred_id_t cred = GSS_C_NO_CREDENTIAL;
+    gss_buffer_desc tok = GSS_C_EMPTY_BUFFER;
+    char host[300];
+    OM_uint32 minor;
+    long ret;
+
+    *status = -1;
+    snprintf(host, sizeof(host), "%.*s",
+             (int)strcspn(strchr(spn, '/') ? strchr(spn, '/') + 1 : spn, "@:/"),
+             strchr(spn, '/') ? strchr(spn, '/') + 1 : spn);
+    ret = verify_cred(ctx, cfg, as, &cred);
+    if (!ret)
+        ret = mint_token(ctx, cred, spn, true, &tok);
+    if (!ret)
+        *status = http_try(address, port, host, &tok, 10000);
+    gss_release_buffer(&minor, &tok);
+    if (cred != GSS_C_NO_CREDENTIAL)
+        gss_release_cred(&minor, &cred);
     return ret;
 }

@@ -23,7 +23,8 @@ struct kasad_opts {
     const char *pidfile;
     const char *log;
     bool foreground;
-    int timeout_ms; /* per read; a silent peer is dropped after it */
+    int timeout_ms;    /* per read; a silent peer is dropped after it */
+    long clock_offset; /* seconds added to the clock kasad reports (tests) */
 };
 
 /* Log one line: time, "kasad", the message. Never pass key material. */

@@ -53,6 +53,7 @@ static const char usage[] =
     "  -f, --foreground           do not detach\n"
     "      --timeout MS           drop a peer silent for this long (default 10000)\n"
     "      --keytab-group GROUP   let GROUP read the array keytab (0640), e.g. www-data\n"
+    "      --clock-offset S       report the clock S seconds off (to test kasa diagnose)\n"
     "  -c, --config FILE          read these settings from FILE's [kasad] section\n"
     "                             (krb5.conf syntax: managed_keytab = ..., acl = ...)\n"
     "  -h, --help                 this help\n"
@@ -213,6 +214,7 @@ int main(int argc, char **argv)
         {"timeout", required_argument, NULL, 't'},
         {"config", required_argument, NULL, 'c'},
         {"keytab-group", required_argument, NULL, 'g'},
+        {"clock-offset", required_argument, NULL, 'O'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -232,6 +234,12 @@ int main(int argc, char **argv)
         switch (c) {
         case 'c':
             config = optarg;
+            break;
+        case 'O':
+            o.clock_offset = strtol(optarg, &end, 10);
+            if (*optarg == '\0' || *end != '\0' || o.clock_offset < -86400 * 365 ||
+                o.clock_offset > 86400 * 365)
+                return fail_usage("--clock-offset %s is not a number of seconds", optarg);
             break;
         case 'g': {
             struct group *g = getgrnam(optarg);

@@ -44,6 +44,7 @@ struct conn {
 };
 
 static volatile sig_atomic_t stopping;
+static long opts_clock_offset; /* --clock-offset: report the clock this far off (tests) */
 
 static void on_signal(int sig)
 {
@@ -181,6 +182,7 @@ static void ask_keeper(struct conn *c, kasa_ctx *ctx, int keeper_fd, const char 
     free(buf);
     free(rep.member);
     rep.member = strdup(me);
+    rep.now = (int64_t)time(NULL) + opts_clock_offset;
     if (rep.status != KASA_REPLY_OK)
         kasad_log("%s (%s): request failed: %s", c->peer, c->client, rep.message);
     send_reply(c, ctx, &rep);
@@ -242,13 +244,13 @@ static void on_token(struct conn *c, kasa_ctx *ctx, gss_cred_id_t acceptor, cons
 {
     gss_buffer_desc in = {len, (void *)body}, out = GSS_C_EMPTY_BUFFER, nb;
     gss_name_t src = GSS_C_NO_NAME;
-    OM_uint32 major, minor, flags = 0;
+    OM_uint32 major, minor, scratch, flags = 0;
 
     major = gss_accept_sec_context(&minor, &c->gctx, acceptor, &in, GSS_C_NO_CHANNEL_BINDINGS, &src,
                                    NULL, &out, &flags, NULL, NULL);
     if (out.length > 0)
         queue(c, KASA_FRAME_TOKEN, out.value, out.length);
-    gss_release_buffer(&minor, &out);
+    gss_release_buffer(&scratch, &out);
     if (GSS_ERROR(major)) {
         kasa_set_gss_error(ctx, KASA_ERR_MEMBER_AUTH, major, minor, "authentication failed");
         refuse(c, kasa_error(ctx));
@@ -368,6 +370,7 @@ int net_run(const struct kasad_opts *opts, int keeper_fd, int listen_fd)
 
     if (kasa_ctx_new(&ctx) != 0)
         return 1;
+    opts_clock_offset = opts->clock_offset;
     if (acceptor_cred(ctx, opts, &acceptor, &me) != 0) {
         kasad_log("%s", kasa_error(ctx));
         kasa_ctx_free(ctx);

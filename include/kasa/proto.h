@@ -94,6 +94,7 @@ typedef struct kasa_reply {
     unsigned status; /* enum kasa_reply_status */
     char *message;   /* a sentence for people; "" when ok */
     char *member;    /* the member's principal */
+    int64_t now;     /* the member's clock (seconds since the epoch), for skew checks */
     size_t n_sets;   /* STATUS, EXPORT */
     kasa_kvno_set *sets;
     size_t n_proofs; /* STAGE */

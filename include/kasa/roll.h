@@ -126,6 +126,12 @@ KASA_API void kasa_verify_result_clear(kasa_verify_result *r);
 KASA_API long kasa_verify(kasa_dir *dir, const kasa_config *cfg, const char *fqdn, const char *as,
                           int timeout_ms, kasa_verify_result *result);
 
+/* A live Negotiate request for spn (SPN@REALM) to address:port as `as` (NULL: kasa's own
+ * principal). *status is the HTTP status, -1 when nothing answered. Fails (with the
+ * Kerberos reason) when no ticket can be had: a client would fall back to NTLM. */
+KASA_API long kasa_http_probe(kasa_ctx *ctx, const kasa_config *cfg, const char *as,
+                              const char *spn, const char *address, int port, int *status);
+
 #ifdef __cplusplus
 }
 #endif

@@ -29,6 +29,7 @@ static const char usage[] =
     "  log summary FILE...          Kerberos and NTLM counts per member and hour\n"
     "  inspect [VALUE|-]            decode a Negotiate token (Kerberos or NTLM)\n"
     "  verify ARRAY                 present a ticket for every SPN to every member\n"
+    "  diagnose NAME                why a name falls back to NTLM, and the fix\n"
     "\n"
     "options:\n"
     "  -c, --config FILE   kasa.conf to read (default: $KASA_CONFIG, then " KASA_CONFIG_DEFAULT
@@ -118,6 +119,8 @@ int main(int argc, char **argv)
         status = cmd_inspect(&cli, argc, argv);
     } else if (strcmp(argv[0], "verify") == 0) {
         status = cmd_verify(&cli, argc, argv);
+    } else if (strcmp(argv[0], "diagnose") == 0) {
+        status = cmd_diagnose(&cli, argc, argv);
     } else if (strcmp(argv[0], "help") == 0) {
         fputs(usage, stdout);
         status = EXIT_OK;
