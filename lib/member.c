@@ -362,6 +362,16 @@ long kasa_member_call(kasa_ctx *ctx, const kasa_config *cfg, const kasa_member_a
     in.value = body;
     in.length = blen;
     major = gss_unwrap(&minor, gctx, &in, &out, &conf, NULL);
+    /* A replayed or reordered reply is not the answer to this request. */
+    if (!GSS_ERROR(major) &&
+        (major & (GSS_S_DUPLICATE_TOKEN | GSS_S_OLD_TOKEN | GSS_S_UNSEQ_TOKEN | GSS_S_GAP_TOKEN))) {
+        kasa_zap(out.value, out.length);
+        gss_release_buffer(&minor, &out);
+        ret = kasa_set_error(ctx, KASA_ERR_MEMBER_AUTH,
+                             "the member's reply was replayed or out "
+                             "of order");
+        goto cleanup;
+    }
     if (GSS_ERROR(major) || !conf) {
         ret = kasa_set_gss_error(ctx, KASA_ERR_MEMBER_AUTH, major, minor,
                                  "cannot unwrap the member's reply");

@@ -62,9 +62,9 @@ void kasa_roll_result_clear(kasa_roll_result *r)
 
 const char *kasa_verdict_name(kasa_verdict v)
 {
-    static const char *const names[] = {"OK", "STALE", "MISSING", "UNREACHABLE"};
+    static const char *const names[] = {"OK", "STALE", "MISSING", "UNREACHABLE", "FOREIGN"};
 
-    return (unsigned)v < 4 ? names[v] : "?";
+    return (unsigned)v < 5 ? names[v] : "?";
 }
 
 void kasa_array_status_clear(kasa_array_status *st)
@@ -72,6 +72,7 @@ void kasa_array_status_clear(kasa_array_status *st)
     for (size_t i = 0; i < st->n; i++) {
         free(st->members[i].host);
         free(st->members[i].error);
+        free(st->members[i].foreign);
         kasa_reply_clear(&st->members[i].reply);
     }
     free(st->members);
@@ -233,6 +234,49 @@ static long principals_of(kasa_dir *dir, const char *asa, kasa_kvno_set *set)
     }
     kasa_spn_list_free(spns, n);
     return set->n_principals == n + 1 ? 0 : kasa_set_error(dir->ctx, KASA_ERR_NOMEM, NULL);
+}
+
+/*
+ * What a member holds that the array does not own: a principal that is not the ASA or one
+ * of its SPNs (want), or a kvno past the directory's next one. (The next one, N+1, is what
+ * a roll stages: in progress, or left behind by a roll that stopped before the commit and
+ * will be staged afresh by the next.) NULL when there is none; else a sentence naming them
+ * (malloc'd).
+ */
+static char *foreign_in(const kasa_reply *rep, const kasa_kvno_set *want, unsigned dir_kvno)
+{
+    char buf[700] = "";
+    size_t named = 0, more = 0;
+
+    for (size_t s = 0; s < rep->n_sets; s++) {
+        const kasa_kvno_set *set = &rep->sets[s];
+        if (set->kvno > dir_kvno + 1) {
+            if (named++ < 4)
+                snprintf(buf + strlen(buf), sizeof(buf) - strlen(buf),
+                         "%skvno %u, newer than the directory's kvno %u", buf[0] ? "; " : "",
+                         set->kvno, dir_kvno);
+            else
+                more++;
+        }
+        for (size_t p = 0; p < set->n_principals; p++) {
+            bool owned = false;
+            for (size_t w = 0; w < want->n_principals && !owned; w++)
+                owned = strcmp(set->principals[p], want->principals[w]) == 0;
+            if (owned)
+                continue;
+            if (named++ < 4)
+                snprintf(buf + strlen(buf), sizeof(buf) - strlen(buf),
+                         "%s%s at kvno %u, not the array's", buf[0] ? "; " : "", set->principals[p],
+                         set->kvno);
+            else
+                more++;
+        }
+    }
+    if (named == 0)
+        return NULL;
+    if (more > 0)
+        snprintf(buf + strlen(buf), sizeof(buf) - strlen(buf), "; and %zu more", more);
+    return strdup(buf);
 }
 
 /* Tell members kvno was committed, so they can retire what no ticket can need. */
@@ -471,12 +515,16 @@ long kasa_copy(kasa_dir *dir, const kasa_config *cfg, const char *fqdn, const ch
     kasa_array *a = NULL;
     const kasa_member **src = NULL, **dst = NULL;
     struct job exp, *jobs = NULL;
-    size_t n_src = 0, n_dst = 0, failed = 0;
+    size_t n_src = 0, n_dst = 0, failed = 0, copied = 0;
     unsigned char nonce[KASA_PROTO_NONCE];
+    kasa_kvno_set want;
+    unsigned dir_kvno = 0;
+    char *foreign = NULL;
     long ret;
 
     memset(r, 0, sizeof(*r));
     memset(&exp, 0, sizeof(exp));
+    memset(&want, 0, sizeof(want));
     ret = kasa_array_get(dir, fqdn, &a);
     if (!ret)
         ret = targets(ctx, a, &from, 1, &src, &n_src);
@@ -496,6 +544,20 @@ long kasa_copy(kasa_dir *dir, const kasa_config *cfg, const char *fqdn, const ch
                              fqdn);
         goto cleanup;
     }
+    /* Only what the directory says is the array's goes on: a member's keytab is no
+     * authority on which principals and kvnos those are. */
+    ret = principals_of(dir, a->asa, &want);
+    if (!ret)
+        ret = kasa_key_kvno(dir, a->asa, &dir_kvno);
+    if (ret)
+        goto cleanup;
+    foreign = foreign_in(&exp.reply, &want, dir_kvno);
+    if (foreign != NULL) {
+        ret = kasa_set_error(ctx, KASA_ERR_FOREIGN,
+                             "%s holds keys %s does not own (%s); nothing was copied", from, fqdn,
+                             foreign);
+        goto cleanup;
+    }
     if (getrandom(nonce, sizeof(nonce), 0) != (ssize_t)sizeof(nonce)) {
         ret = kasa_set_error(ctx, KASA_ERR_INTERNAL, "cannot read random bytes");
         goto cleanup;
@@ -508,6 +570,13 @@ long kasa_copy(kasa_dir *dir, const kasa_config *cfg, const char *fqdn, const ch
     }
     for (size_t s = 0; s < exp.reply.n_sets && !ret; s++) {
         kasa_kvno_set *set = &exp.reply.sets[s];
+        if (set->kvno > dir_kvno && set->kvno != a->roll_kvno) {
+            /* Staged by a roll that stopped before the commit: the next roll stages it
+             * afresh, so it is nobody's to copy. */
+            progress(opts, from, "copy", "kvno %u skipped: never committed", set->kvno);
+            continue;
+        }
+        copied++;
         for (size_t i = 0; i < n_dst; i++) {
             if (s > 0 && jobs[i].code)
                 continue; /* this target already failed */
@@ -523,6 +592,11 @@ long kasa_copy(kasa_dir *dir, const kasa_config *cfg, const char *fqdn, const ch
         run_all(jobs, n_dst);
         for (size_t i = 0; i < n_dst; i++)
             memset(&jobs[i].req.stage, 0, sizeof(jobs[i].req.stage));
+    }
+    if (copied == 0) {
+        ret = kasa_set_error(ctx, KASA_ERR_MEMBER,
+                             "%s holds no committed keys for %s; nothing to copy", from, fqdn);
+        goto cleanup;
     }
     ret = collect(ctx, jobs, n_dst, r, &failed);
     if (ret)
@@ -555,6 +629,8 @@ long kasa_copy(kasa_dir *dir, const kasa_config *cfg, const char *fqdn, const ch
     }
 
 cleanup:
+    free(foreign);
+    kasa_kvno_set_clear(&want);
     jobs_free(jobs, n_dst);
     kasa_reply_clear(&exp.reply);
     free(exp.message);
@@ -570,20 +646,27 @@ long kasa_status(kasa_dir *dir, const kasa_config *cfg, const char *fqdn, int ti
 {
     kasa_roll_opts opts = {.timeout_ms = timeout_ms};
     struct job *jobs = NULL;
+    kasa_kvno_set want;
     unsigned kvno = 0;
     long ret;
 
     memset(st, 0, sizeof(*st));
+    memset(&want, 0, sizeof(want));
     ret = kasa_array_get(dir, fqdn, &st->array);
     if (!ret)
         ret = kasa_key_kvno(dir, st->array->asa, &kvno);
-    if (ret)
+    if (!ret)
+        ret = principals_of(dir, st->array->asa, &want);
+    if (ret) {
+        kasa_kvno_set_clear(&want);
         return ret;
+    }
     st->dir_kvno = kvno;
     st->members = calloc(st->array->n_members + 1, sizeof(*st->members));
     jobs = calloc(st->array->n_members + 1, sizeof(*jobs));
     if (st->members == NULL || jobs == NULL) {
         free(jobs);
+        kasa_kvno_set_clear(&want);
         return kasa_set_error(dir->ctx, KASA_ERR_NOMEM, NULL);
     }
     for (size_t i = 0; i < st->array->n_members; i++)
@@ -608,8 +691,12 @@ long kasa_status(kasa_dir *dir, const kasa_config *cfg, const char *fqdn, int ti
         m->verdict = m->reply.n_sets == 0                    ? KASA_VERDICT_MISSING
                      : !holds || st->array->members[i].stale ? KASA_VERDICT_STALE
                                                              : KASA_VERDICT_OK;
+        m->foreign = foreign_in(&m->reply, &want, kvno);
+        if (m->foreign != NULL)
+            m->verdict = KASA_VERDICT_FOREIGN;
     }
     jobs_free(jobs, st->array->n_members);
+    kasa_kvno_set_clear(&want);
     return 0;
 }
 

@@ -12,6 +12,8 @@
 
 #include "kasa/kasa.h"
 
+#define KASAD_MAX_AUTHORIZED 32 /* authorized peers (controllers) served at once */
+
 struct kasad_opts {
     const char *listen; /* address to bind; default 0.0.0.0 */
     int port;
@@ -23,8 +25,11 @@ struct kasad_opts {
     const char *pidfile;
     const char *log;
     bool foreground;
-    int timeout_ms;    /* per read; a silent peer is dropped after it */
-    long clock_offset; /* seconds added to the clock kasad reports (tests) */
+    int timeout_ms;     /* per read of an authorized peer; a silent one is dropped after it */
+    int handshake_ms;   /* for the whole handshake; bytes do not extend it */
+    int max_pending;    /* connections not yet authorized, from everyone */
+    int max_per_source; /* ... and from one address */
+    long clock_offset;  /* seconds added to the clock kasad reports (tests) */
 };
 
 /* Log one line: time, "kasad", the message. Never pass key material. */

@@ -65,8 +65,12 @@ static void verify(kasa_ctx *ctx, const struct kasad_opts *opts, const kasa_held
     OM_uint32 major, minor, m2;
     char why[300] = "";
 
-    major = gss_acquire_cred_from(&minor, GSS_C_NO_NAME, GSS_C_INDEFINITE, GSS_C_NO_OID_SET,
-                                  GSS_C_ACCEPT, &store, &cred, NULL, NULL);
+    gss_OID_set_desc krb5_only = {1, (gss_OID)gss_mech_krb5};
+
+    /* Kerberos alone: the token is a ticket for the array, and no other mechanism
+     * installed on the member (gss-ntlmssp) should parse what a peer sent. */
+    major = gss_acquire_cred_from(&minor, GSS_C_NO_NAME, GSS_C_INDEFINITE, &krb5_only, GSS_C_ACCEPT,
+                                  &store, &cred, NULL, NULL);
     if (!GSS_ERROR(major))
         major = gss_accept_sec_context(&minor, &gctx, cred, &in, GSS_C_NO_CHANNEL_BINDINGS, NULL,
                                        NULL, &out, NULL, NULL, NULL);

@@ -51,7 +51,12 @@ static const char usage[] =
     "      --pidfile FILE         write the pid here once listening\n"
     "      --log FILE             log here (default: stderr)\n"
     "  -f, --foreground           do not detach\n"
-    "      --timeout MS           drop a peer silent for this long (default 10000)\n"
+    "      --timeout MS           drop an authorized peer silent this long (default 10000)\n"
+    "      --handshake-timeout MS drop a peer not authenticated this long after it\n"
+    "                             connected, whatever it sends (default 5000)\n"
+    "      --max-pending N        unauthenticated connections at once (default 256); when\n"
+    "                             full, the oldest makes room for the new one\n"
+    "      --max-per-source N     ... of them from one address (default 32)\n"
     "      --keytab-group GROUP   let GROUP read the array keytab (0640), e.g. www-data\n"
     "      --clock-offset S       report the clock S seconds off (to test kasa diagnose)\n"
     "  -c, --config FILE          read these settings from FILE's [kasad] section\n"
@@ -77,21 +82,48 @@ static int fail_usage(const char *fmt, ...)
 static char *config_strings[16];
 static size_t n_config_strings;
 
+/* A number setting: its flag, its config key, where it goes, its bounds, whether the
+ * command line gave it (the command line wins over the file). */
+struct number {
+    const char *flag, *key;
+    int *value;
+    long min, max;
+    bool set;
+};
+
+/* Parse text as a number in n's bounds; 2 (bad usage) with a message when it is not. */
+static int number_parse(struct number *n, const char *text, const char *where)
+{
+    char *end;
+    long v;
+
+    errno = 0;
+    v = strtol(text, &end, 10);
+    if (errno != 0 || *text == '\0' || *end != '\0' || v < n->min || v > n->max) {
+        fprintf(stderr, "kasad: %s%s %s is not a number from %ld to %ld; see kasad --help\n", where,
+                n->flag, text, n->min, n->max);
+        return 2;
+    }
+    *n->value = (int)v;
+    return 0;
+}
+
 /*
  * Fill what the command line left unset from the [kasad] section of a krb5.conf-style
  * file (MIT's profile library reads it).
  */
-static int read_config(const char *path, struct kasad_opts *o, bool port_set, bool timeout_set)
+static int read_config(const char *path, struct kasad_opts *o, struct number *numbers,
+                       bool listen_set)
 {
-    static const char *const known[] = {"keytab",  "principal", "managed_keytab", "acl",
-                                        "listen",  "port",      "pidfile",        "log",
-                                        "timeout", NULL};
+    static const char *const strings[] = {
+        "keytab", "principal", "managed_keytab", "acl", "listen", "pidfile", "log", NULL};
+    const char **fields[] = {&o->keytab,  &o->principal, &o->managed_keytab, &o->acl, &o->listen,
+                             &o->pidfile, &o->log};
     const char *section[] = {"kasad", NULL};
-    const char **fields[] = {&o->keytab,  &o->principal, &o->managed_keytab,
-                             &o->acl,     &o->listen,    NULL,
-                             &o->pidfile, &o->log,       NULL};
+    char where[4200];
     profile_t prof = NULL;
     char **names = NULL;
+    int st = 0;
     long ret;
 
     ret = profile_init_path(path, &prof);
@@ -101,34 +133,59 @@ static int read_config(const char *path, struct kasad_opts *o, bool port_set, bo
     }
     if (profile_get_relation_names(prof, section, &names) == 0) {
         for (size_t i = 0; names[i] != NULL; i++) {
-            size_t k = 0;
-            while (known[k] != NULL && strcmp(known[k], names[i]) != 0)
-                k++;
-            if (known[k] == NULL)
+            bool known = false;
+            for (size_t k = 0; strings[k] != NULL; k++)
+                known = known || strcmp(strings[k], names[i]) == 0;
+            for (struct number *n = numbers; n->flag != NULL; n++)
+                known = known || strcmp(n->key, names[i]) == 0;
+            if (!known)
                 fprintf(stderr, "kasad: %s: [kasad] %s is not a kasad setting; ignored\n", path,
                         names[i]);
         }
         profile_free_list(names);
     }
-    for (size_t k = 0; known[k] != NULL; k++) {
+    for (size_t k = 0; strings[k] != NULL; k++) {
         char *v = NULL;
-        if (profile_get_string(prof, "kasad", known[k], NULL, NULL, &v) != 0 || v == NULL)
+        if (profile_get_string(prof, "kasad", strings[k], NULL, NULL, &v) != 0 || v == NULL)
             continue;
-        if (fields[k] != NULL &&
-            (*fields[k] == NULL || (k == 4 && strcmp(*fields[k], "0.0.0.0") == 0)))
+        if (k == 4 ? !listen_set : *fields[k] == NULL)
             *fields[k] = config_strings[n_config_strings++] = strdup(v);
-        else if (k == 5 && !port_set)
-            o->port = atoi(v);
-        else if (k == 8 && !timeout_set)
-            o->timeout_ms = atoi(v);
+        profile_release_string(v);
+    }
+    snprintf(where, sizeof(where), "%s: [kasad] ", path);
+    for (struct number *n = numbers; n->flag != NULL && st == 0; n++) {
+        char *v = NULL;
+        if (n->set || profile_get_string(prof, "kasad", n->key, NULL, NULL, &v) != 0 || v == NULL)
+            continue;
+        n->flag = n->key; /* name the setting as the file does */
+        st = number_parse(n, v, where);
         profile_release_string(v);
     }
     profile_release(prof);
-    if (o->port < 1 || o->port > 65535 || o->timeout_ms < 100 || o->timeout_ms > 600000) {
-        fprintf(stderr, "kasad: %s: [kasad] port or timeout out of range\n", path);
-        return 2;
+    return st;
+}
+
+/* Raise the descriptor limit to what the connection budget needs, or shrink the budget
+ * to what the limit allows, saying so. */
+static void fit_descriptors(struct kasad_opts *o)
+{
+    rlim_t need = (rlim_t)o->max_pending + KASAD_MAX_AUTHORIZED + 32;
+    struct rlimit rl;
+
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur >= need)
+        return;
+    rl.rlim_cur = rl.rlim_max == RLIM_INFINITY || rl.rlim_max >= need ? need : rl.rlim_max;
+    if (setrlimit(RLIMIT_NOFILE, &rl) != 0 && getrlimit(RLIMIT_NOFILE, &rl) != 0)
+        return;
+    if (rl.rlim_cur < need) {
+        o->max_pending = rl.rlim_cur > KASAD_MAX_AUTHORIZED + 64
+                             ? (int)(rl.rlim_cur - KASAD_MAX_AUTHORIZED - 32)
+                             : 32;
+        kasad_log("the descriptor limit is %llu: at most %d unauthenticated connections",
+                  (unsigned long long)rl.rlim_cur, o->max_pending);
     }
-    return 0;
+    if (o->max_per_source > o->max_pending)
+        o->max_per_source = o->max_pending;
 }
 
 /* Tell a service manager we are ready (sd_notify(3)'s protocol: one datagram to
@@ -173,7 +230,7 @@ static int listen_on(const struct kasad_opts *o)
     }
     fd = socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
     if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0 ||
-        bind(fd, res->ai_addr, res->ai_addrlen) != 0 || listen(fd, 64) != 0) {
+        bind(fd, res->ai_addr, res->ai_addrlen) != 0 || listen(fd, 512) != 0) {
         fprintf(stderr, "kasad: cannot listen on %s port %d: %s\n", o->listen, o->port,
                 strerror(errno));
         if (fd >= 0)
@@ -212,6 +269,9 @@ int main(int argc, char **argv)
         {"log", required_argument, NULL, 'L'},
         {"foreground", no_argument, NULL, 'f'},
         {"timeout", required_argument, NULL, 't'},
+        {"handshake-timeout", required_argument, NULL, 'H'},
+        {"max-pending", required_argument, NULL, 'N'},
+        {"max-per-source", required_argument, NULL, 'S'},
         {"config", required_argument, NULL, 'c'},
         {"keytab-group", required_argument, NULL, 'g'},
         {"clock-offset", required_argument, NULL, 'O'},
@@ -219,9 +279,22 @@ int main(int argc, char **argv)
         {NULL, 0, NULL, 0},
     };
     const char *config = NULL;
-    bool port_set = false, timeout_set = false;
-    struct kasad_opts o = {
-        .listen = "0.0.0.0", .port = KASA_PORT_DEFAULT, .timeout_ms = 10000, .keytab_gid = -1};
+    bool listen_set = false;
+    struct kasad_opts o = {.listen = "0.0.0.0",
+                           .port = KASA_PORT_DEFAULT,
+                           .timeout_ms = 10000,
+                           .handshake_ms = 5000,
+                           .max_pending = 256,
+                           .max_per_source = 32,
+                           .keytab_gid = -1};
+    struct number numbers[] = {
+        {"--port", "port", &o.port, 1, 65535, false},
+        {"--timeout", "timeout", &o.timeout_ms, 100, 600000, false},
+        {"--handshake-timeout", "handshake_timeout", &o.handshake_ms, 100, 600000, false},
+        {"--max-pending", "max_pending", &o.max_pending, 1, 65536, false},
+        {"--max-per-source", "max_per_source", &o.max_per_source, 1, 65536, false},
+        {NULL, NULL, NULL, 0, 0, false},
+    };
     int c, sv[2], listen_fd, status;
     pid_t keeper;
     char *end;
@@ -262,20 +335,19 @@ int main(int argc, char **argv)
             break;
         case 'l':
             o.listen = optarg;
+            listen_set = true;
             break;
         case 'p':
-            errno = 0;
-            o.port = (int)strtol(optarg, &end, 10);
-            if (errno != 0 || *end != '\0' || o.port < 1 || o.port > 65535)
-                return fail_usage("--port %s is not a port (1-65535)", optarg);
-            port_set = true;
-            break;
         case 't':
-            o.timeout_ms = (int)strtol(optarg, &end, 10);
-            if (*end != '\0' || o.timeout_ms < 100 || o.timeout_ms > 600000)
-                return fail_usage("--timeout %s is not 100 to 600000 ms", optarg);
-            timeout_set = true;
+        case 'H':
+        case 'N':
+        case 'S': {
+            struct number *n = &numbers[strchr("ptHNS", c) - "ptHNS"];
+            if (number_parse(n, optarg, "") != 0)
+                return 2;
+            n->set = true;
             break;
+        }
         case 'i':
             o.pidfile = optarg;
             break;
@@ -296,7 +368,7 @@ int main(int argc, char **argv)
     }
     if (optind < argc)
         return fail_usage("unexpected argument %s", argv[optind]);
-    if (config != NULL && (c = read_config(config, &o, port_set, timeout_set)) != 0)
+    if (config != NULL && (c = read_config(config, &o, numbers, listen_set)) != 0)
         return c;
     if (o.managed_keytab == NULL)
         return fail_usage("--managed-keytab is required");
@@ -313,6 +385,8 @@ int main(int argc, char **argv)
         fprintf(stderr, "kasad: cannot detach: %s\n", strerror(errno));
         return 1;
     }
+
+    fit_descriptors(&o);
 
     /* The keeper is forked before any socket faces the network. */
     if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0) {

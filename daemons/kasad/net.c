@@ -1,16 +1,23 @@
 /*
  * kasad's network process: one poll() loop over every connection, so a slow or silent
- * peer holds up nobody; each read has a deadline. A connection first establishes a
- * GSS-API context (kasad is the acceptor, host/MEMBER from its own keytab); the peer's
- * principal must be on the ACL; then each wrapped request goes to the keeper, and the
- * keeper's reply goes back wrapped. Malformed, truncated and oversized frames get an
- * error and the connection is closed; the loop goes on serving the others.
+ * peer holds up nobody. A connection first establishes a GSS-API context (Kerberos only:
+ * kasad is the acceptor, host/MEMBER from its own keytab); the peer's principal must be
+ * on the ACL; then each wrapped request goes to the keeper, and the keeper's reply goes
+ * back wrapped. Malformed, truncated and oversized frames get an error and the
+ * connection is closed; the loop goes on serving the others.
+ *
+ * Nobody unauthenticated can keep a controller out. Connections still in the handshake
+ * (pending) have their own budget, a deadline for the whole handshake that bytes do not
+ * extend, and a per-address share of that budget; when the budget is full the oldest
+ * pending connection makes room for the new one, never the other way round. Authorized
+ * peers have slots of their own. Refusals are counted and logged at a bounded rate.
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <netdb.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,14 +32,17 @@
 #include "kasa/proto.h"
 #include "kasad.h"
 
-#define MAX_CONNS 64
 #define INBUF_MAX (KASA_FRAME_MAX + 16)
+#define ACCEPTS_PER_TURN 64 /* drain the backlog, but serve the others in between */
+#define LOG_WINDOW_MS 10000 /* refusals: at most LOG_BURST lines per window, then a count */
+#define LOG_BURST 10
 
 struct conn {
     int fd;
-    char peer[64]; /* address, for the log */
+    char peer[64]; /* address, for the log and the per-address budget */
     gss_ctx_id_t gctx;
     bool established;
+    bool authorized;   /* established and on the ACL: out of the pending budget */
     bool denied;       /* authenticated, but not on the ACL */
     char *client;      /* the authenticated principal */
     unsigned char *in; /* bytes read so far */
@@ -40,8 +50,29 @@ struct conn {
     unsigned char *out; /* bytes still to write */
     size_t out_len, out_off;
     bool close_after_write;
-    long long deadline_ms;
+    unsigned long long seq; /* accept order: the smallest is the oldest */
+    long long deadline_ms;  /* the handshake's, then each read's once authorized */
 };
+
+/* Everything the loop serves. */
+struct server {
+    const struct kasad_opts *opts;
+    kasa_ctx *ctx;
+    gss_cred_id_t acceptor;
+    int keeper_fd;
+    const char *me;
+    struct conn **conns;
+    size_t n_slots;
+    size_t n_pending, n_authorized;
+    unsigned long long next_seq;
+};
+
+/* Refusals of unauthenticated peers, logged at a bounded rate. */
+static struct {
+    long long window_start;
+    unsigned logged, suppressed;
+    unsigned long long timed_out, evicted, refused; /* since the window began */
+} refusals;
 
 static volatile sig_atomic_t stopping;
 static long opts_clock_offset; /* --clock-offset: report the clock this far off (tests) */
@@ -58,6 +89,40 @@ static long long now_ms(void)
 
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Close the window when it is over: one line says what was dropped and not logged. */
+static void refusals_roll(long long now)
+{
+    if (now - refusals.window_start < LOG_WINDOW_MS)
+        return;
+    if (refusals.suppressed > 0)
+        kasad_log("in the last %d s: %llu unauthenticated connections timed out, %llu dropped "
+                  "for newer ones, %llu refused; %u of these not logged one by one",
+                  LOG_WINDOW_MS / 1000, refusals.timed_out, refusals.evicted, refusals.refused,
+                  refusals.suppressed);
+    memset(&refusals, 0, sizeof(refusals));
+    refusals.window_start = now;
+}
+
+static void log_refusal(const char *fmt, ...) KASA_PRINTF(1, 2);
+
+/* One refusal: logged unless LOG_BURST were logged in this window already. */
+static void log_refusal(const char *fmt, ...)
+{
+    char line[512];
+    va_list ap;
+
+    refusals_roll(now_ms());
+    if (refusals.logged >= LOG_BURST) {
+        refusals.suppressed++;
+        return;
+    }
+    refusals.logged++;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof(line), fmt, ap);
+    va_end(ap);
+    kasad_log("%s", line);
 }
 
 static void conn_free(struct conn *c)
@@ -96,7 +161,8 @@ static void queue(struct conn *c, unsigned type, const void *body, size_t len)
 /* A plain error before authentication, then close. */
 static void refuse(struct conn *c, const char *why)
 {
-    kasad_log("%s: refused: %s", c->peer, why);
+    refusals.refused++;
+    log_refusal("%s: refused: %s", c->peer, why);
     queue(c, KASA_FRAME_ERROR, why, strlen(why));
     c->close_after_write = true;
 }
@@ -223,6 +289,16 @@ static void on_request(struct conn *c, kasa_ctx *ctx, int keeper_fd, const char 
         gss_release_buffer(&minor, &out);
         return;
     }
+    /* Not errors to GSS_ERROR(), but a replayed, reordered or missing message all the
+     * same: the controller asked for replay and sequence protection. */
+    if (major & (GSS_S_DUPLICATE_TOKEN | GSS_S_OLD_TOKEN | GSS_S_UNSEQ_TOKEN | GSS_S_GAP_TOKEN)) {
+        kasad_log("%s (%s): a %s message; closing", c->peer, c->client,
+                  major & (GSS_S_DUPLICATE_TOKEN | GSS_S_OLD_TOKEN) ? "replayed" : "reordered");
+        kasa_zap(out.value, out.length);
+        gss_release_buffer(&minor, &out);
+        send_status(c, ctx, KASA_REPLY_BAD, "a replayed or reordered message");
+        return;
+    }
     if (c->denied) {
         send_status(c, ctx, KASA_REPLY_DENIED,
                     "this principal is not on the member's ACL; add it to kasad's --acl file");
@@ -239,21 +315,23 @@ static void on_request(struct conn *c, kasa_ctx *ctx, int keeper_fd, const char 
 }
 
 /* One GSS context token from the peer. */
-static void on_token(struct conn *c, kasa_ctx *ctx, gss_cred_id_t acceptor, const char *acl,
-                     const unsigned char *body, size_t len)
+static void on_token(struct server *sv, struct conn *c, const unsigned char *body, size_t len)
 {
     gss_buffer_desc in = {len, (void *)body}, out = GSS_C_EMPTY_BUFFER, nb;
     gss_name_t src = GSS_C_NO_NAME;
+    gss_OID mech = GSS_C_NO_OID;
     OM_uint32 major, minor, scratch, flags = 0;
+    const OM_uint32 need = GSS_C_CONF_FLAG | GSS_C_INTEG_FLAG | GSS_C_REPLAY_FLAG |
+                           GSS_C_SEQUENCE_FLAG | GSS_C_MUTUAL_FLAG;
 
-    major = gss_accept_sec_context(&minor, &c->gctx, acceptor, &in, GSS_C_NO_CHANNEL_BINDINGS, &src,
-                                   NULL, &out, &flags, NULL, NULL);
+    major = gss_accept_sec_context(&minor, &c->gctx, sv->acceptor, &in, GSS_C_NO_CHANNEL_BINDINGS,
+                                   &src, &mech, &out, &flags, NULL, NULL);
     if (out.length > 0)
         queue(c, KASA_FRAME_TOKEN, out.value, out.length);
     gss_release_buffer(&scratch, &out);
     if (GSS_ERROR(major)) {
-        kasa_set_gss_error(ctx, KASA_ERR_MEMBER_AUTH, major, minor, "authentication failed");
-        refuse(c, kasa_error(ctx));
+        kasa_set_gss_error(sv->ctx, KASA_ERR_MEMBER_AUTH, major, minor, "authentication failed");
+        refuse(c, kasa_error(sv->ctx));
         gss_release_name(&minor, &src);
         return;
     }
@@ -267,22 +345,36 @@ static void on_token(struct conn *c, kasa_ctx *ctx, gss_cred_id_t acceptor, cons
     }
     gss_release_name(&minor, &src);
     c->established = true;
-    if (c->client == NULL || !(flags & GSS_C_CONF_FLAG)) {
-        refuse(c, "confidentiality is required");
+    /* The credential allows Kerberos alone; this says so again where it matters. */
+    if (mech == GSS_C_NO_OID || !gss_oid_equal(mech, gss_mech_krb5)) {
+        refuse(c, "only Kerberos is accepted");
         return;
     }
-    if (!acl_allows(acl, c->client)) {
-        /* Answered at its first request, so the peer reads the refusal, not a reset. */
-        kasad_log("%s: refused %s: not on the ACL %s", c->peer, c->client, acl);
+    if (c->client == NULL || (flags & need) != need) {
+        refuse(c, "mutual authentication, confidentiality, replay and sequence protection are "
+                  "required");
+        return;
+    }
+    if (!acl_allows(sv->opts->acl, c->client)) {
+        /* Answered at its first request, so the peer reads the refusal, not a reset; it
+         * stays in the pending budget and under the handshake deadline until then. */
+        log_refusal("%s: refused %s: not on the ACL %s", c->peer, c->client, sv->opts->acl);
         c->denied = true;
         return;
     }
+    if (sv->n_authorized >= KASAD_MAX_AUTHORIZED) {
+        refuse(c, "too many controllers are connected; try again");
+        return;
+    }
+    c->authorized = true;
+    sv->n_pending--;
+    sv->n_authorized++;
+    c->deadline_ms = now_ms() + sv->opts->timeout_ms;
     kasad_log("%s: authenticated %s", c->peer, c->client);
 }
 
 /* Read what is there; handle every whole frame. Returns false to drop the connection. */
-static bool on_readable(struct conn *c, kasa_ctx *ctx, gss_cred_id_t acceptor,
-                        const struct kasad_opts *opts, int keeper_fd, const char *me)
+static bool on_readable(struct server *sv, struct conn *c)
 {
     ssize_t n = recv(c->fd, c->in + c->in_len, INBUF_MAX - c->in_len, 0);
 
@@ -291,22 +383,24 @@ static bool on_readable(struct conn *c, kasa_ctx *ctx, gss_cred_id_t acceptor,
     if (n <= 0)
         return false;
     c->in_len += (size_t)n;
-    c->deadline_ms = now_ms() + opts->timeout_ms;
+    /* Only an authorized peer's bytes buy it time; the handshake has one deadline. */
+    if (c->authorized)
+        c->deadline_ms = now_ms() + sv->opts->timeout_ms;
     while (!c->close_after_write) {
         const unsigned char *body;
         size_t blen, used;
         unsigned type;
-        long ret = kasa_frame_parse(ctx, c->in, c->in_len, &type, &body, &blen, &used);
+        long ret = kasa_frame_parse(sv->ctx, c->in, c->in_len, &type, &body, &blen, &used);
         if (ret == KASA_ERR_AGAIN)
             break;
         if (ret) {
-            refuse(c, kasa_error(ctx));
+            refuse(c, kasa_error(sv->ctx));
             break;
         }
         if (type == KASA_FRAME_TOKEN && !c->established)
-            on_token(c, ctx, acceptor, opts->acl, body, blen);
+            on_token(sv, c, body, blen);
         else if (type == KASA_FRAME_WRAPPED && c->established)
-            on_request(c, ctx, keeper_fd, me, body, blen);
+            on_request(c, sv->ctx, sv->keeper_fd, sv->me, body, blen);
         else
             refuse(c, "a frame out of turn");
         kasa_zap(c->in, used);
@@ -332,11 +426,17 @@ static bool on_writable(struct conn *c)
     return true;
 }
 
+/*
+ * kasad's acceptor credential: Kerberos only. Other mechanisms installed on the member
+ * (gss-ntlmssp for kasa-httpd, SPNEGO) never see a byte from kasad's peers; with every
+ * mechanism, an unauthenticated NTLMSSP token reached gss-ntlmssp and crashed it.
+ */
 static long acceptor_cred(kasa_ctx *ctx, const struct kasad_opts *opts, gss_cred_id_t *cred,
                           char **me)
 {
     gss_key_value_element_desc elem = {"keytab", opts->keytab};
     gss_key_value_set_desc store = {1, &elem};
+    gss_OID_set_desc krb5_only = {1, (gss_OID)gss_mech_krb5};
     gss_name_t name = GSS_C_NO_NAME;
     OM_uint32 major, minor;
 
@@ -348,7 +448,7 @@ static long acceptor_cred(kasa_ctx *ctx, const struct kasad_opts *opts, gss_cred
             return kasa_set_gss_error(ctx, KASA_ERR_CONFIG, major, minor, "bad principal %s",
                                       opts->principal);
     }
-    major = gss_acquire_cred_from(&minor, name, GSS_C_INDEFINITE, GSS_C_NO_OID_SET, GSS_C_ACCEPT,
+    major = gss_acquire_cred_from(&minor, name, GSS_C_INDEFINITE, &krb5_only, GSS_C_ACCEPT,
                                   opts->keytab != NULL ? &store : NULL, cred, NULL, NULL);
     gss_release_name(&minor, &name);
     if (GSS_ERROR(major))
@@ -358,53 +458,160 @@ static long acceptor_cred(kasa_ctx *ctx, const struct kasad_opts *opts, gss_cred
     return 0;
 }
 
+static void drop(struct server *sv, size_t i)
+{
+    struct conn *c = sv->conns[i];
+
+    if (c->authorized)
+        sv->n_authorized--;
+    else
+        sv->n_pending--;
+    conn_free(c);
+    sv->conns[i] = NULL;
+}
+
+/* The oldest pending connection, from peer when peer is not NULL; -1 when none. */
+static long oldest_pending(const struct server *sv, const char *peer, size_t *count)
+{
+    long best = -1;
+
+    *count = 0;
+    for (size_t i = 0; i < sv->n_slots; i++) {
+        const struct conn *c = sv->conns[i];
+        if (c == NULL || c->authorized || (peer != NULL && strcmp(c->peer, peer) != 0))
+            continue;
+        (*count)++;
+        if (best < 0 || c->seq < sv->conns[best]->seq)
+            best = (long)i;
+    }
+    return best;
+}
+
+/* Make room for a new pending connection from peer: its address's oldest if that
+ * address has its share, else the oldest of all if the budget is full. */
+static void make_room(struct server *sv, const char *peer)
+{
+    size_t count;
+    long victim = oldest_pending(sv, peer, &count);
+
+    if (count < (size_t)sv->opts->max_per_source) {
+        victim = -1;
+        if (sv->n_pending >= (size_t)sv->opts->max_pending)
+            victim = oldest_pending(sv, NULL, &count);
+    }
+    if (victim < 0)
+        return;
+    refusals.evicted++;
+    log_refusal("%s: dropped for a newer connection: %zu of %d unauthenticated connections in use",
+                sv->conns[victim]->peer, sv->n_pending, sv->opts->max_pending);
+    drop(sv, (size_t)victim);
+}
+
+/* Take one connection from the backlog; false when there is none. */
+static bool accept_one(struct server *sv, int listen_fd, long long now)
+{
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof(ss);
+    char peer[64];
+    struct conn *c;
+    size_t slot = 0;
+    int fd = accept4(listen_fd, (struct sockaddr *)&ss, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
+
+    if (fd < 0) {
+        if (errno == EMFILE || errno == ENFILE) {
+            refusals.refused++;
+            log_refusal("accept: %s", strerror(errno));
+        }
+        return false;
+    }
+    if (getnameinfo((struct sockaddr *)&ss, sl, peer, sizeof(peer), NULL, 0, NI_NUMERICHOST) != 0)
+        strcpy(peer, "?");
+    make_room(sv, peer);
+    while (slot < sv->n_slots && sv->conns[slot] != NULL)
+        slot++;
+    c = calloc(1, sizeof(*c));
+    if (slot == sv->n_slots || c == NULL || (c->in = malloc(INBUF_MAX)) == NULL) {
+        free(c);
+        close(fd);
+        return true;
+    }
+    c->fd = fd;
+    c->gctx = GSS_C_NO_CONTEXT;
+    c->seq = sv->next_seq++;
+    c->deadline_ms = now + sv->opts->handshake_ms;
+    memcpy(c->peer, peer, sizeof(peer));
+    sv->conns[slot] = c;
+    sv->n_pending++;
+    return true;
+}
+
+/* A connection whose deadline passed. */
+static void expire(struct server *sv, struct conn *c)
+{
+    if (c->authorized) {
+        kasad_log("%s (%s): no message within %d ms; closing", c->peer, c->client,
+                  sv->opts->timeout_ms);
+    } else {
+        refusals.timed_out++;
+        log_refusal("%s: no handshake within %d ms; closing", c->peer, sv->opts->handshake_ms);
+    }
+}
+
 int net_run(const struct kasad_opts *opts, int keeper_fd, int listen_fd)
 {
-    struct conn *conns[MAX_CONNS] = {0};
-    struct pollfd pfd[MAX_CONNS + 1];
-    gss_cred_id_t acceptor = GSS_C_NO_CREDENTIAL;
-    kasa_ctx *ctx = NULL;
+    struct server sv = {.opts = opts, .keeper_fd = keeper_fd, .acceptor = GSS_C_NO_CREDENTIAL};
+    struct pollfd *pfd = NULL;
     char *me = NULL;
     OM_uint32 minor;
     int status = 0;
 
-    if (kasa_ctx_new(&ctx) != 0)
-        return 1;
-    opts_clock_offset = opts->clock_offset;
-    if (acceptor_cred(ctx, opts, &acceptor, &me) != 0) {
-        kasad_log("%s", kasa_error(ctx));
-        kasa_ctx_free(ctx);
-        free(me);
+    sv.n_slots = (size_t)opts->max_pending + KASAD_MAX_AUTHORIZED;
+    sv.conns = calloc(sv.n_slots, sizeof(*sv.conns));
+    pfd = calloc(sv.n_slots + 1, sizeof(*pfd));
+    if (sv.conns == NULL || pfd == NULL || kasa_ctx_new(&sv.ctx) != 0) {
+        free(sv.conns);
+        free(pfd);
         return 1;
     }
+    opts_clock_offset = opts->clock_offset;
+    if (acceptor_cred(sv.ctx, opts, &sv.acceptor, &me) != 0) {
+        kasad_log("%s", kasa_error(sv.ctx));
+        status = 1;
+        goto cleanup;
+    }
+    sv.me = me;
+    refusals.window_start = now_ms();
     signal(SIGTERM, on_signal);
     signal(SIGINT, on_signal);
     signal(SIGPIPE, SIG_IGN);
 
     while (!stopping) {
-        long long now = now_ms(), next = now + 60000;
-        int n = 0, r;
+        long long now = now_ms(), next = now + LOG_WINDOW_MS;
+        nfds_t n = 0;
+        int r;
         pfd[n++] = (struct pollfd){.fd = listen_fd, .events = POLLIN};
-        for (int i = 0; i < MAX_CONNS; i++) {
-            if (conns[i] == NULL)
+        for (size_t i = 0; i < sv.n_slots; i++) {
+            struct conn *c = sv.conns[i];
+            if (c == NULL)
                 continue;
-            if (conns[i]->deadline_ms < next)
-                next = conns[i]->deadline_ms;
+            if (c->deadline_ms < next)
+                next = c->deadline_ms;
             pfd[n++] = (struct pollfd){
-                .fd = conns[i]->fd,
-                .events = (short)(conns[i]->out_len > 0 ? POLLOUT : POLLIN),
+                .fd = c->fd,
+                .events = (short)(c->out_len > 0 ? POLLOUT : POLLIN),
             };
         }
-        r = poll(pfd, (nfds_t)n, (int)(next > now ? next - now : 0));
+        r = poll(pfd, n, (int)(next > now ? next - now : 0));
         if (r < 0 && errno != EINTR) {
             kasad_log("poll: %s", strerror(errno));
             status = 1;
             break;
         }
         now = now_ms();
+        refusals_roll(now);
         /* Existing connections first, in the order they were polled. */
-        for (int i = 0, k = 1; i < MAX_CONNS; i++) {
-            struct conn *c = conns[i];
+        for (size_t i = 0, k = 1; i < sv.n_slots; i++) {
+            struct conn *c = sv.conns[i];
             bool keep = true;
             if (c == NULL)
                 continue;
@@ -414,52 +621,32 @@ int net_run(const struct kasad_opts *opts, int keeper_fd, int listen_fd)
             else if (r > 0 && (pfd[k].revents & POLLOUT))
                 keep = on_writable(c);
             else if (r > 0 && (pfd[k].revents & POLLIN))
-                keep = on_readable(c, ctx, acceptor, opts, keeper_fd, me);
+                keep = on_readable(&sv, c);
             else if (now >= c->deadline_ms) {
-                kasad_log("%s: no message within %d ms; closing", c->peer, opts->timeout_ms);
+                expire(&sv, c);
                 keep = false;
             }
             if (c->close_after_write && c->out_len == 0)
                 keep = false;
             k++;
-            if (!keep) {
-                conn_free(c);
-                conns[i] = NULL;
-            }
+            if (!keep)
+                drop(&sv, i);
         }
         if (r > 0 && (pfd[0].revents & POLLIN)) {
-            struct sockaddr_storage ss;
-            socklen_t sl = sizeof(ss);
-            int fd = accept4(listen_fd, (struct sockaddr *)&ss, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
-            int slot = -1;
-            for (int i = 0; i < MAX_CONNS && slot < 0 && fd >= 0; i++)
-                slot = conns[i] == NULL ? i : -1;
-            if (fd >= 0 && slot < 0) {
-                kasad_log("too many connections; closing a new one");
-                close(fd);
-            } else if (fd >= 0) {
-                struct conn *c = calloc(1, sizeof(*c));
-                if (c == NULL || (c->in = malloc(INBUF_MAX)) == NULL) {
-                    free(c);
-                    close(fd);
-                    continue;
-                }
-                c->fd = fd;
-                c->gctx = GSS_C_NO_CONTEXT;
-                c->deadline_ms = now + opts->timeout_ms;
-                if (getnameinfo((struct sockaddr *)&ss, sl, c->peer, sizeof(c->peer), NULL, 0,
-                                NI_NUMERICHOST) != 0)
-                    strcpy(c->peer, "?");
-                conns[slot] = c;
-            }
+            for (int a = 0; a < ACCEPTS_PER_TURN && accept_one(&sv, listen_fd, now); a++)
+                ;
         }
     }
-    for (int i = 0; i < MAX_CONNS; i++) {
-        if (conns[i] != NULL)
-            conn_free(conns[i]);
+
+cleanup:
+    for (size_t i = 0; i < sv.n_slots; i++) {
+        if (sv.conns[i] != NULL)
+            conn_free(sv.conns[i]);
     }
-    gss_release_cred(&minor, &acceptor);
+    free(sv.conns);
+    free(pfd);
+    gss_release_cred(&minor, &sv.acceptor);
     free(me);
-    kasa_ctx_free(ctx);
+    kasa_ctx_free(sv.ctx);
     return status;
 }

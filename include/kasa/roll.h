@@ -64,7 +64,9 @@ KASA_API void kasa_roll_result_clear(kasa_roll_result *r);
 KASA_API long kasa_roll(kasa_dir *dir, const kasa_config *cfg, const char *fqdn,
                         const kasa_roll_opts *opts, kasa_roll_result *result);
 
-/* Copy what from holds to each of to[], without touching the directory. */
+/* Copy what from holds to each of to[], without touching the directory. Refused
+ * (KASA_ERR_FOREIGN, naming them) when from holds a principal that is not the array's or a
+ * kvno newer than the directory's, other than the roll in progress. */
 KASA_API long kasa_copy(kasa_dir *dir, const kasa_config *cfg, const char *fqdn, const char *from,
                         const char *const *to, size_t n_to, const kasa_roll_opts *opts,
                         kasa_roll_result *result);
@@ -74,6 +76,7 @@ typedef enum kasa_verdict {
     KASA_VERDICT_STALE,   /* does not hold the directory's kvno */
     KASA_VERDICT_MISSING, /* holds nothing for the array */
     KASA_VERDICT_UNREACHABLE,
+    KASA_VERDICT_FOREIGN, /* holds a principal or kvno the array does not own */
 } kasa_verdict;
 
 KASA_API const char *kasa_verdict_name(kasa_verdict v);
@@ -83,6 +86,7 @@ typedef struct kasa_member_status {
     int port;
     kasa_verdict verdict;
     char *error;      /* why unreachable */
+    char *foreign;    /* what it holds that the array does not own; NULL: nothing */
     kasa_reply reply; /* what it holds (sets, oldest first) */
 } kasa_member_status;
 

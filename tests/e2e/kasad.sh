@@ -46,7 +46,7 @@ wait $SILENT
 check "kasad dropped the silent peer" grep -q "closed after 0 bytes" "$T_WORK/silent.out"
 wait $TRUNC
 check "kasad dropped the truncated frame" grep -q "closed after 0 bytes" "$T_WORK/truncated.out"
-check "and logged it" grep -q "no message within" "$LOG"
+check "and logged it" grep -q "no handshake within" "$LOG"
 
 # A principal not on the ACL: alice authenticates fine, and is refused.
 sed "s|^\tprincipal = .*|\tprincipal = alice@PROSEWARE.LAB|; s|^\tkeytab = .*|\tkeytab = $LAB/alice.keytab|" "$KASA_CONFIG" >"$T_WORK/alice.conf"

@@ -6,6 +6,7 @@
  * live Negotiate request. One line per finding, with its severity and the fix.
  */
 #include <getopt.h>
+#include <limits.h>
 #include <netdb.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -200,6 +201,7 @@ int cmd_diagnose(struct cli *cli, int argc, char **argv)
     optind = 0;
     while ((c = cli_getopt(cli, argc, argv, "p:", opts, &json)) != -1) {
         char *end;
+        long v;
         switch (c) {
         case 'h':
             fputs(
@@ -213,9 +215,10 @@ int cmd_diagnose(struct cli *cli, int argc, char **argv)
                 stdout);
             return EXIT_OK;
         case 'p':
-            port = (int)strtol(optarg, &end, 10);
-            if (*end != '\0' || port < 1 || port > 65535)
+            v = strtol(optarg, &end, 10);
+            if (*end != '\0' || v < 1 || v > 65535)
                 return cli_usage(cli, "--port takes a port from 1 to 65535");
+            port = (int)v;
             break;
         case 'A':
             address = optarg;
@@ -224,9 +227,10 @@ int cmd_diagnose(struct cli *cli, int argc, char **argv)
             as = optarg;
             break;
         case 's':
-            max_skew = (int)strtol(optarg, &end, 10);
-            if (*end != '\0' || max_skew < 1)
+            v = strtol(optarg, &end, 10);
+            if (*end != '\0' || v < 1 || v > INT_MAX)
                 return cli_usage(cli, "--max-skew takes seconds");
+            max_skew = (int)v;
             break;
         case 'j':
             break;
@@ -281,6 +285,10 @@ int cmd_diagnose(struct cli *cli, int argc, char **argv)
                 if (m->verdict == KASA_VERDICT_OK) {
                     finding(&f, S_OK, "member", NULL, "%s holds kvno %u, the directory's", m->host,
                             s.dir_kvno);
+                } else if (m->verdict == KASA_VERDICT_FOREIGN) {
+                    finding(&f, S_ERROR, "member",
+                            "find out who changed that member's keytab; then roll the array",
+                            "%s holds keys the array does not own: %s", m->host, m->foreign);
                 } else if (m->verdict == KASA_VERDICT_UNREACHABLE) {
                     finding(&f, S_ERROR, "member", "start kasad there, or check its ACL",
                             "%s cannot be asked what it holds: %s", m->host,

@@ -264,6 +264,7 @@ static json_object *status_json(const kasa_array_status *st)
         json_object_object_add(j, "reachable",
                                json_object_new_boolean(m->verdict != KASA_VERDICT_UNREACHABLE));
         json_object_object_add(j, "error", cli_json_str(m->error));
+        json_object_object_add(j, "foreign", cli_json_str(m->foreign));
         for (size_t s = m->reply.n_sets; s-- > 0;) {
             const kasa_kvno_set *set = &m->reply.sets[s];
             json_object *k = json_object_new_object();
@@ -294,7 +295,8 @@ static void status_print(const kasa_array_status *st)
         const kasa_member_status *m = &st->members[i];
         char latest[64], previous[64];
         table_add(t, m->host, kasa_verdict_name(m->verdict), held(m, 0, latest, sizeof(latest)),
-                  held(m, 1, previous, sizeof(previous)), m->error != NULL ? m->error : "");
+                  held(m, 1, previous, sizeof(previous)),
+                  m->error != NULL ? m->error : m->foreign != NULL ? m->foreign : "");
     }
     table_print(t, stdout);
     table_free(t);
@@ -320,7 +322,8 @@ int cmd_status(struct cli *cli, int argc, char **argv)
             fputs("usage: kasa status [ARRAY] [--json] [--timeout MS]\n"
                   "\n"
                   "For each member: the kvnos it holds (latest, previous) and when each\n"
-                  "arrived, against the directory's kvno: OK, STALE, MISSING or UNREACHABLE.\n"
+                  "arrived, against the directory's kvno: OK, STALE, MISSING, UNREACHABLE,\n"
+                  "or FOREIGN (holds a principal or kvno the array does not own).\n"
                   "Exit 0 only when every member is OK.\n",
                   stdout);
             return EXIT_OK;
