@@ -1,7 +1,8 @@
 /*
  * Writing and reading auth log lines. CSV quoting is libcsv's; the escaping of control
  * characters (which CSV would allow inside quotes, but which would split a line for grep
- * and for people) is ours.
+ * and for people) is ours, and so is the neutralization of values a spreadsheet would
+ * run as a formula (OWASP's CSV injection advice: a leading single quote).
  */
 #include "kasa/authlog.h"
 
@@ -13,14 +14,24 @@
 
 #include "private.h"
 
-/* s with control bytes as \xNN and backslashes doubled (malloc'd). */
+/* Would a spreadsheet read s as a formula (or is s already quoted by the rule below)?
+ * Attacker-chosen names reach the log from unauthenticated tickets. */
+static bool needs_quote(const char *s)
+{
+    return s != NULL && s[0] != '\0' && strchr("=+-@\t\r'", s[0]) != NULL;
+}
+
+/* s with a leading ' when needs_quote(s), control bytes as \xNN and backslashes doubled
+ * (malloc'd). */
 static char *escape(const char *s)
 {
     size_t len = s != NULL ? strlen(s) : 0, o = 0;
-    char *out = malloc(len * 4 + 1);
+    char *out = malloc(len * 4 + 2);
 
     if (out == NULL)
         return NULL;
+    if (needs_quote(s))
+        out[o++] = '\'';
     for (size_t i = 0; i < len; i++) {
         unsigned char c = (unsigned char)s[i];
         if (c < 0x20 || c == 0x7f)
@@ -34,11 +45,15 @@ static char *escape(const char *s)
     return out;
 }
 
+/* Undo escape(): the leading ' first (escape() added one exactly when the value started
+ * with one of needs_quote()'s bytes or a quote), then the escapes. */
 static void unescape(char *s)
 {
-    char *w = s;
+    char *w = s, *r = s;
 
-    for (char *r = s; *r; r++) {
+    if (*r == '\'')
+        r++;
+    for (; *r; r++) {
         unsigned v;
         if (r[0] == '\\' && r[1] == '\\') {
             *w++ = '\\';
@@ -78,7 +93,7 @@ long kasa_authlog_format(kasa_ctx *ctx, const kasa_auth_event *e, char **line_ou
     raw[8] = e->ok ? "ok" : "failed";
     raw[9] = e->reason;
     for (int i = 0; i < KASA_AUTHLOG_FIELDS; i++)
-        cap += (raw[i] != NULL ? strlen(raw[i]) : 0) * 8 + 4;
+        cap += (raw[i] != NULL ? strlen(raw[i]) : 0) * 8 + 6;
     line = malloc(cap);
     if (line == NULL)
         return kasa_set_error(ctx, KASA_ERR_NOMEM, NULL);

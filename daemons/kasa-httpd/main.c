@@ -6,13 +6,22 @@
  * of the auth log, naming the inner mechanism. Serves the seed's Autodiscover and EWS
  * paths, /whoami, and an auth_request mode for nginx or HAProxy.
  *
- * HTTP is libmicrohttpd's; base64 is GnuTLS's; GSS-API, Kerberos, SPNEGO and NTLM are
- * MIT's and gss-ntlmssp's. What is here is the glue and the log.
+ * HTTP is libmicrohttpd's; the Authorization header is read by libkasa (httpauth.h);
+ * GSS-API, Kerberos, SPNEGO and NTLM are MIT's and gss-ntlmssp's. What is here is the
+ * glue and the log.
+ *
+ * Requests run on a pool of threads (libmicrohttpd's, one epoll each). What a request
+ * needs lives on its stack (its own kasa_ctx, what its token says); what a connection
+ * needs lives in its struct conn, which only the thread owning the connection touches;
+ * the rest is read-only once serving starts, except the two logs and gss_words()'s krb5
+ * context, which are locked.
  */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <getopt.h>
+#include <limits.h>
 #include <netdb.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -33,14 +42,22 @@
 #include <profile.h>
 
 #include "kasa/authlog.h"
+#include "kasa/httpauth.h"
 #include "kasa/kasa.h"
 #include "kasa/token.h"
 
-#define TOKEN_MAX (48 * 1024) /* a base64 Negotiate value; Kerberos tokens with PACs fit */
+/* A number setting: from the command line (which wins) or the config file. */
+struct num_opt {
+    const char *key; /* in [kasa-httpd]; the flag is the same with - for _ */
+    unsigned min, max;
+    unsigned value;
+    bool given; /* on the command line */
+};
+
+enum { N_PORT, N_THREADS, N_PER_IP, N_CONN_LIMIT, N_TIMEOUT, N_NUMS };
 
 struct opts {
     const char *listen;
-    int port;
     const char *keytab;
     const char *member;
     const char *auth_log;
@@ -48,41 +65,100 @@ struct opts {
     const char *pidfile;
     bool auth_request;
     const char *tls_cert, *tls_key;
+    struct num_opt num[N_NUMS];
 };
 
-/* Per TCP connection: an NTLM exchange in progress, or its result. */
+/* Per TCP connection, touched only by the thread that owns the connection: an exchange
+ * in progress (NTLM's CHALLENGE leg), or who NTLM authenticated on it. */
 struct conn {
     gss_ctx_id_t gctx;
-    char *principal; /* authenticated by NTLM on this connection */
+    char *principal; /* authenticated by NTLM on this connection (never in auth_request) */
 };
 
-static struct opts o = {.listen = "0.0.0.0", .port = 80};
+/* libmicrohttpd 0.9.75 has no deadline for a whole request head: its timeout counts
+ * idleness, and each byte restarts it. So the timeout is short, and the per-address
+ * limit is what bounds a client that trickles bytes to keep connections open. */
+static struct opts o = {
+    .listen = "0.0.0.0",
+    .num =
+        {
+            [N_PORT] = {"port", 1, 65535, 80, false},
+            [N_THREADS] = {"threads", 0, 256, 0, false}, /* 0: one per core */
+            [N_PER_IP] = {"per_ip_limit", 0, 1000000, 1000, false},
+            [N_CONN_LIMIT] = {"connection_limit", 16, 1000000, 10000, false},
+            [N_TIMEOUT] = {"connection_timeout", 1, 3600, 10, false},
+        },
+};
 static char *config_strings[16];
 static size_t n_config_strings;
 static gss_cred_id_t acceptor = GSS_C_NO_CREDENTIAL;
 static FILE *auth_log, *log_file;
-static kasa_ctx *ctx;
 static volatile sig_atomic_t stopping;
+
+/* gss_words()'s krb5 context: a krb5_context is not for two threads at once. */
+static pthread_mutex_t words_lock = PTHREAD_MUTEX_INITIALIZER;
+static krb5_context words_kctx;
 
 static const gss_OID_desc ntlm_oid = {10, (void *)"\x2b\x06\x01\x04\x01\x82\x37\x02\x02\x0a"};
 
 static void say(const char *fmt, ...) KASA_PRINTF(1, 2);
 
+/* One line of the message log; flockfile keeps lines from several threads whole. */
 static void say(const char *fmt, ...)
 {
     va_list ap;
 
     va_start(ap, fmt);
+    flockfile(log_file);
     kasa_log_line(log_file, "kasa-httpd", fmt, ap);
+    funlockfile(log_file);
     va_end(ap);
 }
 
-/* What the token itself says (no key needed): the SPN, kvno and enctype of a Kerberos
- * ticket, the mechanism of a token that failed. */
-static const kasa_token_info *token_seen;
+static void mhd_log(void *cls, const char *fmt, va_list ap) KASA_PRINTF(2, 0);
 
-static void log_event(const char *client, const char *principal, const char *spn, const char *mech,
-                      bool ok, const char *reason)
+/* libmicrohttpd's messages, at most a few every ten seconds: a flood of refused
+ * connections must not become a flood of log lines. */
+static void mhd_log(void *cls, const char *fmt, va_list ap)
+{
+    static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+    static time_t window;
+    static unsigned said, dropped;
+    time_t now = time(NULL);
+    unsigned before = 0;
+    bool speak;
+    char msg[512];
+    size_t n;
+
+    (void)cls;
+    pthread_mutex_lock(&lock);
+    if (now - window >= 10) {
+        before = dropped;
+        window = now;
+        said = dropped = 0;
+    }
+    speak = said < 5;
+    if (speak)
+        said++;
+    else
+        dropped++;
+    pthread_mutex_unlock(&lock);
+    if (before > 0)
+        say("libmicrohttpd: %u more messages in the last ten seconds not shown", before);
+    if (!speak)
+        return;
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    n = strlen(msg);
+    while (n > 0 && (msg[n - 1] == '\n' || msg[n - 1] == '\r'))
+        msg[--n] = '\0';
+    say("libmicrohttpd: %s", msg);
+}
+
+/* One auth log line. seen is what the token itself says (no key needed): the SPN, kvno
+ * and enctype of a Kerberos ticket, the mechanism of a token that failed. */
+static void log_event(kasa_ctx *kctx, const char *client, const kasa_token_info *seen,
+                      const char *principal, const char *spn, const char *mech, bool ok,
+                      const char *reason)
 {
     kasa_auth_event e = {
         .time = (int64_t)time(NULL),
@@ -95,23 +171,24 @@ static void log_event(const char *client, const char *principal, const char *spn
         .ok = ok,
         .reason = reason != NULL ? reason : "",
     };
-    const kasa_token_info *t = token_seen;
     char enctype[64] = "", sname[800];
     char *line = NULL;
 
-    if (t != NULL && t->has_ap_req) {
-        snprintf(sname, sizeof(sname), "%s@%s", t->sname, t->realm);
+    if (seen != NULL && seen->has_ap_req) {
+        snprintf(sname, sizeof(sname), "%s@%s", seen->sname, seen->realm);
         e.spn = sname; /* the ticket's own name: several SPNs may share one key */
-        e.kvno = t->has_kvno ? t->kvno : 0;
-        if (krb5_enctype_to_name(t->etype, FALSE, enctype, sizeof(enctype)) != 0)
-            snprintf(enctype, sizeof(enctype), "%d", t->etype);
+        e.kvno = seen->has_kvno ? seen->kvno : 0;
+        if (krb5_enctype_to_name(seen->etype, FALSE, enctype, sizeof(enctype)) != 0)
+            snprintf(enctype, sizeof(enctype), "%d", seen->etype);
         e.enctype = enctype;
     }
-    if (t != NULL && *e.mechanism == '\0')
-        e.mechanism = t->inner;
-    if (kasa_authlog_format(ctx, &e, &line) == 0) {
+    if (seen != NULL && *e.mechanism == '\0')
+        e.mechanism = seen->inner;
+    if (kasa_authlog_format(kctx, &e, &line) == 0) {
+        flockfile(auth_log); /* one whole line at a time from the worker threads */
         fputs(line, auth_log);
         fflush(auth_log);
+        funlockfile(auth_log);
     }
     free(line);
 }
@@ -120,17 +197,19 @@ static void log_event(const char *client, const char *principal, const char *spn
  * codes ("Request is a replay"), which SPNEGO passes up unchanged. */
 static void gss_words(OM_uint32 major, OM_uint32 minor, char *buf, size_t len)
 {
-    static krb5_context kctx;
     OM_uint32 m, mctx = 0;
     gss_buffer_desc b = GSS_C_EMPTY_BUFFER;
 
     buf[0] = '\0';
     /* Kerberos minor codes are krb5 error codes; krb5 knows their words. */
-    if (minor != 0 && (kctx != NULL || krb5_init_context(&kctx) == 0)) {
-        const char *km = krb5_get_error_message(kctx, (krb5_error_code)minor);
+    if (minor != 0 && words_kctx != NULL) {
+        const char *km;
+        pthread_mutex_lock(&words_lock);
+        km = krb5_get_error_message(words_kctx, (krb5_error_code)minor);
         if (km != NULL && strncmp(km, "Unknown code", 12) != 0)
             snprintf(buf, len, "%s", km);
-        krb5_free_error_message(kctx, km);
+        krb5_free_error_message(words_kctx, km);
+        pthread_mutex_unlock(&words_lock);
     }
     if (buf[0] == '\0' && minor != 0 &&
         !GSS_ERROR(gss_display_status(&m, minor, GSS_C_MECH_CODE, GSS_C_NO_OID, &mctx, &b)) &&
@@ -223,6 +302,140 @@ static void client_address(struct MHD_Connection *c, char *buf, size_t len)
         snprintf(buf, len, "?");
 }
 
+/* A new Authorization header: whatever the connection proved before no longer counts.
+ * A token that starts an exchange also ends one left half-done; only a later leg (a
+ * SPNEGO NegTokenResp, an NTLM AUTHENTICATE) continues the context in progress. */
+static void conn_reset(struct conn *st, const kasa_token_info *seen)
+{
+    OM_uint32 minor;
+    bool later_leg = seen != NULL && (seen->kind == KASA_TOKEN_SPNEGO_RESP ||
+                                      (seen->kind == KASA_TOKEN_NTLM && seen->ntlm_type == 3));
+
+    free(st->principal);
+    st->principal = NULL;
+    if (!later_leg && st->gctx != GSS_C_NO_CONTEXT)
+        gss_delete_sec_context(&minor, &st->gctx, GSS_C_NO_BUFFER);
+}
+
+/* The accept itself, with Kerberos's own reason when SPNEGO hides it. */
+static OM_uint32 accept_token(struct conn *st, const unsigned char *tok, size_t len,
+                              const kasa_token_info *seen, gss_name_t *src, gss_OID *mech,
+                              gss_buffer_t out, OM_uint32 *minor)
+{
+    gss_buffer_desc in = {len, (void *)tok};
+    OM_uint32 major;
+
+    major = gss_accept_sec_context(minor, &st->gctx, acceptor, &in, GSS_C_NO_CHANNEL_BINDINGS, src,
+                                   mech, out, NULL, NULL, NULL);
+    if (GSS_ERROR(major) && seen != NULL && strcmp(seen->inner, "Kerberos") == 0 &&
+        seen->mech_token != NULL) {
+        /* SPNEGO keeps the Kerberos reason to itself: ask Kerberos directly. */
+        gss_ctx_id_t probe = GSS_C_NO_CONTEXT;
+        gss_buffer_desc inner = {seen->mech_token_len, (void *)seen->mech_token};
+        gss_buffer_desc pout = GSS_C_EMPTY_BUFFER;
+        OM_uint32 pmajor, pminor, m2;
+        pmajor =
+            gss_accept_sec_context(&pminor, &probe, acceptor, &inner, GSS_C_NO_CHANNEL_BINDINGS,
+                                   NULL, NULL, &pout, NULL, NULL, NULL);
+        if (GSS_ERROR(pmajor)) {
+            major = pmajor;
+            *minor = pminor;
+        }
+        gss_release_buffer(&m2, &pout);
+        gss_delete_sec_context(&m2, &probe, GSS_C_NO_BUFFER);
+    }
+    return major;
+}
+
+/* A request that carries an Authorization header: one leg of an exchange. */
+static enum MHD_Result authenticate(struct MHD_Connection *c, kasa_ctx *kctx, struct conn *st,
+                                    const char *client, const char *url, const char *auth)
+{
+    kasa_http_scheme scheme;
+    kasa_token_info tinfo;
+    const kasa_token_info *seen = NULL;
+    unsigned char *tok = NULL;
+    size_t len = 0;
+    gss_buffer_desc out = GSS_C_EMPTY_BUFFER, nb = GSS_C_EMPTY_BUFFER;
+    gss_name_t src = GSS_C_NO_NAME, targ = GSS_C_NO_NAME;
+    gss_OID mech = GSS_C_NO_OID;
+    gnutls_datum_t enc = {NULL, 0};
+    OM_uint32 major, minor, scratch;
+    char *principal = NULL, *spn = NULL, *mutual = NULL, why[256];
+    const char *mname;
+    enum MHD_Result ret;
+
+    if (kasa_httpauth_parse(kctx, auth, &scheme, &tok, &len) != 0) {
+        conn_reset(st, NULL);
+        log_event(kctx, client, NULL, NULL, NULL, NULL, false, kasa_error(kctx));
+        ret = reply(c, MHD_HTTP_BAD_REQUEST, "malformed Authorization header\n", NULL, NULL, NULL);
+        goto cleanup;
+    }
+    if (scheme != KASA_HTTP_NEGOTIATE) {
+        /* NTLM outside SPNEGO is recognised but not yet accepted: ask for Negotiate. */
+        conn_reset(st, NULL);
+        log_event(kctx, client, NULL, NULL, NULL, scheme == KASA_HTTP_NTLM ? "NTLM" : NULL, false,
+                  scheme == KASA_HTTP_NTLM ? "an NTLM Authorization header; only Negotiate is "
+                                             "accepted"
+                                           : "not a Negotiate Authorization header");
+        ret = reply(c, MHD_HTTP_UNAUTHORIZED, "only Negotiate is accepted\n", "", NULL, NULL);
+        goto cleanup;
+    }
+    if (kasa_token_decode(kctx, tok, len, &tinfo) == 0)
+        seen = &tinfo;
+    conn_reset(st, seen);
+    major = accept_token(st, tok, len, seen, &src, &mech, &out, &minor);
+    mname = mech_name(mech);
+    if (out.length > 0) {
+        gnutls_datum_t d = {out.value, (unsigned)out.length};
+        if (gnutls_base64_encode2(&d, &enc) == 0)
+            mutual = strndup((char *)enc.data, enc.size);
+        gnutls_free(enc.data);
+    }
+    gss_release_buffer(&scratch, &out); /* minor keeps the reason */
+    if (GSS_ERROR(major)) {
+        gss_words(major, minor, why, sizeof(why));
+        gss_delete_sec_context(&scratch, &st->gctx, GSS_C_NO_BUFFER);
+        log_event(kctx, client, seen, NULL, NULL, mname, false, why);
+        ret = reply(c, MHD_HTTP_UNAUTHORIZED, "authentication failed\n", "", NULL, NULL);
+        goto cleanup;
+    }
+    if (major & GSS_S_CONTINUE_NEEDED) { /* NTLM: the challenge, on this connection */
+        ret =
+            reply(c, MHD_HTTP_UNAUTHORIZED, "continue\n", mutual != NULL ? mutual : "", NULL, NULL);
+        goto cleanup;
+    }
+    if (gss_display_name(&minor, src, &nb, NULL) == GSS_S_COMPLETE)
+        principal = strndup(nb.value, nb.length);
+    gss_release_buffer(&minor, &nb);
+    /* Only for Kerberos: gss-ntlmssp 1.2 crashes (strdup(NULL)) when asked for the target
+     * of an NTLM context, which has none. */
+    if (strcmp(mname, "Kerberos") == 0 &&
+        gss_inquire_context(&minor, st->gctx, NULL, &targ, NULL, NULL, NULL, NULL, NULL) ==
+            GSS_S_COMPLETE &&
+        gss_display_name(&minor, targ, &nb, NULL) == GSS_S_COMPLETE)
+        spn = strndup(nb.value, nb.length);
+    gss_release_buffer(&minor, &nb);
+    gss_delete_sec_context(&minor, &st->gctx, GSS_C_NO_BUFFER);
+
+    log_event(kctx, client, seen, principal, spn, mname, true, "");
+    /* NTLM authenticates the connection (as IIS does, header-less requests that follow on
+     * it are that user's), except for auth_request: there a balancer's connection
+     * carries many users' subrequests, so each must bring its own header. */
+    if (!o.auth_request && strcmp(mname, "NTLM") == 0 && principal != NULL)
+        st->principal = strdup(principal);
+    ret = serve(c, url, principal != NULL ? principal : "?", mname, mutual);
+
+cleanup:
+    gss_release_name(&minor, &targ);
+    gss_release_name(&minor, &src);
+    free(tok);
+    free(principal);
+    free(spn);
+    free(mutual);
+    return ret;
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
                                   const char *method, const char *version, const char *upload_data,
                                   size_t *upload_size, void **req_cls)
@@ -230,18 +443,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     const union MHD_ConnectionInfo *ci;
     struct conn *st;
     const char *auth;
-    char client[64], why[256];
-    gss_buffer_desc in = GSS_C_EMPTY_BUFFER, out = GSS_C_EMPTY_BUFFER, nb = GSS_C_EMPTY_BUFFER;
-    gss_name_t src = GSS_C_NO_NAME, targ = GSS_C_NO_NAME;
-    gss_OID mech = GSS_C_NO_OID;
-    gnutls_datum_t b64, raw = {NULL, 0}, enc = {NULL, 0};
-    OM_uint32 major, minor;
-    char *principal = NULL, *spn = NULL, *mutual = NULL;
-    kasa_token_info tinfo;
-    OM_uint32 scratch;
+    char client[64];
+    kasa_ctx *kctx = NULL;
     enum MHD_Result ret;
 
-    token_seen = NULL;
     (void)cls;
     (void)version;
     (void)upload_data;
@@ -254,98 +459,20 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         return reply(c, MHD_HTTP_METHOD_NOT_ALLOWED, "method not allowed\n", NULL, NULL, NULL);
     ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
     st = ci != NULL ? ci->socket_context : NULL;
-    client_address(c, client, sizeof(client));
+    if (st == NULL)
+        return MHD_NO;
     auth = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
-
     if (auth == NULL) {
-        if (st != NULL && st->principal != NULL) /* NTLM: the connection is authenticated */
+        if (st->principal != NULL) /* NTLM authenticated this connection (not auth_request) */
             return serve(c, url, st->principal, "NTLM", NULL);
         return reply(c, MHD_HTTP_UNAUTHORIZED, "Negotiate, please\n", "", NULL, NULL);
     }
-    if (strncasecmp(auth, "Negotiate ", 10) != 0) {
-        log_event(client, NULL, NULL, NULL, false, "not a Negotiate Authorization header");
-        return reply(c, MHD_HTTP_UNAUTHORIZED, "only Negotiate is accepted\n", "", NULL, NULL);
-    }
-    b64.data = (unsigned char *)auth + 10;
-    b64.size = (unsigned)strlen(auth + 10);
-    if (b64.size == 0 || b64.size > TOKEN_MAX || gnutls_base64_decode2(&b64, &raw) < 0) {
-        log_event(client, NULL, NULL, NULL, false,
-                  b64.size > TOKEN_MAX ? "Negotiate token too long"
-                                       : "Negotiate token is not base64");
-        return reply(c, MHD_HTTP_BAD_REQUEST, "malformed Negotiate token\n", NULL, NULL, NULL);
-    }
-    in.value = raw.data;
-    in.length = raw.size;
-    if (st == NULL) {
-        gnutls_free(raw.data);
+    /* Per request: kasa_ctx holds the last error, and requests run on several threads. */
+    if (kasa_ctx_new(&kctx) != 0)
         return MHD_NO;
-    }
-    token_seen = kasa_token_decode(ctx, raw.data, raw.size, &tinfo) == 0 ? &tinfo : NULL;
-    major = gss_accept_sec_context(&minor, &st->gctx, acceptor, &in, GSS_C_NO_CHANNEL_BINDINGS,
-                                   &src, &mech, &out, NULL, NULL, NULL);
-    if (GSS_ERROR(major) && token_seen != NULL && strcmp(tinfo.inner, "Kerberos") == 0 &&
-        tinfo.mech_token != NULL) {
-        /* SPNEGO keeps the Kerberos reason to itself: ask Kerberos directly. */
-        gss_ctx_id_t probe = GSS_C_NO_CONTEXT;
-        gss_buffer_desc inner = {tinfo.mech_token_len, (void *)tinfo.mech_token};
-        gss_buffer_desc pout = GSS_C_EMPTY_BUFFER;
-        OM_uint32 pmajor, pminor, m2;
-        pmajor =
-            gss_accept_sec_context(&pminor, &probe, acceptor, &inner, GSS_C_NO_CHANNEL_BINDINGS,
-                                   NULL, NULL, &pout, NULL, NULL, NULL);
-        if (GSS_ERROR(pmajor)) {
-            major = pmajor;
-            minor = pminor;
-        }
-        gss_release_buffer(&m2, &pout);
-        gss_delete_sec_context(&m2, &probe, GSS_C_NO_BUFFER);
-    }
-    gnutls_free(raw.data);
-    if (out.length > 0) {
-        gnutls_datum_t d = {out.value, (unsigned)out.length};
-        if (gnutls_base64_encode2(&d, &enc) == 0)
-            mutual = strndup((char *)enc.data, enc.size);
-        gnutls_free(enc.data);
-    }
-    gss_release_buffer(&scratch, &out); /* minor keeps the reason */
-    if (GSS_ERROR(major)) {
-        gss_words(major, minor, why, sizeof(why));
-        gss_delete_sec_context(&minor, &st->gctx, GSS_C_NO_BUFFER);
-        log_event(client, NULL, NULL, mech_name(mech), false, why);
-        ret = reply(c, MHD_HTTP_UNAUTHORIZED, "authentication failed\n", "", NULL, NULL);
-        free(mutual);
-        return ret;
-    }
-    if (major & GSS_S_CONTINUE_NEEDED) { /* NTLM: the challenge, on this connection */
-        ret =
-            reply(c, MHD_HTTP_UNAUTHORIZED, "continue\n", mutual != NULL ? mutual : "", NULL, NULL);
-        free(mutual);
-        return ret;
-    }
-    if (gss_display_name(&minor, src, &nb, NULL) == GSS_S_COMPLETE)
-        principal = strndup(nb.value, nb.length);
-    gss_release_buffer(&minor, &nb);
-    /* Only for Kerberos: gss-ntlmssp 1.2 crashes (strdup(NULL)) when asked for the target
-     * of an NTLM context, which has none. */
-    if (strcmp(mech_name(mech), "Kerberos") == 0 &&
-        gss_inquire_context(&minor, st->gctx, NULL, &targ, NULL, NULL, NULL, NULL, NULL) ==
-            GSS_S_COMPLETE &&
-        gss_display_name(&minor, targ, &nb, NULL) == GSS_S_COMPLETE)
-        spn = strndup(nb.value, nb.length);
-    gss_release_buffer(&minor, &nb);
-    gss_release_name(&minor, &targ);
-    gss_release_name(&minor, &src);
-    gss_delete_sec_context(&minor, &st->gctx, GSS_C_NO_BUFFER);
-
-    log_event(client, principal, spn, mech_name(mech), true, "");
-    if (strcmp(mech_name(mech), "NTLM") == 0 && principal != NULL) {
-        free(st->principal);
-        st->principal = strdup(principal);
-    }
-    ret = serve(c, url, principal != NULL ? principal : "?", mech_name(mech), mutual);
-    free(principal);
-    free(spn);
-    free(mutual);
+    client_address(c, client, sizeof(client));
+    ret = authenticate(c, kctx, st, client, url, auth);
+    kasa_ctx_free(kctx);
     return ret;
 }
 
@@ -392,36 +519,112 @@ static int read_pem(const char *path, char **out)
     return 0;
 }
 
+/* A number for setting n from text; says what is wrong and where: the config file
+ * named by from, or the command line when from is NULL. */
+static int parse_num(struct num_opt *n, const char *text, const char *from)
+{
+    char *end, flag[32];
+    unsigned long v;
+
+    errno = 0;
+    v = strtoul(text, &end, 10);
+    if (errno != 0 || end == text || *end != '\0' || text[0] == '-' || v < n->min || v > n->max) {
+        if (from != NULL) {
+            fprintf(stderr, "kasa-httpd: %s: %s = %s is not a number from %u to %u\n", from, n->key,
+                    text, n->min, n->max);
+            return 1;
+        }
+        snprintf(flag, sizeof(flag), "%s", n->key);
+        for (char *p = flag; *p != '\0'; p++)
+            *p = *p == '_' ? '-' : *p;
+        fprintf(stderr,
+                "kasa-httpd: --%s %s is not a number from %u to %u; see kasa-httpd --help\n", flag,
+                text, n->min, n->max);
+        return 1;
+    }
+    n->value = (unsigned)v;
+    return 0;
+}
+
 /* Settings the command line did not give, from FILE's [kasa-httpd] section (krb5.conf
  * syntax, read with MIT's profile library). The strings live as long as the process. */
-static int read_config(const char *path, bool port_set, bool listen_set)
+static int read_config(const char *path, bool listen_set)
 {
-    static const char *const keys[] = {"keytab",  "member",       "auth_log", "listen",
-                                       "port",    "pidfile",      "log",      "tls_cert",
-                                       "tls_key", "auth_request", NULL};
-    const char **fields[] = {&o.keytab,  &o.member, &o.auth_log, &o.listen,  NULL,
-                             &o.pidfile, &o.log,    &o.tls_cert, &o.tls_key, NULL};
+    static const char *const keys[] = {"keytab", "member",   "auth_log", "listen", "pidfile",
+                                       "log",    "tls_cert", "tls_key",  NULL};
+    const char **fields[] = {&o.keytab,  &o.member, &o.auth_log, &o.listen,
+                             &o.pidfile, &o.log,    &o.tls_cert, &o.tls_key};
     profile_t prof = NULL;
     long ret = profile_init_path(path, &prof);
+    char *v = NULL;
+    int st = 0;
 
     if (ret) {
         fprintf(stderr, "kasa-httpd: %s: %s\n", path, error_message(ret));
         return 1;
     }
     for (size_t k = 0; keys[k] != NULL; k++) {
-        char *v = NULL;
         if (profile_get_string(prof, "kasa-httpd", keys[k], NULL, NULL, &v) != 0 || v == NULL)
             continue;
-        if (fields[k] != NULL && (k == 3 ? !listen_set : *fields[k] == NULL))
+        if ((fields[k] == &o.listen ? !listen_set : *fields[k] == NULL) &&
+            n_config_strings < sizeof(config_strings) / sizeof(config_strings[0]))
             *fields[k] = config_strings[n_config_strings++] = strdup(v);
-        else if (k == 4 && !port_set)
-            o.port = atoi(v);
-        else if (k == 9)
-            o.auth_request = strcmp(v, "true") == 0 || strcmp(v, "yes") == 0;
         profile_release_string(v);
+        v = NULL;
     }
+    for (size_t k = 0; k < N_NUMS && st == 0; k++) {
+        if (o.num[k].given ||
+            profile_get_string(prof, "kasa-httpd", o.num[k].key, NULL, NULL, &v) != 0 || v == NULL)
+            continue;
+        st = parse_num(&o.num[k], v, path);
+        profile_release_string(v);
+        v = NULL;
+    }
+    if (st == 0 && profile_get_string(prof, "kasa-httpd", "auth_request", NULL, NULL, &v) == 0 &&
+        v != NULL)
+        o.auth_request = o.auth_request || strcmp(v, "true") == 0 || strcmp(v, "yes") == 0;
+    profile_release_string(v);
     profile_release(prof);
-    return o.port < 1 || o.port > 65535;
+    return st;
+}
+
+/* Room for the connection limit in the descriptor limit: raise the soft limit, and the
+ * hard one when allowed; if neither reaches, serve fewer connections and say so. */
+static void fit_descriptors(unsigned threads)
+{
+    /* Beyond connections: the listener, an epoll and a wakeup pipe per thread, logs,
+     * keytab, replay cache, krb5.conf, the NTLM user file. */
+    rlim_t reserve = 64 + 4 * (rlim_t)threads;
+    rlim_t want = (rlim_t)o.num[N_CONN_LIMIT].value + reserve;
+    struct rlimit rl;
+
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur >= want)
+        return;
+    if (rl.rlim_max != RLIM_INFINITY && rl.rlim_max < want) {
+        struct rlimit raised = {want, want};
+        if (setrlimit(RLIMIT_NOFILE, &raised) == 0)
+            return;
+    } else {
+        rl.rlim_cur = want;
+        if (setrlimit(RLIMIT_NOFILE, &rl) == 0)
+            return;
+    }
+    rl.rlim_cur = rl.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &rl);
+    getrlimit(RLIMIT_NOFILE, &rl);
+    if (rl.rlim_cur > reserve + 16) {
+        say("cannot raise the open file limit to %llu (it is %llu, hard %llu): serving at most "
+            "%llu connections instead of %u; raise the hard limit (ulimit -Hn, LimitNOFILE=)",
+            (unsigned long long)want, (unsigned long long)rl.rlim_cur,
+            (unsigned long long)rl.rlim_max, (unsigned long long)(rl.rlim_cur - reserve),
+            o.num[N_CONN_LIMIT].value);
+        o.num[N_CONN_LIMIT].value = (unsigned)(rl.rlim_cur - reserve);
+    } else {
+        say("cannot raise the open file limit to %llu (it is %llu): serving at most 16 "
+            "connections; raise the hard limit (ulimit -Hn, LimitNOFILE=)",
+            (unsigned long long)want, (unsigned long long)rl.rlim_cur);
+        o.num[N_CONN_LIMIT].value = 16;
+    }
 }
 
 static void on_signal(int sig)
@@ -442,6 +645,10 @@ static const char usage[] =
     "      --auth-request      answer every path with 200 and X-Remote-User, or 401\n"
     "      --tls-cert FILE     serve HTTPS with this certificate (PEM) ...\n"
     "      --tls-key FILE      ... and this key (PEM)\n"
+    "      --threads N         worker threads (default: one per core)\n"
+    "      --per-ip-limit N    connections from one address (default 1000; 0: no limit)\n"
+    "      --connection-limit N  connections in all (default 10000)\n"
+    "      --connection-timeout S  close a connection idle this long (default 10)\n"
     "      --pidfile FILE      written once listening\n"
     "  -c, --config FILE       settings from FILE's [kasa-httpd] section (krb5.conf syntax)\n"
     "      --log FILE          messages (default: stderr)\n"
@@ -451,21 +658,36 @@ static const char usage[] =
 int main(int argc, char **argv)
 {
     static const struct option lopts[] = {
-        {"keytab", required_argument, NULL, 'k'},   {"member", required_argument, NULL, 'M'},
-        {"auth-log", required_argument, NULL, 'A'}, {"listen", required_argument, NULL, 'l'},
-        {"port", required_argument, NULL, 'p'},     {"auth-request", no_argument, NULL, 'R'},
-        {"pidfile", required_argument, NULL, 'P'},  {"log", required_argument, NULL, 'L'},
-        {"foreground", no_argument, NULL, 'f'},     {"help", no_argument, NULL, 'h'},
-        {"tls-cert", required_argument, NULL, 'C'}, {"tls-key", required_argument, NULL, 'K'},
-        {"config", required_argument, NULL, 'c'},   {NULL, 0, NULL, 0},
+        {"keytab", required_argument, NULL, 'k'},
+        {"member", required_argument, NULL, 'M'},
+        {"auth-log", required_argument, NULL, 'A'},
+        {"listen", required_argument, NULL, 'l'},
+        {"port", required_argument, NULL, 'p'},
+        {"auth-request", no_argument, NULL, 'R'},
+        {"pidfile", required_argument, NULL, 'P'},
+        {"log", required_argument, NULL, 'L'},
+        {"foreground", no_argument, NULL, 'f'},
+        {"help", no_argument, NULL, 'h'},
+        {"tls-cert", required_argument, NULL, 'C'},
+        {"tls-key", required_argument, NULL, 'K'},
+        {"config", required_argument, NULL, 'c'},
+        {"threads", required_argument, NULL, 0x100 + N_THREADS},
+        {"per-ip-limit", required_argument, NULL, 0x100 + N_PER_IP},
+        {"connection-limit", required_argument, NULL, 0x100 + N_CONN_LIMIT},
+        {"connection-timeout", required_argument, NULL, 0x100 + N_TIMEOUT},
+        {NULL, 0, NULL, 0},
     };
     struct sockaddr_storage ss;
     struct addrinfo hints, *res = NULL;
     struct MHD_Daemon *d;
-    char hostname[256], portstr[16], *end, *cert_pem = NULL, *key_pem = NULL;
+    struct MHD_OptionItem ops[16];
+    size_t n_ops = 0;
+    char hostname[256], portstr[16], *cert_pem = NULL, *key_pem = NULL;
     const char *config = NULL;
-    bool port_set = false, listen_set = false;
+    bool listen_set = false;
+    unsigned threads;
     OM_uint32 minor;
+    long cores;
     int c;
 
     setrlimit(RLIMIT_CORE, &(struct rlimit){0, 0});
@@ -488,15 +710,16 @@ int main(int argc, char **argv)
             listen_set = true;
             break;
         case 'p':
-            o.port = (int)strtol(optarg, &end, 10);
-            port_set = true;
-            if (*end != '\0' || o.port < 1 || o.port > 65535) {
-                fprintf(stderr,
-                        "kasa-httpd: --port %s is not a port (1-65535); see kasa-httpd --help\n",
-                        optarg);
+        case 0x100 + N_THREADS:
+        case 0x100 + N_PER_IP:
+        case 0x100 + N_CONN_LIMIT:
+        case 0x100 + N_TIMEOUT: {
+            struct num_opt *n = &o.num[c == 'p' ? N_PORT : c - 0x100];
+            if (parse_num(n, optarg, NULL) != 0)
                 return 2;
-            }
+            n->given = true;
             break;
+        }
         case 'R':
             o.auth_request = true;
             break;
@@ -525,7 +748,7 @@ int main(int argc, char **argv)
             return 2;
         }
     }
-    if (config != NULL && read_config(config, port_set, listen_set) != 0)
+    if (config != NULL && read_config(config, listen_set) != 0)
         return 1;
     if (o.keytab == NULL || optind < argc) {
         fprintf(stderr, "kasa-httpd: --keytab is required; see kasa-httpd --help\n");
@@ -541,8 +764,8 @@ int main(int argc, char **argv)
         fprintf(stderr, "kasa-httpd: cannot open a log: %s\n", strerror(errno));
         return 1;
     }
-    if (kasa_ctx_new(&ctx) != 0)
-        return 1;
+    if (krb5_init_context(&words_kctx) != 0)
+        words_kctx = NULL; /* gss_words() then falls back to GSS-API's words */
     /* The array keytab as the default keytab: each accept looks the key up afresh, so a
      * keytab kasad replaced (a roll) is used at the next request, and kasa-httpd can
      * start before the member holds any key. NTLM's acceptor reads NTLM_USER_FILE. */
@@ -554,7 +777,7 @@ int main(int argc, char **argv)
     memset(&hints, 0, sizeof(hints));
     hints.ai_flags = AI_NUMERICHOST | AI_PASSIVE;
     hints.ai_socktype = SOCK_STREAM;
-    snprintf(portstr, sizeof(portstr), "%d", o.port);
+    snprintf(portstr, sizeof(portstr), "%u", o.num[N_PORT].value);
     if (getaddrinfo(o.listen, portstr, &hints, &res) != 0) {
         fprintf(stderr, "kasa-httpd: cannot listen on %s\n", o.listen);
         return 1;
@@ -568,21 +791,42 @@ int main(int argc, char **argv)
     if (o.tls_cert != NULL &&
         (read_pem(o.tls_cert, &cert_pem) != 0 || read_pem(o.tls_key, &key_pem) != 0))
         return 1;
-    if (cert_pem != NULL)
-        d = MHD_start_daemon(
-            MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG | MHD_USE_TLS, (uint16_t)o.port,
-            NULL, NULL, on_request, NULL, MHD_OPTION_SOCK_ADDR, &ss, MHD_OPTION_NOTIFY_CONNECTION,
-            on_connection, NULL, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)30,
-            MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(128 * 1024), MHD_OPTION_HTTPS_MEM_CERT,
-            cert_pem, MHD_OPTION_HTTPS_MEM_KEY, key_pem, MHD_OPTION_END);
-    else
-        d = MHD_start_daemon(
-            MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG, (uint16_t)o.port, NULL, NULL,
-            on_request, NULL, MHD_OPTION_SOCK_ADDR, &ss, MHD_OPTION_NOTIFY_CONNECTION,
-            on_connection, NULL, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)30,
-            MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(128 * 1024), MHD_OPTION_END);
+
+    /* epoll, not select(): no FD_SETSIZE ceiling; a thread per core, so one slow
+     * accept (a replay cache on a slow disk) does not stall everyone. */
+    cores = sysconf(_SC_NPROCESSORS_ONLN);
+    threads = o.num[N_THREADS].value != 0 ? o.num[N_THREADS].value
+                                          : (unsigned)(cores > 0 && cores <= 256 ? cores : 1);
+    fit_descriptors(threads);
+    if (threads > o.num[N_CONN_LIMIT].value / 2)
+        threads = o.num[N_CONN_LIMIT].value / 2;
+    /* The logger first, or libmicrohttpd says so on stderr. */
+    ops[n_ops++] = (struct MHD_OptionItem){MHD_OPTION_EXTERNAL_LOGGER, (intptr_t)mhd_log, NULL};
+    ops[n_ops++] = (struct MHD_OptionItem){MHD_OPTION_SOCK_ADDR, 0, &ss};
+    ops[n_ops++] =
+        (struct MHD_OptionItem){MHD_OPTION_NOTIFY_CONNECTION, (intptr_t)on_connection, NULL};
+    ops[n_ops++] = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_TIMEOUT,
+                                           (intptr_t)o.num[N_TIMEOUT].value, NULL};
+    ops[n_ops++] = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_LIMIT,
+                                           (intptr_t)o.num[N_CONN_LIMIT].value, NULL};
+    ops[n_ops++] = (struct MHD_OptionItem){MHD_OPTION_PER_IP_CONNECTION_LIMIT,
+                                           (intptr_t)o.num[N_PER_IP].value, NULL};
+    ops[n_ops++] =
+        (struct MHD_OptionItem){MHD_OPTION_CONNECTION_MEMORY_LIMIT, (intptr_t)(128 * 1024), NULL};
+    if (threads > 1)
+        ops[n_ops++] =
+            (struct MHD_OptionItem){MHD_OPTION_THREAD_POOL_SIZE, (intptr_t)threads, NULL};
+    if (cert_pem != NULL) {
+        ops[n_ops++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_CERT, 0, cert_pem};
+        ops[n_ops++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_KEY, 0, key_pem};
+    }
+    ops[n_ops] = (struct MHD_OptionItem){MHD_OPTION_END, 0, NULL};
+    d = MHD_start_daemon(MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ERROR_LOG |
+                             (cert_pem != NULL ? MHD_USE_TLS : 0),
+                         (uint16_t)o.num[N_PORT].value, NULL, NULL, on_request, NULL,
+                         MHD_OPTION_ARRAY, ops, MHD_OPTION_END);
     if (d == NULL) {
-        fprintf(stderr, "kasa-httpd: cannot listen on %s port %d\n", o.listen, o.port);
+        fprintf(stderr, "kasa-httpd: cannot listen on %s port %u\n", o.listen, o.num[N_PORT].value);
         return 1;
     }
     if (o.pidfile != NULL) {
@@ -592,7 +836,10 @@ int main(int argc, char **argv)
             fclose(f);
         }
     }
-    say("listening on %s port %d as %s; keytab %s", o.listen, o.port, o.member, o.keytab);
+    say("listening on %s port %u as %s; keytab %s; %u threads, %u connections (%u per address), "
+        "%u s idle timeout",
+        o.listen, o.num[N_PORT].value, o.member, o.keytab, threads > 1 ? threads : 1,
+        o.num[N_CONN_LIMIT].value, o.num[N_PER_IP].value, o.num[N_TIMEOUT].value);
     signal(SIGTERM, on_signal);
     signal(SIGINT, on_signal);
     while (!stopping)
@@ -609,6 +856,7 @@ int main(int argc, char **argv)
     say("stopped");
     for (size_t i = 0; i < n_config_strings; i++)
         free(config_strings[i]);
-    kasa_ctx_free(ctx);
+    if (words_kctx != NULL)
+        krb5_free_context(words_kctx);
     return 0;
 }

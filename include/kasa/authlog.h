@@ -8,6 +8,14 @@
  * "Negotiate"; result is ok or failed. Every field is quoted (libcsv's writer), and any
  * control character or backslash in a field is written as \xNN or \\ first, so a name
  * holding commas, quotes or newlines can never end a line or forge another one.
+ *
+ * A value that starts with = + - @ TAB or CR, which a spreadsheet would run as a formula
+ * (the SPN and realm come from unauthenticated tickets), is written with a single quote
+ * in front: "'=cmd|' /C calc'!A0@EVIL". So is a value that itself starts with a single
+ * quote, so the rule can be undone: kasa_authlog_parse() removes one leading quote and
+ * gives back exactly what was logged. Legitimate values never start with those bytes
+ * (the time, ok/failed, the kvno, which is unsigned, principals, Kerberos and NTLM); the
+ * one that can is an unknown enctype number from a hostile ticket, "-1", written "'-1".
  */
 #ifndef KASA_AUTHLOG_H
 #define KASA_AUTHLOG_H

@@ -296,7 +296,9 @@ static void status_print(const kasa_array_status *st)
         char latest[64], previous[64];
         table_add(t, m->host, kasa_verdict_name(m->verdict), held(m, 0, latest, sizeof(latest)),
                   held(m, 1, previous, sizeof(previous)),
-                  m->error != NULL ? m->error : m->foreign != NULL ? m->foreign : "");
+                  m->error != NULL     ? m->error
+                  : m->foreign != NULL ? m->foreign
+                                       : "");
     }
     table_print(t, stdout);
     table_free(t);
