@@ -117,6 +117,11 @@ check "a clean stop exits 0 and removes the pidfile" test $? -eq 0 -a ! -e "$T_W
 # kasad's own usage errors.
 expect 2 "kasad without --managed-keytab" "$KASAD" --acl /dev/null
 expect 2 "kasad with a bad port" "$KASAD" --managed-keytab x --acl y --port 99999
+expect 2 "kasad with an empty --max-pending" "$KASAD" --managed-keytab x --acl y --max-pending ''
+err_has "--max-pending  is not a number from 1 to 65536" "names the flag and the range"
+printf '[kasad]\n\tmanaged_keytab = x\n\tacl = y\n\thandshake_timeout = 50\n' >"$T_WORK/bad.conf"
+expect 2 "kasad with handshake_timeout out of range in its config" "$KASAD" --config "$T_WORK/bad.conf"
+err_has "[kasad] handshake_timeout 50 is not a number from 100 to 600000" "names the file's key and the range"
 expect 0 "kasad --help" "$KASAD" --help
 out_has "--managed-keytab" "lists its flags"
 
