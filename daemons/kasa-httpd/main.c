@@ -754,6 +754,13 @@ int main(int argc, char **argv)
         fprintf(stderr, "kasa-httpd: --keytab is required; see kasa-httpd --help\n");
         return 2;
     }
+    /* The keytab need not exist yet (kasad writes it at the first roll), but it must be a
+     * path a file can have. */
+    if (o.keytab[0] == '\0' || strlen(o.keytab) >= PATH_MAX) {
+        fprintf(stderr, "kasa-httpd: --keytab %s is not a file name; see kasa-httpd --help\n",
+                o.keytab[0] == '\0' ? "''" : "(too long)");
+        return 2;
+    }
     if (o.member == NULL) {
         gethostname(hostname, sizeof(hostname));
         hostname[sizeof(hostname) - 1] = '\0';

@@ -178,6 +178,8 @@ kill "$XPID" "$TPID" "$CPID"
 wait "$XPID" "$TPID" "$CPID" 2>/dev/null
 expect 2 "kasa-httpd with a certificate and no key" "$KASA_HTTPD" --keytab "$KT1" --tls-cert "$T_WORK/tls.crt"
 expect 2 "kasa-httpd without --keytab" "$KASA_HTTPD"
+expect 2 "kasa-httpd with an empty --keytab" "$KASA_HTTPD" --keytab ''
+err_has "is not a file name" "says why"
 
 expect 2 "kasa log without summary" "$KASA" log
 expect 1 "kasa log summary of a missing file" "$KASA" log summary "$T_WORK/none.log"

@@ -26,6 +26,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             abort();
         if (strlen(t.sname) >= sizeof(t.sname) || t.n_mechs > KASA_TOKEN_MAX_MECHS)
             abort();
+        for (size_t i = 0; i < t.n_mechs; i++) {
+            if (kasa_mech_name(t.mechs[i]) == NULL)
+                abort();
+        }
     }
     line = malloc(size + 1);
     if (line == NULL)

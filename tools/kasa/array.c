@@ -82,7 +82,7 @@ static int array_add_member(struct cli *cli, int argc, char **argv)
     };
     const char *address = NULL;
     int http_port = 0;
-    kasa_member m;
+    kasa_member m = {0}; /* freed below even when usage stops before it is parsed */
     int c, st;
     long ret;
 

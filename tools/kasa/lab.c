@@ -85,6 +85,7 @@ static int parse_dir_opts(struct cli *cli, int argc, char **argv, const char **d
         {NULL, 0, NULL, 0},
     };
     char *end;
+    long v;
     int c;
 
     while ((c = cli_getopt(cli, argc, argv, realm != NULL ? "d:r:" : "d:", with_realm, json)) !=
@@ -93,14 +94,17 @@ static int parse_dir_opts(struct cli *cli, int argc, char **argv, const char **d
         case 'm':
             if (members == NULL)
                 return cli_usage(cli, "unknown option --members");
-            *members = (int)strtol(optarg, &end, 10);
-            if (*optarg == '\0' || *end != '\0' || *members < 0 || *members > LAB_MAX_MEMBERS)
+            v = strtol(optarg, &end, 10);
+            if (*optarg == '\0' || *end != '\0' || v < 0 || v > LAB_MAX_MEMBERS)
                 return cli_usage(cli, "--members takes a number from 0 to %d", LAB_MAX_MEMBERS);
+            *members = (int)v;
             break;
         case 'h':
             fputs(help, stdout);
             return -1;
         case 'd':
+            if (*optarg == '\0')
+                return cli_usage(cli, "--dir takes a directory");
             *dir = optarg;
             break;
         case 'r':
