@@ -240,17 +240,19 @@ static long principals_of(kasa_dir *dir, const char *asa, kasa_kvno_set *set)
  * What a member holds that the array does not own: a principal that is not the ASA or one
  * of its SPNs (want), or a kvno past the directory's next one. (The next one, N+1, is what
  * a roll stages: in progress, or left behind by a roll that stopped before the commit and
- * will be staged afresh by the next.) NULL when there is none; else a sentence naming them
- * (malloc'd).
+ * will be staged afresh by the next.) Returns whether there is any; *text names them
+ * (malloc'd; NULL when there is none, or no memory to say it).
  */
-static char *foreign_in(const kasa_reply *rep, const kasa_kvno_set *want, unsigned dir_kvno)
+static bool foreign_in(const kasa_reply *rep, const kasa_kvno_set *want, unsigned dir_kvno,
+                       char **text)
 {
     char buf[700] = "";
     size_t named = 0, more = 0;
 
+    *text = NULL;
     for (size_t s = 0; s < rep->n_sets; s++) {
         const kasa_kvno_set *set = &rep->sets[s];
-        if (set->kvno > dir_kvno + 1) {
+        if ((unsigned long long)set->kvno > (unsigned long long)dir_kvno + 1) {
             if (named++ < 4)
                 snprintf(buf + strlen(buf), sizeof(buf) - strlen(buf),
                          "%skvno %u, newer than the directory's kvno %u", buf[0] ? "; " : "",
@@ -273,10 +275,11 @@ static char *foreign_in(const kasa_reply *rep, const kasa_kvno_set *want, unsign
         }
     }
     if (named == 0)
-        return NULL;
+        return false;
     if (more > 0)
         snprintf(buf + strlen(buf), sizeof(buf) - strlen(buf), "; and %zu more", more);
-    return strdup(buf);
+    *text = strdup(buf);
+    return true;
 }
 
 /* Tell members kvno was committed, so they can retire what no ticket can need. */
@@ -551,11 +554,10 @@ long kasa_copy(kasa_dir *dir, const kasa_config *cfg, const char *fqdn, const ch
         ret = kasa_key_kvno(dir, a->asa, &dir_kvno);
     if (ret)
         goto cleanup;
-    foreign = foreign_in(&exp.reply, &want, dir_kvno);
-    if (foreign != NULL) {
+    if (foreign_in(&exp.reply, &want, dir_kvno, &foreign)) {
         ret = kasa_set_error(ctx, KASA_ERR_FOREIGN,
                              "%s holds keys %s does not own (%s); nothing was copied", from, fqdn,
-                             foreign);
+                             foreign != NULL ? foreign : "out of memory to name them");
         goto cleanup;
     }
     if (getrandom(nonce, sizeof(nonce), 0) != (ssize_t)sizeof(nonce)) {
@@ -691,8 +693,7 @@ long kasa_status(kasa_dir *dir, const kasa_config *cfg, const char *fqdn, int ti
         m->verdict = m->reply.n_sets == 0                    ? KASA_VERDICT_MISSING
                      : !holds || st->array->members[i].stale ? KASA_VERDICT_STALE
                                                              : KASA_VERDICT_OK;
-        m->foreign = foreign_in(&m->reply, &want, kvno);
-        if (m->foreign != NULL)
+        if (foreign_in(&m->reply, &want, kvno, &m->foreign))
             m->verdict = KASA_VERDICT_FOREIGN;
     }
     jobs_free(jobs, st->array->n_members);

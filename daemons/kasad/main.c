@@ -166,26 +166,35 @@ static int read_config(const char *path, struct kasad_opts *o, struct number *nu
 }
 
 /* Raise the descriptor limit to what the connection budget needs, or shrink the budget
- * to what the limit allows, saying so. */
-static void fit_descriptors(struct kasad_opts *o)
+ * to what the limit allows, saying so; 1 when the limit leaves no room at all. */
+static int fit_descriptors(struct kasad_opts *o)
 {
-    rlim_t need = (rlim_t)o->max_pending + KASAD_MAX_AUTHORIZED + 32;
+    const rlim_t fixed = KASAD_MAX_AUTHORIZED + 32; /* controllers, logs, keeper, libraries */
+    rlim_t need = (rlim_t)o->max_pending + fixed;
     struct rlimit rl;
 
     if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur >= need)
-        return;
+        return 0;
     rl.rlim_cur = rl.rlim_max == RLIM_INFINITY || rl.rlim_max >= need ? need : rl.rlim_max;
     if (setrlimit(RLIMIT_NOFILE, &rl) != 0 && getrlimit(RLIMIT_NOFILE, &rl) != 0)
-        return;
+        return 0;
     if (rl.rlim_cur < need) {
-        o->max_pending = rl.rlim_cur > KASAD_MAX_AUTHORIZED + 64
-                             ? (int)(rl.rlim_cur - KASAD_MAX_AUTHORIZED - 32)
-                             : 32;
-        kasad_log("the descriptor limit is %llu: at most %d unauthenticated connections",
-                  (unsigned long long)rl.rlim_cur, o->max_pending);
+        if (rl.rlim_cur <= fixed + 8) {
+            fprintf(stderr,
+                    "kasad: the descriptor limit (%llu) leaves no room for connections; "
+                    "raise it (ulimit -n, LimitNOFILE=)\n",
+                    (unsigned long long)rl.rlim_cur);
+            return 1;
+        }
+        o->max_pending = (int)(rl.rlim_cur - fixed);
+        fprintf(stderr,
+                "kasad: the descriptor limit is %llu: at most %d unauthenticated "
+                "connections\n",
+                (unsigned long long)rl.rlim_cur, o->max_pending);
     }
     if (o->max_per_source > o->max_pending)
         o->max_per_source = o->max_pending;
+    return 0;
 }
 
 /* Tell a service manager we are ready (sd_notify(3)'s protocol: one datagram to
@@ -374,6 +383,8 @@ int main(int argc, char **argv)
         return fail_usage("--managed-keytab is required");
     if (o.acl == NULL)
         return fail_usage("--acl is required");
+    if (fit_descriptors(&o) != 0)
+        return 1;
     if (o.log != NULL) {
         log_file = fopen(o.log, "a");
         if (log_file == NULL) {
@@ -385,8 +396,6 @@ int main(int argc, char **argv)
         fprintf(stderr, "kasad: cannot detach: %s\n", strerror(errno));
         return 1;
     }
-
-    fit_descriptors(&o);
 
     /* The keeper is forked before any socket faces the network. */
     if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0) {

@@ -12,6 +12,7 @@
  * pending connection makes room for the new one, never the other way round. Authorized
  * peers have slots of their own. Refusals are counted and logged at a bounded rate.
  */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netdb.h>
@@ -19,6 +20,7 @@
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -39,7 +41,8 @@
 
 struct conn {
     int fd;
-    char peer[64]; /* address, for the log and the per-address budget */
+    char peer[64];   /* address, for the log */
+    char source[64]; /* whose budget share it uses: the address, or an IPv6 /64 */
     gss_ctx_id_t gctx;
     bool established;
     bool authorized;   /* established and on the ACL: out of the pending budget */
@@ -65,6 +68,7 @@ struct server {
     size_t n_slots;
     size_t n_pending, n_authorized;
     unsigned long long next_seq;
+    long long accept_paused_until; /* out of descriptors: let a pending one time out */
 };
 
 /* Refusals of unauthenticated peers, logged at a bounded rate. */
@@ -470,15 +474,15 @@ static void drop(struct server *sv, size_t i)
     sv->conns[i] = NULL;
 }
 
-/* The oldest pending connection, from peer when peer is not NULL; -1 when none. */
-static long oldest_pending(const struct server *sv, const char *peer, size_t *count)
+/* The oldest pending connection, from source when source is not NULL; -1 when none. */
+static long oldest_pending(const struct server *sv, const char *source, size_t *count)
 {
     long best = -1;
 
     *count = 0;
     for (size_t i = 0; i < sv->n_slots; i++) {
         const struct conn *c = sv->conns[i];
-        if (c == NULL || c->authorized || (peer != NULL && strcmp(c->peer, peer) != 0))
+        if (c == NULL || c->authorized || (source != NULL && strcmp(c->source, source) != 0))
             continue;
         (*count)++;
         if (best < 0 || c->seq < sv->conns[best]->seq)
@@ -487,18 +491,73 @@ static long oldest_pending(const struct server *sv, const char *peer, size_t *co
     return best;
 }
 
-/* Make room for a new pending connection from peer: its address's oldest if that
- * address has its share, else the oldest of all if the budget is full. */
-static void make_room(struct server *sv, const char *peer)
+static uint32_t hash(const char *s)
+{
+    uint32_t h = 2166136261u; /* FNV-1a */
+
+    while (*s != '\0')
+        h = (h ^ (unsigned char)*s++) * 16777619u;
+    return h;
+}
+
+/*
+ * The pending connection to drop when the budget is full: the oldest of the source that
+ * holds the most. A controller holds one pending connection for a few milliseconds, so a
+ * flood from any number of other addresses never picks it while it holds more. Counted
+ * in one pass with a small open-addressing table.
+ */
+static long busiest_oldest(const struct server *sv)
+{
+    size_t cap = 1;
+    long best = -1;
+    size_t best_n = 0;
+    struct slot {
+        const char *source;
+        size_t n;
+        long oldest;
+    } * t;
+
+    while (cap < 2 * sv->n_slots)
+        cap *= 2;
+    t = calloc(cap, sizeof(*t));
+    if (t == NULL) {
+        size_t count;
+        return oldest_pending(sv, NULL, &count);
+    }
+    for (size_t i = 0; i < sv->n_slots; i++) {
+        const struct conn *c = sv->conns[i];
+        size_t h;
+        if (c == NULL || c->authorized)
+            continue;
+        h = hash(c->source) & (cap - 1);
+        while (t[h].source != NULL && strcmp(t[h].source, c->source) != 0)
+            h = (h + 1) & (cap - 1);
+        if (t[h].source == NULL) {
+            t[h].source = c->source;
+            t[h].oldest = (long)i;
+        } else if (c->seq < sv->conns[t[h].oldest]->seq) {
+            t[h].oldest = (long)i;
+        }
+        t[h].n++;
+        if (t[h].n > best_n ||
+            (t[h].n == best_n && sv->conns[t[h].oldest]->seq < sv->conns[best]->seq)) {
+            best_n = t[h].n;
+            best = t[h].oldest;
+        }
+    }
+    free(t);
+    return best;
+}
+
+/* Make room for a new pending connection from source: its own oldest if that source has
+ * its share, else, when the budget is full, the busiest source's oldest. */
+static void make_room(struct server *sv, const char *source)
 {
     size_t count;
-    long victim = oldest_pending(sv, peer, &count);
+    long victim = oldest_pending(sv, source, &count);
 
-    if (count < (size_t)sv->opts->max_per_source) {
-        victim = -1;
-        if (sv->n_pending >= (size_t)sv->opts->max_pending)
-            victim = oldest_pending(sv, NULL, &count);
-    }
+    if (count < (size_t)sv->opts->max_per_source)
+        victim = sv->n_pending >= (size_t)sv->opts->max_pending ? busiest_oldest(sv) : -1;
     if (victim < 0)
         return;
     refusals.evicted++;
@@ -507,26 +566,56 @@ static void make_room(struct server *sv, const char *peer)
     drop(sv, (size_t)victim);
 }
 
+/* Whose share a peer uses: its address, or for IPv6 its /64, which one host often holds
+ * whole. */
+static void source_of(const struct sockaddr_storage *ss, const char *peer, char *out, size_t len)
+{
+    const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)ss;
+    struct in6_addr net;
+    char text[INET6_ADDRSTRLEN];
+
+    if (ss->ss_family != AF_INET6 || IN6_IS_ADDR_V4MAPPED(&s6->sin6_addr) ||
+        IN6_IS_ADDR_LOOPBACK(&s6->sin6_addr)) {
+        snprintf(out, len, "%s", peer);
+        return;
+    }
+    net = s6->sin6_addr;
+    memset(net.s6_addr + 8, 0, 8);
+    if (inet_ntop(AF_INET6, &net, text, sizeof(text)) == NULL)
+        snprintf(out, len, "%s", peer);
+    else
+        snprintf(out, len, "%s/64", text);
+}
+
 /* Take one connection from the backlog; false when there is none. */
 static bool accept_one(struct server *sv, int listen_fd, long long now)
 {
     struct sockaddr_storage ss;
     socklen_t sl = sizeof(ss);
-    char peer[64];
+    char peer[64], source[64];
     struct conn *c;
     size_t slot = 0;
     int fd = accept4(listen_fd, (struct sockaddr *)&ss, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
 
     if (fd < 0) {
         if (errno == EMFILE || errno == ENFILE) {
+            /* Out of descriptors: free one for the next turn, or, with none pending, stop
+             * polling the listener briefly rather than spin on it. */
+            size_t count;
+            long victim = oldest_pending(sv, NULL, &count);
             refusals.refused++;
             log_refusal("accept: %s", strerror(errno));
+            if (victim >= 0)
+                drop(sv, (size_t)victim);
+            else
+                sv->accept_paused_until = now + 100;
         }
         return false;
     }
     if (getnameinfo((struct sockaddr *)&ss, sl, peer, sizeof(peer), NULL, 0, NI_NUMERICHOST) != 0)
         strcpy(peer, "?");
-    make_room(sv, peer);
+    source_of(&ss, peer, source, sizeof(source));
+    make_room(sv, source);
     while (slot < sv->n_slots && sv->conns[slot] != NULL)
         slot++;
     c = calloc(1, sizeof(*c));
@@ -540,6 +629,7 @@ static bool accept_one(struct server *sv, int listen_fd, long long now)
     c->seq = sv->next_seq++;
     c->deadline_ms = now + sv->opts->handshake_ms;
     memcpy(c->peer, peer, sizeof(peer));
+    memcpy(c->source, source, sizeof(source));
     sv->conns[slot] = c;
     sv->n_pending++;
     return true;
@@ -589,7 +679,10 @@ int net_run(const struct kasad_opts *opts, int keeper_fd, int listen_fd)
         long long now = now_ms(), next = now + LOG_WINDOW_MS;
         nfds_t n = 0;
         int r;
-        pfd[n++] = (struct pollfd){.fd = listen_fd, .events = POLLIN};
+        pfd[n++] = (struct pollfd){.fd = listen_fd,
+                                   .events = (short)(now < sv.accept_paused_until ? 0 : POLLIN)};
+        if (now < sv.accept_paused_until && sv.accept_paused_until < next)
+            next = sv.accept_paused_until;
         for (size_t i = 0; i < sv.n_slots; i++) {
             struct conn *c = sv.conns[i];
             if (c == NULL)
@@ -615,8 +708,12 @@ int net_run(const struct kasad_opts *opts, int keeper_fd, int listen_fd)
             bool keep = true;
             if (c == NULL)
                 continue;
-            if (r > 0 && (pfd[k].revents & (POLLERR | POLLHUP | POLLNVAL)) &&
-                !(pfd[k].revents & POLLIN))
+            /* The handshake deadline holds whatever the peer keeps sending. */
+            if (!c->authorized && now >= c->deadline_ms) {
+                expire(&sv, c);
+                keep = false;
+            } else if (r > 0 && (pfd[k].revents & (POLLERR | POLLHUP | POLLNVAL)) &&
+                       !(pfd[k].revents & POLLIN))
                 keep = false;
             else if (r > 0 && (pfd[k].revents & POLLOUT))
                 keep = on_writable(c);

@@ -8,7 +8,8 @@ Keeps N idle connections (connect, send nothing) and N trickling ones (one byte 
 --interval seconds) open for --seconds, opening a new one whenever the server closes one,
 as an attacker would, at most --rate new connections a second (default 2000), from the
 --source addresses in turn. Bounded in count and time; it stops by itself. Prints one line:
-"opened N closed-by-server N refused N" (refused: connect() failed).
+"opened N closed-by-server N refused N longest S" (refused: connect() failed; longest:
+the most seconds a connection the server closed had lived).
 Writes READY to stdout's first line once the first round of connections is open.
 """
 import argparse
@@ -40,10 +41,11 @@ def main():
 
     sel = selectors.DefaultSelector()
     conns = {}  # socket -> (kind, next byte time, bytes sent)
+    born = {}  # socket -> when it was opened
     # What a trickler sends, a byte at a time: the header of a 100-byte token frame (the
     # member protocol), then its body; to an HTTP server it is just a slow request.
     slow = bytes([0, 0, 0, 100, 1]) + b"a" * 100
-    stats = {"opened": 0, "closed": 0, "refused": 0}
+    stats = {"opened": 0, "closed": 0, "refused": 0, "longest": 0.0}
     deadline = time.monotonic() + args.seconds
 
     sources = args.source.split(",") if args.source else [None]
@@ -69,6 +71,7 @@ def main():
             return
         stats["opened"] += 1
         conns[s] = (kind, time.monotonic() + args.interval, 0)
+        born[s] = time.monotonic()
         sel.register(s, selectors.EVENT_READ)
 
     def top_up():
@@ -89,6 +92,7 @@ def main():
                 data = b""
             if not data:  # the server closed it (or sent an error frame, then closed)
                 stats["closed"] += 1
+                stats["longest"] = max(stats["longest"], time.monotonic() - born.pop(s))
                 sel.unregister(s)
                 del conns[s]
                 s.close()
@@ -104,8 +108,8 @@ def main():
         time.sleep(0.01)  # a steady pressure, not a busy loop
     for s in conns:
         s.close()
-    print("opened %d closed-by-server %d refused %d" % (stats["opened"], stats["closed"],
-                                                        stats["refused"]), flush=True)
+    print("opened %d closed-by-server %d refused %d longest %.1f" % (
+        stats["opened"], stats["closed"], stats["refused"], stats["longest"]), flush=True)
 
 
 if __name__ == "__main__":

@@ -287,8 +287,11 @@ int cmd_diagnose(struct cli *cli, int argc, char **argv)
                             s.dir_kvno);
                 } else if (m->verdict == KASA_VERDICT_FOREIGN) {
                     finding(&f, S_ERROR, "member",
-                            "find out who changed that member's keytab; then roll the array",
-                            "%s holds keys the array does not own: %s", m->host, m->foreign);
+                            "keys of an SPN deleted from the ASA go when their kvno retires; "
+                            "anything else: find out who changed that member's keytab, then "
+                            "roll the array",
+                            "%s holds keys the array does not own: %s", m->host,
+                            m->foreign != NULL ? m->foreign : "");
                 } else if (m->verdict == KASA_VERDICT_UNREACHABLE) {
                     finding(&f, S_ERROR, "member", "start kasad there, or check its ACL",
                             "%s cannot be asked what it holds: %s", m->host,
