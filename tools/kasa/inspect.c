@@ -8,12 +8,11 @@
 #include <getopt.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
-#include <gnutls/gnutls.h>
 #include <krb5/krb5.h>
 
 #include "cli.h"
+#include "kasa/httpauth.h"
 #include "kasa/token.h"
 
 #define VALUE_MAX (64 * 1024)
@@ -37,30 +36,37 @@ static const char *ntlm_type_name(int t)
     return t == 1 ? "NEGOTIATE" : t == 2 ? "CHALLENGE" : "AUTHENTICATE";
 }
 
-/* The base64 part of an Authorization / WWW-Authenticate value, or of a bare token. */
-static const char *token_text(const char *v)
+/* The token of an Authorization / WWW-Authenticate value (with or without the header's
+ * name), read as kasa-httpd reads it; a bare token is read as Negotiate's. */
+static long value_token(kasa_ctx *ctx, const char *v, unsigned char **tok, size_t *len)
 {
-    const char *colon;
+    const char *colon, *space;
+    char *value = NULL;
+    kasa_http_scheme scheme;
+    long ret;
 
     while (*v == ' ' || *v == '\t')
         v++;
     colon = strchr(v, ':');
-    if (colon != NULL && strchr(v, ' ') != NULL && colon < strchr(v, ' '))
+    space = strpbrk(v, " \t");
+    if (colon != NULL && space != NULL && colon < space)
         v = colon + 1; /* "Authorization: ..." */
     while (*v == ' ' || *v == '\t')
         v++;
-    if (strncasecmp(v, "Negotiate", 9) == 0 && (v[9] == ' ' || v[9] == '\0'))
-        v += 9;
-    while (*v == ' ' || *v == '\t')
-        v++;
-    return v;
+    if (*v != '\0' && strpbrk(v, " \t") == NULL && asprintf(&value, "Negotiate %s", v) < 0)
+        return kasa_set_error(ctx, KASA_ERR_NOMEM, NULL);
+    ret = kasa_httpauth_parse(ctx, value != NULL ? value : v, &scheme, tok, len);
+    free(value);
+    if (!ret && scheme == KASA_HTTP_OTHER)
+        ret = kasa_set_error(ctx, KASA_ERR_PROTO, "not a Negotiate or NTLM value");
+    return ret;
 }
 
 int cmd_inspect(struct cli *cli, int argc, char **argv)
 {
     char *value = NULL, enctype[64] = "";
-    const char *text;
-    gnutls_datum_t b64, raw = {NULL, 0};
+    unsigned char *raw = NULL;
+    size_t raw_len = 0;
     kasa_token_info t;
     bool json = false;
     size_t len;
@@ -72,9 +78,10 @@ int cmd_inspect(struct cli *cli, int argc, char **argv)
     st = cli_simple_opts(cli, argc, argv, &json,
                          "usage: kasa inspect [VALUE | -] [--json]\n"
                          "\n"
-                         "Decode a Negotiate token: an Authorization or WWW-Authenticate value,\n"
-                         "or bare base64 (- or nothing: read it from standard input). Shows\n"
-                         "SPNEGO, the mechanisms, and a Kerberos AP-REQ or NTLMSSP message.\n");
+                         "Decode a Negotiate (or NTLM) token: an Authorization or\n"
+                         "WWW-Authenticate value, or bare base64 (- or nothing: read it from\n"
+                         "standard input), read as kasa-httpd reads it. Shows SPNEGO, the\n"
+                         "mechanisms, and a Kerberos AP-REQ or NTLMSSP message.\n");
     if (st)
         return st < 0 ? EXIT_OK : st;
     st = cli_operands(cli, argc - optind, 0, 1, "at most one VALUE");
@@ -93,15 +100,12 @@ int cmd_inspect(struct cli *cli, int argc, char **argv)
             return cli_usage(cli, "the value is longer than %d bytes", VALUE_MAX);
         value = strdup(argv[optind]);
     }
-    text = token_text(value);
-    b64.data = (unsigned char *)text;
-    b64.size = (unsigned)strlen(text);
-    if (b64.size == 0 || gnutls_base64_decode2(&b64, &raw) < 0) {
+    if (value_token(cli->ctx, value, &raw, &raw_len) != 0) {
         free(value);
-        cli_say(cli, "not a Negotiate token: %s", b64.size == 0 ? "it is empty" : "not base64");
+        cli_say(cli, "not a Negotiate token: %s", kasa_error(cli->ctx));
         return EXIT_USAGE;
     }
-    ret = kasa_token_decode(cli->ctx, raw.data, raw.size, &t);
+    ret = kasa_token_decode(cli->ctx, raw, raw_len, &t);
     if (ret) {
         st = cli_fail(cli, ret);
         st = EXIT_USAGE; /* hostile or broken input is bad input */
@@ -185,7 +189,7 @@ int cmd_inspect(struct cli *cli, int argc, char **argv)
     st = EXIT_OK;
 
 cleanup:
-    gnutls_free(raw.data);
+    free(raw);
     free(value);
     return st;
 }
