@@ -11,8 +11,8 @@
  * glue and the log.
  *
  * Requests run on a pool of threads (libmicrohttpd's, one epoll each). What a request
- * needs lives on its stack (its own kasa_ctx, what its token says); what a connection
- * needs lives in its struct conn, which only the thread owning the connection touches;
+ * needs lives on its stack (what its token says); what a connection needs (its kasa_ctx
+ * too) lives in its struct conn, which only the thread owning the connection touches;
  * the rest is read-only once serving starts, except the two logs and gss_words()'s krb5
  * context, which are locked.
  */
@@ -73,6 +73,7 @@ struct opts {
 struct conn {
     gss_ctx_id_t gctx;
     char *principal; /* authenticated by NTLM on this connection (never in auth_request) */
+    kasa_ctx *kctx;  /* its requests' last error: one thread at a time serves a connection */
 };
 
 /* libmicrohttpd 0.9.75 has no deadline for a whole request head: its timeout counts
@@ -444,8 +445,6 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     struct conn *st;
     const char *auth;
     char client[64];
-    kasa_ctx *kctx = NULL;
-    enum MHD_Result ret;
 
     (void)cls;
     (void)version;
@@ -467,13 +466,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
             return serve(c, url, st->principal, "NTLM", NULL);
         return reply(c, MHD_HTTP_UNAUTHORIZED, "Negotiate, please\n", "", NULL, NULL);
     }
-    /* Per request: kasa_ctx holds the last error, and requests run on several threads. */
-    if (kasa_ctx_new(&kctx) != 0)
-        return MHD_NO;
     client_address(c, client, sizeof(client));
-    ret = authenticate(c, kctx, st, client, url, auth);
-    kasa_ctx_free(kctx);
-    return ret;
+    return authenticate(c, st->kctx, st, client, url, auth);
 }
 
 static void on_connection(void *cls, struct MHD_Connection *c, void **socket_context,
@@ -485,11 +479,17 @@ static void on_connection(void *cls, struct MHD_Connection *c, void **socket_con
     (void)cls;
     (void)c;
     if (code == MHD_CONNECTION_NOTIFY_STARTED) {
-        *socket_context = calloc(1, sizeof(struct conn));
+        st = calloc(1, sizeof(struct conn));
+        if (st != NULL && kasa_ctx_new(&st->kctx) != 0) {
+            free(st);
+            st = NULL;
+        }
+        *socket_context = st; /* NULL: its requests are refused */
     } else if (st != NULL) {
         if (st->gctx != GSS_C_NO_CONTEXT)
             gss_delete_sec_context(&minor, &st->gctx, GSS_C_NO_BUFFER);
         free(st->principal);
+        kasa_ctx_free(st->kctx);
         free(st);
         *socket_context = NULL;
     }
