@@ -91,8 +91,9 @@ struct number {
     bool set;
 };
 
-/* Parse text as a number in n's bounds; 2 (bad usage) with a message when it is not. */
-static int number_parse(struct number *n, const char *text, const char *where)
+/* Parse text as a number in n's bounds; 2 (bad usage) with a message naming it (its flag,
+ * or where + its config key) when it is not. */
+static int number_parse(struct number *n, const char *text, const char *where, const char *name)
 {
     char *end;
     long v;
@@ -101,7 +102,7 @@ static int number_parse(struct number *n, const char *text, const char *where)
     v = strtol(text, &end, 10);
     if (errno != 0 || *text == '\0' || *end != '\0' || v < n->min || v > n->max) {
         fprintf(stderr, "kasad: %s%s %s is not a number from %ld to %ld; see kasad --help\n", where,
-                n->flag, text, n->min, n->max);
+                name, text, n->min, n->max);
         return 2;
     }
     *n->value = (int)v;
@@ -157,8 +158,7 @@ static int read_config(const char *path, struct kasad_opts *o, struct number *nu
         char *v = NULL;
         if (n->set || profile_get_string(prof, "kasad", n->key, NULL, NULL, &v) != 0 || v == NULL)
             continue;
-        n->flag = n->key; /* name the setting as the file does */
-        st = number_parse(n, v, where);
+        st = number_parse(n, v, where, n->key);
         profile_release_string(v);
     }
     profile_release(prof);
@@ -352,7 +352,7 @@ int main(int argc, char **argv)
         case 'N':
         case 'S': {
             struct number *n = &numbers[strchr("ptHNS", c) - "ptHNS"];
-            if (number_parse(n, optarg, "") != 0)
+            if (number_parse(n, optarg, "", n->flag) != 0)
                 return 2;
             n->set = true;
             break;
