@@ -45,7 +45,7 @@ static long check_b64(kasa_ctx *ctx, const char *name, const char *b64, size_t l
 
     if (len > KASA_HTTPAUTH_MAX)
         return kasa_set_error(ctx, KASA_ERR_PROTO,
-                              "the %s token is too long (%zu bytes, at most %d)", name, len,
+                              "the %s token is too long (%zu characters, at most %d)", name, len,
                               KASA_HTTPAUTH_MAX);
     while (pad < len && b64[len - 1 - pad] == '=')
         pad++;

@@ -2,7 +2,8 @@
  * A member's array keytab and its state file. Reading and writing go through MIT's
  * keytab API (FILE and WRFILE types), so the file is exactly what MIT's tools and every
  * GSSAPI acceptor expect; only the atomic replacement (temp file, fsync, rename) is ours,
- * because MIT's keytab code appends in place.
+ * because MIT's keytab code appends in place, and so is each entry's timestamp, because
+ * MIT stamps every entry it adds with the current time.
  */
 #include "kasa/keytab.h"
 
@@ -120,7 +121,8 @@ static void load_state(const char *path, kasa_held *held)
             continue;
         set = find_set(held, kvno);
         if (set != NULL) {
-            set->arrived = arrived;
+            if (arrived > 0) /* else keep the keytab's timestamp */
+                set->arrived = arrived;
             set->committed = committed;
         }
     }
@@ -161,6 +163,9 @@ long kasa_held_load(kasa_ctx *ctx, const char *path, kasa_held *held)
             r = kasa_set_error(ctx, KASA_ERR_NOMEM, NULL);
         if (!r && !has_principal(set, pname))
             r = add_principal(ctx, set, pname);
+        /* When the kvno arrived, should the state file not say. */
+        if (!r && set->arrived == 0)
+            set->arrived = (int64_t)(uint32_t)entry.timestamp;
         if (!r)
             r = add_key(ctx, kctx, set, &entry.key);
         krb5_free_unparsed_name(kctx, pname);
@@ -219,6 +224,67 @@ static long commit_file(kasa_ctx *ctx, const char *tmp, const char *final, int g
     return 0;
 }
 
+/* Give the entry at *at, which holds a key of set, the time set arrived (when known), and
+ * move *at to the next entry. Only the principal's fields are read, never the key. */
+static krb5_error_code restamp_entry(int fd, off_t *at, const kasa_kvno_set *set)
+{
+    unsigned char b[4];
+    uint32_t size, t;
+    unsigned ncomp;
+    off_t p;
+
+    if (pread(fd, b, 4, *at) != 4)
+        return KRB5_KT_END;
+    size = (uint32_t)b[0] << 24 | (uint32_t)b[1] << 16 | (uint32_t)b[2] << 8 | b[3];
+    if (size == 0 || size > INT32_MAX)
+        return KRB5_KT_FORMAT; /* a fresh file has no holes */
+    p = *at + 4;
+    if (pread(fd, b, 2, p) != 2)
+        return KRB5_KT_END;
+    ncomp = (unsigned)b[0] << 8 | b[1];
+    p += 2;
+    for (unsigned c = 0; c <= ncomp; c++) { /* the realm, then each component */
+        if (pread(fd, b, 2, p) != 2)
+            return KRB5_KT_END;
+        p += 2 + ((unsigned)b[0] << 8 | b[1]);
+    }
+    p += 4; /* the name type; the timestamp is next, then the 8-bit kvno */
+    if (p + 5 > *at + 4 + (off_t)size || pread(fd, b, 1, p + 4) != 1 || b[0] != (set->kvno & 0xff))
+        return KRB5_KT_FORMAT;
+    if (set->arrived > 0) {
+        t = (uint32_t)set->arrived;
+        b[0] = (unsigned char)(t >> 24);
+        b[1] = (unsigned char)(t >> 16);
+        b[2] = (unsigned char)(t >> 8);
+        b[3] = (unsigned char)t;
+        if (pwrite(fd, b, 4, p) != 4)
+            return errno;
+    }
+    *at += 4 + (off_t)size;
+    return 0;
+}
+
+/* MIT's add_entry stamps each entry with the time it was written, so every roll would
+ * make every kvno look new: put back the time each kvno arrived. tmp holds the entries of
+ * held, in the order kasa_held_store added them. */
+static krb5_error_code restamp(const char *tmp, const kasa_held *held)
+{
+    krb5_error_code ret = 0;
+    off_t at = 2; /* after the version */
+    int fd = open(tmp, O_RDWR | O_CLOEXEC);
+
+    if (fd < 0)
+        return errno;
+    for (size_t i = 0; !ret && i < held->n; i++) {
+        const kasa_kvno_set *set = &held->sets[i];
+        size_t n = set->keys != NULL ? set->n_principals * set->keys->n : 0;
+        for (size_t e = 0; !ret && e < n; e++)
+            ret = restamp_entry(fd, &at, set);
+    }
+    close(fd);
+    return ret;
+}
+
 static long store_state(kasa_ctx *ctx, const char *path, const kasa_held *held)
 {
     char state[4096 + 16], tmp[4096 + 32];
@@ -272,7 +338,6 @@ long kasa_held_store(kasa_ctx *ctx, const char *path, const kasa_held *held, int
             for (size_t k = 0; !ret && set->keys != NULL && k < set->keys->n; k++) {
                 entry.vno = set->kvno;
                 entry.key = set->keys->keys[k]; /* borrowed: add_entry copies it */
-                entry.timestamp = (krb5_timestamp)set->arrived;
                 ret = krb5_kt_add_entry(kctx, kt, &entry);
                 entries++;
             }
@@ -281,6 +346,8 @@ long kasa_held_store(kasa_ctx *ctx, const char *path, const kasa_held *held, int
     }
     if (kt != NULL)
         krb5_kt_close(kctx, kt);
+    if (!ret && entries > 0)
+        ret = restamp(tmp, held);
     if (!ret && entries == 0) {
         /* MIT creates the file on the first entry; an empty keytab is just its header. */
         int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);

@@ -45,6 +45,9 @@
 #include "kasa/httpauth.h"
 #include "kasa/kasa.h"
 #include "kasa/token.h"
+#include "proxy.h"
+#include "ntlmcompat.h"
+#include "tlsbind.h"
 
 /* A number setting: from the command line (which wins) or the config file. */
 struct num_opt {
@@ -54,7 +57,10 @@ struct num_opt {
     bool given; /* on the command line */
 };
 
-enum { N_PORT, N_THREADS, N_PER_IP, N_CONN_LIMIT, N_TIMEOUT, N_NUMS };
+enum { N_PORT, N_THREADS, N_PER_IP, N_CONN_LIMIT, N_TIMEOUT, N_MAX_BODY, N_NUMS };
+
+/* Extended Protection for Authentication, as IIS names its levels. */
+enum cb_level { CB_OFF, CB_ACCEPT, CB_REQUIRE };
 
 struct opts {
     const char *listen;
@@ -65,6 +71,11 @@ struct opts {
     const char *pidfile;
     bool auth_request;
     const char *tls_cert, *tls_key;
+    const char *schemes;         /* "negotiate,ntlm": offered in this order, accepted */
+    const char *channel_binding; /* off, accept, require */
+    const char *proxy_from;      /* balancers whose PROXY header names the client */
+    bool offer_negotiate, offer_ntlm;
+    enum cb_level cb;
     struct num_opt num[N_NUMS];
 };
 
@@ -74,6 +85,7 @@ struct conn {
     gss_ctx_id_t gctx;
     char *principal; /* authenticated by NTLM on this connection (never in auth_request) */
     kasa_ctx *kctx;  /* its requests' last error: one thread at a time serves a connection */
+    size_t body;     /* bytes of the current request's body, read and dropped */
 };
 
 /* libmicrohttpd 0.9.75 has no deadline for a whole request head: its timeout counts
@@ -88,11 +100,14 @@ static struct opts o = {
             [N_PER_IP] = {"per_ip_limit", 0, 1000000, 1000, false},
             [N_CONN_LIMIT] = {"connection_limit", 16, 1000000, 10000, false},
             [N_TIMEOUT] = {"connection_timeout", 1, 3600, 10, false},
+            [N_MAX_BODY] = {"max_body", 0, 1U << 30, 10U << 20, false},
         },
 };
 static char *config_strings[16];
 static size_t n_config_strings;
 static gss_cred_id_t acceptor = GSS_C_NO_CREDENTIAL;
+/* This server's TLS channel binding; GSS_C_NO_CHANNEL_BINDINGS without TLS. */
+static gss_channel_bindings_t tls_bindings = GSS_C_NO_CHANNEL_BINDINGS;
 static FILE *auth_log, *log_file;
 static volatile sig_atomic_t stopping;
 
@@ -224,8 +239,27 @@ static void gss_words(OM_uint32 major, OM_uint32 minor, char *buf, size_t len)
     gss_release_buffer(&m, &b);
 }
 
+/* Offer the configured schemes, each alone, in the configured order (as IIS does). */
+static void offer_schemes(struct MHD_Response *r)
+{
+    const char *first = o.offer_negotiate ? "Negotiate" : "NTLM";
+
+    if (o.offer_negotiate && o.offer_ntlm && strncasecmp(o.schemes, "ntlm", 4) == 0)
+        first = "NTLM";
+    MHD_add_response_header(r, MHD_HTTP_HEADER_WWW_AUTHENTICATE, first);
+    if (o.offer_negotiate && o.offer_ntlm)
+        MHD_add_response_header(r, MHD_HTTP_HEADER_WWW_AUTHENTICATE,
+                                strcmp(first, "NTLM") == 0 ? "Negotiate" : "NTLM");
+}
+
+/*
+ * Queue a response. A 401 without a token offers every configured scheme; a token (the
+ * NTLM challenge, a Kerberos mutual-authentication reply) goes back under the scheme the
+ * client used. X-Remote-User and X-Auth-Method are for a front end's auth_request only.
+ */
 static enum MHD_Result reply(struct MHD_Connection *c, unsigned status, const char *body,
-                             const char *negotiate, const char *user, const char *mech)
+                             const char *scheme, const char *token, const char *user,
+                             const char *mech)
 {
     struct MHD_Response *r;
     enum MHD_Result ret;
@@ -234,14 +268,16 @@ static enum MHD_Result reply(struct MHD_Connection *c, unsigned status, const ch
     r = MHD_create_response_from_buffer(strlen(body), (void *)body, MHD_RESPMEM_MUST_COPY);
     if (r == NULL)
         return MHD_NO;
-    if (negotiate != NULL) {
-        if (asprintf(&hdr, "Negotiate%s%s", *negotiate ? " " : "", negotiate) < 0)
+    if (token != NULL && *token != '\0') {
+        if (asprintf(&hdr, "%s %s", scheme, token) < 0)
             hdr = NULL;
         if (hdr != NULL)
             MHD_add_response_header(r, MHD_HTTP_HEADER_WWW_AUTHENTICATE, hdr);
         free(hdr);
+    } else if (status == MHD_HTTP_UNAUTHORIZED) {
+        offer_schemes(r);
     }
-    if (user != NULL) {
+    if (user != NULL && o.auth_request) {
         MHD_add_response_header(r, "X-Remote-User", user);
         MHD_add_response_header(r, "X-Auth-Method", mech);
     }
@@ -266,12 +302,12 @@ static const char *mech_name(gss_OID mech)
 
 /* The page for url, once the client is known. */
 static enum MHD_Result serve(struct MHD_Connection *c, const char *url, const char *principal,
-                             const char *mech, const char *mutual)
+                             const char *mech, const char *scheme, const char *mutual)
 {
     char body[2048];
 
     if (o.auth_request)
-        return reply(c, MHD_HTTP_OK, "", mutual, principal, mech);
+        return reply(c, MHD_HTTP_OK, "", scheme, mutual, principal, mech);
     if (strcasecmp(url, "/whoami") == 0) {
         snprintf(body, sizeof(body), "%s %s\n", principal, mech);
     } else if (strcasecmp(url, "/autodiscover/autodiscover.xml") == 0) {
@@ -285,9 +321,9 @@ static enum MHD_Result serve(struct MHD_Connection *c, const char *url, const ch
     } else if (strcasecmp(url, "/ews/exchange.asmx") == 0) {
         snprintf(body, sizeof(body), "EWS on %s: hello %s (%s)\n", o.member, principal, mech);
     } else {
-        return reply(c, MHD_HTTP_NOT_FOUND, "not found\n", mutual, NULL, NULL);
+        return reply(c, MHD_HTTP_NOT_FOUND, "not found\n", scheme, mutual, NULL, NULL);
     }
-    return reply(c, MHD_HTTP_OK, body, mutual, principal, mech);
+    return reply(c, MHD_HTTP_OK, body, scheme, mutual, principal, mech);
 }
 
 static void client_address(struct MHD_Connection *c, char *buf, size_t len)
@@ -321,13 +357,14 @@ static void conn_reset(struct conn *st, const kasa_token_info *seen)
 /* The accept itself, with Kerberos's own reason when SPNEGO hides it. */
 static OM_uint32 accept_token(struct conn *st, const unsigned char *tok, size_t len,
                               const kasa_token_info *seen, gss_name_t *src, gss_OID *mech,
-                              gss_buffer_t out, OM_uint32 *minor)
+                              gss_buffer_t out, OM_uint32 *flags, OM_uint32 *minor)
 {
     gss_buffer_desc in = {len, (void *)tok};
+    gss_channel_bindings_t cb = o.cb != CB_OFF ? tls_bindings : GSS_C_NO_CHANNEL_BINDINGS;
     OM_uint32 major;
 
-    major = gss_accept_sec_context(minor, &st->gctx, acceptor, &in, GSS_C_NO_CHANNEL_BINDINGS, src,
-                                   mech, out, NULL, NULL, NULL);
+    major = gss_accept_sec_context(minor, &st->gctx, acceptor, &in, cb, src, mech, out, flags, NULL,
+                                   NULL);
     if (GSS_ERROR(major) && seen != NULL && strcmp(seen->inner, "Kerberos") == 0 &&
         seen->mech_token != NULL) {
         /* SPNEGO keeps the Kerberos reason to itself: ask Kerberos directly. */
@@ -335,9 +372,8 @@ static OM_uint32 accept_token(struct conn *st, const unsigned char *tok, size_t 
         gss_buffer_desc inner = {seen->mech_token_len, (void *)seen->mech_token};
         gss_buffer_desc pout = GSS_C_EMPTY_BUFFER;
         OM_uint32 pmajor, pminor, m2;
-        pmajor =
-            gss_accept_sec_context(&pminor, &probe, acceptor, &inner, GSS_C_NO_CHANNEL_BINDINGS,
-                                   NULL, NULL, &pout, NULL, NULL, NULL);
+        pmajor = gss_accept_sec_context(&pminor, &probe, acceptor, &inner, cb, NULL, NULL, &pout,
+                                        NULL, NULL, NULL);
         if (GSS_ERROR(pmajor)) {
             major = pmajor;
             *minor = pminor;
@@ -346,6 +382,43 @@ static OM_uint32 accept_token(struct conn *st, const unsigned char *tok, size_t 
         gss_delete_sec_context(&m2, &probe, GSS_C_NO_BUFFER);
     }
     return major;
+}
+
+/* "DOMAIN\user" from an NTLM AUTHENTICATE the client sent (in clear), or NULL. */
+static const char *ntlm_user(const kasa_token_info *seen, char *buf, size_t len)
+{
+    if (seen == NULL || seen->ntlm_type != 3 || seen->ntlm_user[0] == '\0')
+        return NULL;
+    snprintf(buf, len, "%s%s%s", seen->ntlm_domain, seen->ntlm_domain[0] ? "\\" : "",
+             seen->ntlm_user);
+    return buf;
+}
+
+/*
+ * A failure in words an administrator can act on. gss-ntlmssp 1.2 reports an NTLM
+ * response that does not match the password as EINVAL ("Invalid argument"), and a user
+ * its user file does not know as EACCES ("Permission denied"); Kerberos's own words are
+ * already good.
+ */
+static void failure_words(OM_uint32 major, OM_uint32 minor, const char *mech,
+                          const kasa_token_info *seen, char *buf, size_t len)
+{
+    if (strcmp(mech, "NTLM") == 0 && seen != NULL && seen->ntlm_type == 3) {
+        if (minor == EINVAL) {
+            snprintf(buf, len, "NTLM: wrong password (the response does not match the user's)");
+            return;
+        }
+        if (minor == EACCES || minor == ENOENT) {
+            snprintf(buf, len, "NTLM: unknown user (not in the member's NTLM user database)");
+            return;
+        }
+    }
+    gss_words(major, minor, buf, len);
+    if (strcmp(mech, "NTLM") == 0 && strncmp(buf, "NTLM", 4) != 0) {
+        char tmp[256];
+        snprintf(tmp, sizeof(tmp), "NTLM: %s", buf);
+        snprintf(buf, len, "%s", tmp);
+    }
 }
 
 /* A request that carries an Authorization header: one leg of an exchange. */
@@ -361,32 +434,45 @@ static enum MHD_Result authenticate(struct MHD_Connection *c, kasa_ctx *kctx, st
     gss_name_t src = GSS_C_NO_NAME, targ = GSS_C_NO_NAME;
     gss_OID mech = GSS_C_NO_OID;
     gnutls_datum_t enc = {NULL, 0};
-    OM_uint32 major, minor, scratch;
-    char *principal = NULL, *spn = NULL, *mutual = NULL, why[256];
-    const char *mname;
+    OM_uint32 major, minor, scratch, flags = 0;
+    char *principal = NULL, *spn = NULL, *mutual = NULL, why[256], user[300];
+    const char *mname, *sname;
     enum MHD_Result ret;
 
     if (kasa_httpauth_parse(kctx, auth, &scheme, &tok, &len) != 0) {
         conn_reset(st, NULL);
         log_event(kctx, client, NULL, NULL, NULL, NULL, false, kasa_error(kctx));
-        ret = reply(c, MHD_HTTP_BAD_REQUEST, "malformed Authorization header\n", NULL, NULL, NULL);
+        ret = reply(c, MHD_HTTP_BAD_REQUEST, "malformed Authorization header\n", NULL, NULL, NULL,
+                    NULL);
         goto cleanup;
     }
-    if (scheme != KASA_HTTP_NEGOTIATE) {
-        /* NTLM outside SPNEGO is recognised but not yet accepted: ask for Negotiate. */
+    sname = kasa_http_scheme_name(scheme);
+    if (scheme == KASA_HTTP_OTHER || (scheme == KASA_HTTP_NEGOTIATE && !o.offer_negotiate) ||
+        (scheme == KASA_HTTP_NTLM && !o.offer_ntlm)) {
         conn_reset(st, NULL);
+        snprintf(why, sizeof(why), "the %s scheme is not accepted here (schemes: %s)", sname,
+                 o.schemes);
         log_event(kctx, client, NULL, NULL, NULL, scheme == KASA_HTTP_NTLM ? "NTLM" : NULL, false,
-                  scheme == KASA_HTTP_NTLM ? "an NTLM Authorization header; only Negotiate is "
-                                             "accepted"
-                                           : "not a Negotiate Authorization header");
-        ret = reply(c, MHD_HTTP_UNAUTHORIZED, "only Negotiate is accepted\n", "", NULL, NULL);
+                  why);
+        ret = reply(c, MHD_HTTP_UNAUTHORIZED, "scheme not accepted\n", NULL, NULL, NULL, NULL);
         goto cleanup;
     }
     if (kasa_token_decode(kctx, tok, len, &tinfo) == 0)
         seen = &tinfo;
+    if (scheme == KASA_HTTP_NTLM) {
+        unsigned char *fixed = ntlm_compat(tok, &len);
+        if (fixed != tok) { /* seen pointed into the old buffer */
+            tok = fixed;
+            seen = kasa_token_decode(kctx, tok, len, &tinfo) == 0 ? &tinfo : NULL;
+        }
+    }
     conn_reset(st, seen);
-    major = accept_token(st, tok, len, seen, &src, &mech, &out, &minor);
+    /* A raw NTLMSSP token (the NTLM scheme) goes to gss-ntlmssp: MIT's mechglue knows it
+     * by its "NTLMSSP" signature. */
+    major = accept_token(st, tok, len, seen, &src, &mech, &out, &flags, &minor);
     mname = mech_name(mech);
+    if (*mname == '\0' && seen != NULL)
+        mname = seen->inner;
     if (out.length > 0) {
         gnutls_datum_t d = {out.value, (unsigned)out.length};
         if (gnutls_base64_encode2(&d, &enc) == 0)
@@ -394,16 +480,26 @@ static enum MHD_Result authenticate(struct MHD_Connection *c, kasa_ctx *kctx, st
         gnutls_free(enc.data);
     }
     gss_release_buffer(&scratch, &out); /* minor keeps the reason */
-    if (GSS_ERROR(major)) {
-        gss_words(major, minor, why, sizeof(why));
+    if (!GSS_ERROR(major) && !(major & GSS_S_CONTINUE_NEEDED) && o.cb == CB_REQUIRE &&
+        tls_bindings != GSS_C_NO_CHANNEL_BINDINGS && !(flags & GSS_C_CHANNEL_BOUND_FLAG)) {
+        /* Extended Protection required: a token not bound to this TLS channel could have
+         * been relayed from another. */
         gss_delete_sec_context(&scratch, &st->gctx, GSS_C_NO_BUFFER);
-        log_event(kctx, client, seen, NULL, NULL, mname, false, why);
-        ret = reply(c, MHD_HTTP_UNAUTHORIZED, "authentication failed\n", "", NULL, NULL);
+        log_event(kctx, client, seen, ntlm_user(seen, user, sizeof(user)), NULL, mname, false,
+                  "no channel binding: the client did not bind its token to this TLS channel, "
+                  "and channel_binding is require");
+        ret = reply(c, MHD_HTTP_UNAUTHORIZED, "authentication failed\n", NULL, NULL, NULL, NULL);
+        goto cleanup;
+    }
+    if (GSS_ERROR(major)) {
+        failure_words(major, minor, mname, seen, why, sizeof(why));
+        gss_delete_sec_context(&scratch, &st->gctx, GSS_C_NO_BUFFER);
+        log_event(kctx, client, seen, ntlm_user(seen, user, sizeof(user)), NULL, mname, false, why);
+        ret = reply(c, MHD_HTTP_UNAUTHORIZED, "authentication failed\n", NULL, NULL, NULL, NULL);
         goto cleanup;
     }
     if (major & GSS_S_CONTINUE_NEEDED) { /* NTLM: the challenge, on this connection */
-        ret =
-            reply(c, MHD_HTTP_UNAUTHORIZED, "continue\n", mutual != NULL ? mutual : "", NULL, NULL);
+        ret = reply(c, MHD_HTTP_UNAUTHORIZED, "continue\n", sname, mutual, NULL, NULL);
         goto cleanup;
     }
     if (gss_display_name(&minor, src, &nb, NULL) == GSS_S_COMPLETE)
@@ -425,7 +521,7 @@ static enum MHD_Result authenticate(struct MHD_Connection *c, kasa_ctx *kctx, st
      * carries many users' subrequests, so each must bring its own header. */
     if (!o.auth_request && strcmp(mname, "NTLM") == 0 && principal != NULL)
         st->principal = strdup(principal);
-    ret = serve(c, url, principal != NULL ? principal : "?", mname, mutual);
+    ret = serve(c, url, principal != NULL ? principal : "?", mname, sname, mutual);
 
 cleanup:
     gss_release_name(&minor, &targ);
@@ -437,36 +533,69 @@ cleanup:
     return ret;
 }
 
+/* 413 for a body over max_body; said in the auth log's neighbour, the message log. */
+static enum MHD_Result too_large(struct MHD_Connection *c, const char *client, size_t n)
+{
+    say("%s: a request body of %zu bytes or more is over max_body (%u); 413", client, n,
+        o.num[N_MAX_BODY].value);
+    return reply(c, MHD_HTTP_CONTENT_TOO_LARGE, "request body too large\n", NULL, NULL, NULL, NULL);
+}
+
+/*
+ * libmicrohttpd calls this once when the head is in, once per piece of the body, and once
+ * more when the request is whole: only then is the answer queued (a response queued while
+ * a body is still arriving is refused, and the connection dropped). The body is counted
+ * and dropped; nothing here reads it.
+ */
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
                                   const char *method, const char *version, const char *upload_data,
                                   size_t *upload_size, void **req_cls)
 {
     const union MHD_ConnectionInfo *ci;
     struct conn *st;
-    const char *auth;
+    const char *auth, *cl;
     char client[64];
 
     (void)cls;
     (void)version;
     (void)upload_data;
-    if (*req_cls == NULL) { /* the first call only announces the request */
-        *req_cls = (void *)1;
-        return MHD_YES;
-    }
-    *upload_size = 0;
-    if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0 && strcmp(method, "POST") != 0)
-        return reply(c, MHD_HTTP_METHOD_NOT_ALLOWED, "method not allowed\n", NULL, NULL, NULL);
     ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
     st = ci != NULL ? ci->socket_context : NULL;
     if (st == NULL)
         return MHD_NO;
+    client_address(c, client, sizeof(client));
+    if (*req_cls == NULL) { /* the head: refuse what cannot be served before any body */
+        *req_cls = (void *)1;
+        st->body = 0;
+        if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0 &&
+            strcmp(method, "POST") != 0)
+            return reply(c, MHD_HTTP_METHOD_NOT_ALLOWED, "method not allowed\n", NULL, NULL, NULL,
+                         NULL);
+        cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+        if (cl != NULL && strtoull(cl, NULL, 10) > o.num[N_MAX_BODY].value)
+            return too_large(c, client, (size_t)strtoull(cl, NULL, 10));
+        return MHD_YES;
+    }
+    if (*upload_size > 0) { /* a piece of the body */
+        st->body += *upload_size;
+        *upload_size = 0;
+        /* Only a chunked body gets here over the limit; it cannot be answered before it
+         * ends, so the connection is closed. */
+        if (st->body > o.num[N_MAX_BODY].value) {
+            say("%s: a chunked request body over max_body (%u); connection closed", client,
+                o.num[N_MAX_BODY].value);
+            return MHD_NO;
+        }
+        return MHD_YES;
+    }
     auth = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
     if (auth == NULL) {
         if (st->principal != NULL) /* NTLM authenticated this connection (not auth_request) */
-            return serve(c, url, st->principal, "NTLM", NULL);
-        return reply(c, MHD_HTTP_UNAUTHORIZED, "Negotiate, please\n", "", NULL, NULL);
+            return serve(c, url, st->principal, "NTLM", "NTLM", NULL);
+        log_event(st->kctx, client, NULL, NULL, NULL, NULL, false,
+                  "no token: the client was asked to authenticate");
+        return reply(c, MHD_HTTP_UNAUTHORIZED, "Negotiate, please\n", NULL, NULL, NULL, NULL);
     }
-    client_address(c, client, sizeof(client));
     return authenticate(c, st->kctx, st, client, url, auth);
 }
 
@@ -550,10 +679,12 @@ static int parse_num(struct num_opt *n, const char *text, const char *from)
  * syntax, read with MIT's profile library). The strings live as long as the process. */
 static int read_config(const char *path, bool listen_set)
 {
-    static const char *const keys[] = {"keytab", "member",   "auth_log", "listen", "pidfile",
-                                       "log",    "tls_cert", "tls_key",  NULL};
-    const char **fields[] = {&o.keytab,  &o.member, &o.auth_log, &o.listen,
-                             &o.pidfile, &o.log,    &o.tls_cert, &o.tls_key};
+    static const char *const keys[] = {
+        "keytab",   "member",  "auth_log", "listen",          "pidfile",    "log",
+        "tls_cert", "tls_key", "schemes",  "channel_binding", "proxy_from", NULL};
+    const char **fields[] = {&o.keytab,    &o.member,   &o.auth_log, &o.listen,  &o.pidfile,
+                             &o.log,       &o.tls_cert, &o.tls_key,  &o.schemes, &o.channel_binding,
+                             &o.proxy_from};
     profile_t prof = NULL;
     long ret = profile_init_path(path, &prof);
     char *v = NULL;
@@ -627,6 +758,61 @@ static void fit_descriptors(unsigned threads)
     }
 }
 
+/* --schemes and --channel-binding, from their words. */
+static int parse_policies(void)
+{
+    char list[64], *save = NULL;
+
+    if (o.schemes == NULL)
+        o.schemes = "negotiate,ntlm";
+    if (o.channel_binding == NULL)
+        o.channel_binding = "accept";
+    snprintf(list, sizeof(list), "%s", o.schemes);
+    for (char *w = strtok_r(list, ", ", &save); w != NULL; w = strtok_r(NULL, ", ", &save)) {
+        if (strcasecmp(w, "negotiate") == 0) {
+            o.offer_negotiate = true;
+        } else if (strcasecmp(w, "ntlm") == 0) {
+            o.offer_ntlm = true;
+        } else {
+            fprintf(stderr,
+                    "kasa-httpd: schemes %s: %s is not negotiate or ntlm; see kasa-httpd --help\n",
+                    o.schemes, w);
+            return 2;
+        }
+    }
+    if (strlen(o.schemes) >= sizeof(list) || (!o.offer_negotiate && !o.offer_ntlm)) {
+        fprintf(stderr,
+                "kasa-httpd: schemes '%.40s' names neither negotiate nor ntlm; see "
+                "kasa-httpd --help\n",
+                o.schemes);
+        return 2;
+    }
+    if (strcmp(o.channel_binding, "off") == 0) {
+        o.cb = CB_OFF;
+    } else if (strcmp(o.channel_binding, "accept") == 0) {
+        o.cb = CB_ACCEPT;
+    } else if (strcmp(o.channel_binding, "require") == 0) {
+        o.cb = CB_REQUIRE;
+    } else {
+        fprintf(stderr,
+                "kasa-httpd: channel binding '%.40s' is not off, accept or require; see "
+                "kasa-httpd --help\n",
+                o.channel_binding);
+        return 2;
+    }
+    return 0;
+}
+
+static void tls_audit(gnutls_session_t session, const char *msg)
+{
+    size_t n = strlen(msg);
+
+    (void)session;
+    while (n > 0 && msg[n - 1] == '\n')
+        n--;
+    say("GnuTLS: %.*s", (int)n, msg);
+}
+
 static void on_signal(int sig)
 {
     (void)sig;
@@ -649,6 +835,11 @@ static const char usage[] =
     "      --per-ip-limit N    connections from one address (default 1000; 0: no limit)\n"
     "      --connection-limit N  connections in all (default 10000)\n"
     "      --connection-timeout S  close a connection idle this long (default 10)\n"
+    "      --max-body BYTES    largest request body (default 10485760; 413 beyond)\n"
+    "      --schemes LIST      offered and accepted, in order (default negotiate,ntlm)\n"
+    "      --channel-binding off|accept|require  TLS channel binding (Extended\n"
+    "                          Protection; default accept)\n"
+    "      --proxy-from ADDRS  balancer addresses that send a PROXY protocol header\n"
     "      --pidfile FILE      written once listening\n"
     "  -c, --config FILE       settings from FILE's [kasa-httpd] section (krb5.conf syntax)\n"
     "      --log FILE          messages (default: stderr)\n"
@@ -675,6 +866,10 @@ int main(int argc, char **argv)
         {"per-ip-limit", required_argument, NULL, 0x100 + N_PER_IP},
         {"connection-limit", required_argument, NULL, 0x100 + N_CONN_LIMIT},
         {"connection-timeout", required_argument, NULL, 0x100 + N_TIMEOUT},
+        {"max-body", required_argument, NULL, 0x100 + N_MAX_BODY},
+        {"schemes", required_argument, NULL, 'S'},
+        {"channel-binding", required_argument, NULL, 'B'},
+        {"proxy-from", required_argument, NULL, 'X'},
         {NULL, 0, NULL, 0},
     };
     struct sockaddr_storage ss;
@@ -713,7 +908,8 @@ int main(int argc, char **argv)
         case 0x100 + N_THREADS:
         case 0x100 + N_PER_IP:
         case 0x100 + N_CONN_LIMIT:
-        case 0x100 + N_TIMEOUT: {
+        case 0x100 + N_TIMEOUT:
+        case 0x100 + N_MAX_BODY: {
             struct num_opt *n = &o.num[c == 'p' ? N_PORT : c - 0x100];
             if (parse_num(n, optarg, NULL) != 0)
                 return 2;
@@ -740,6 +936,15 @@ int main(int argc, char **argv)
         case 'c':
             config = optarg;
             break;
+        case 'S':
+            o.schemes = optarg;
+            break;
+        case 'B':
+            o.channel_binding = optarg;
+            break;
+        case 'X':
+            o.proxy_from = optarg;
+            break;
         case 'h':
             fputs(usage, stdout);
             return 0;
@@ -750,6 +955,8 @@ int main(int argc, char **argv)
     }
     if (config != NULL && read_config(config, listen_set) != 0)
         return 1;
+    if (parse_policies() != 0)
+        return 2;
     if (o.keytab == NULL || optind < argc) {
         fprintf(stderr, "kasa-httpd: --keytab is required; see kasa-httpd --help\n");
         return 2;
@@ -798,6 +1005,16 @@ int main(int argc, char **argv)
     if (o.tls_cert != NULL &&
         (read_pem(o.tls_cert, &cert_pem) != 0 || read_pem(o.tls_key, &key_pem) != 0))
         return 1;
+    if (cert_pem != NULL && o.cb != CB_OFF) {
+        char why[200];
+        tls_bindings = tlsbind_server_end_point(cert_pem, why, sizeof(why));
+        if (tls_bindings == NULL) {
+            fprintf(stderr, "kasa-httpd: %s: %s\n", o.tls_cert, why);
+            return 1;
+        }
+    }
+    /* GnuTLS's own complaints go where ours go. */
+    gnutls_global_set_audit_log_function(tls_audit);
 
     /* epoll, not select(): no FD_SETSIZE ceiling; a thread per core, so one slow
      * accept (a replay cache on a slow disk) does not stall everyone. */
@@ -809,7 +1026,8 @@ int main(int argc, char **argv)
         threads = o.num[N_CONN_LIMIT].value / 2;
     /* The logger first, or libmicrohttpd says so on stderr. */
     ops[n_ops++] = (struct MHD_OptionItem){MHD_OPTION_EXTERNAL_LOGGER, (intptr_t)mhd_log, NULL};
-    ops[n_ops++] = (struct MHD_OptionItem){MHD_OPTION_SOCK_ADDR, 0, &ss};
+    if (o.proxy_from == NULL) /* else proxy.c listens, and hands connections over */
+        ops[n_ops++] = (struct MHD_OptionItem){MHD_OPTION_SOCK_ADDR, 0, &ss};
     ops[n_ops++] =
         (struct MHD_OptionItem){MHD_OPTION_NOTIFY_CONNECTION, (intptr_t)on_connection, NULL};
     ops[n_ops++] = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_TIMEOUT,
@@ -829,12 +1047,18 @@ int main(int argc, char **argv)
     }
     ops[n_ops] = (struct MHD_OptionItem){MHD_OPTION_END, 0, NULL};
     d = MHD_start_daemon(MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ERROR_LOG |
-                             (cert_pem != NULL ? MHD_USE_TLS : 0),
+                             (cert_pem != NULL ? MHD_USE_TLS : 0) |
+                             (o.proxy_from != NULL ? MHD_USE_NO_LISTEN_SOCKET : 0),
                          (uint16_t)o.num[N_PORT].value, NULL, NULL, on_request, NULL,
                          MHD_OPTION_ARRAY, ops, MHD_OPTION_END);
     if (d == NULL) {
         fprintf(stderr, "kasa-httpd: cannot listen on %s port %u\n", o.listen, o.num[N_PORT].value);
         return 1;
+    }
+    if (o.proxy_from != NULL &&
+        (c = proxy_start(d, (struct sockaddr *)&ss, o.proxy_from, say)) != 0) {
+        MHD_stop_daemon(d);
+        return c;
     }
     if (o.pidfile != NULL) {
         FILE *f = fopen(o.pidfile, "w");
@@ -851,6 +1075,7 @@ int main(int argc, char **argv)
     signal(SIGINT, on_signal);
     while (!stopping)
         pause();
+    proxy_stop();
     MHD_stop_daemon(d);
     free(cert_pem);
     if (key_pem != NULL) {
@@ -858,6 +1083,8 @@ int main(int argc, char **argv)
         free(key_pem);
     }
     gss_release_cred(&minor, &acceptor);
+    if (tls_bindings != GSS_C_NO_CHANNEL_BINDINGS)
+        tlsbind_free(tls_bindings);
     if (o.pidfile != NULL)
         unlink(o.pidfile);
     say("stopped");

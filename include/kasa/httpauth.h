@@ -21,8 +21,9 @@
 extern "C" {
 #endif
 
-/* The longest base64 token accepted: Kerberos tokens with a large PAC fit. */
-#define KASA_HTTPAUTH_MAX (48 * 1024)
+/* The longest base64 token accepted: 48 KiB of token, so anything Windows sends fits (its
+ * MaxTokenSize is at most 48,000 bytes, 64,000 characters of base64). */
+#define KASA_HTTPAUTH_MAX (64 * 1024)
 
 typedef enum kasa_http_scheme {
     KASA_HTTP_OTHER = 0, /* a scheme kasa does not speak: Basic, Digest, ... */

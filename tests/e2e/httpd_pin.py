@@ -12,7 +12,8 @@ STEPS is a list, run in order over the same upstream connection:
                                           the relay itself (never upstream), keep it
   {"raw": VALUE}                          send one GET with "Authorization: VALUE"; null
                                           sends none; "@" sends the last captured value
-Prints one JSON line per step: the responses, each [status, X-Remote-User or null].
+Prints one JSON line per step: the responses, each [status, user or null]: the user is
+X-Remote-User (sent in --auth-request mode), else the first word of a 200 /whoami body.
 """
 import json
 import os
@@ -58,6 +59,16 @@ def read_response(sock):
     return head + rest[:n], status, h
 
 
+def user_of(msg, status, h):
+    """Who the response says authenticated: X-Remote-User, or /whoami's "USER MECH"."""
+    if "x-remote-user" in h:
+        return h["x-remote-user"]
+    body = msg.split(b"\r\n\r\n", 1)[1] if b"\r\n\r\n" in msg else b""
+    if status == 200 and body.strip():
+        return body.split()[0].decode("latin-1")
+    return None
+
+
 def curl(spec, port, extra=()):
     env = dict(os.environ)
     env.update(spec.get("env", {}))
@@ -82,7 +93,7 @@ def relay(lst, up, spec):
                 break
             up.sendall(req)
             resp, status, h = read_response(up)
-            seen.append([status, h.get("x-remote-user")])
+            seen.append([status, user_of(resp, status, h)])
             down.sendall(resp)
         down.close()
     finally:
@@ -135,8 +146,8 @@ def main():
             if value is not None:
                 req += b"Authorization: " + value.encode("latin-1") + b"\r\n"
             up.sendall(req + b"\r\n")
-            _, status, h = read_response(up)
-            out = [[status, h.get("x-remote-user")]]
+            resp, status, h = read_response(up)
+            out = [[status, user_of(resp, status, h)]]
         print(json.dumps({"step": step if "raw" in step else list(step)[0], "responses": out}),
               flush=True)
     up.close()

@@ -22,13 +22,13 @@ trap 'exit 130' INT TERM
 
 ok() {
 	T_NUM=$((T_NUM + 1))
-	echo "ok $T_NUM - $1"
+	printf 'ok %s - %s\n' "$T_NUM" "$1"
 }
 
 not_ok() {
 	T_NUM=$((T_NUM + 1))
 	T_FAILED=$((T_FAILED + 1))
-	echo "not ok $T_NUM - $1"
+	printf 'not ok %s - %s\n' "$T_NUM" "$1"
 	shift
 	for line in "$@"; do
 		printf '%s\n' "$line" | sed 's/^/# /'

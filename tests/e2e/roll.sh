@@ -56,6 +56,14 @@ done
 check "every member accepts alice's ticket for HTTP/ (kvno 2)" all_accept HTTP/outlook.proseware.lab
 check "and for exchangeMDB/outlook" all_accept exchangeMDB/outlook
 
+# stamps_of KEYTAB KVNO: the timestamps MIT's klist -k -t shows for that kvno's entries.
+stamps_of() { klist -k -t "$1" | awk -v k="$2" '$1 == k { print $2, $3 }'; }
+for i in 1 2 3; do
+	stamps_of "$(member $i managed_keytab)" 2 >"$T_WORK/stamps$i.before"
+	check "klist -k -t shows cas$i's 10 kvno 2 entries with a timestamp" test "$(grep -c / "$T_WORK/stamps$i.before")" -eq 10
+done
+sleep 1 # so that a rewritten timestamp would differ
+
 # A ticket obtained before a roll still works after it.
 expect 0 "a second roll" "$KASA" roll $ARRAY
 out_has "from kvno 2 to kvno 3" "to kvno 3"
@@ -63,6 +71,11 @@ check "kadmin.local: the ASA is at kvno 3" sh -c "kadmin.local -q 'getprinc CASA
 check "the ticket fetched before the roll (kvno 2) is still accepted everywhere" all_accept HTTP/outlook.proseware.lab
 for i in 1 2 3; do
 	check "cas$i holds kvno 3 and kept kvno 2" test "$(kvno_in "$(member $i managed_keytab)" 3)" -eq 10 -a "$(kvno_in "$(member $i managed_keytab)" 2)" -eq 10
+	stamps_of "$(member $i managed_keytab)" 2 >"$T_WORK/stamps$i.after"
+	check "cas$i's kvno 2 entries keep the timestamp of the first roll (klist -k -t)" \
+		cmp -s "$T_WORK/stamps$i.before" "$T_WORK/stamps$i.after"
+	check "and kvno 3's entries carry their own, later time" \
+		test "$(stamps_of "$(member $i managed_keytab)" 3 | sort -u)" != "$(sort -u "$T_WORK/stamps$i.before")"
 done
 fresh_tickets
 expect 0 "kvno now says 3" kvno HTTP/outlook.proseware.lab

@@ -154,7 +154,17 @@ static void test_hostile(void **state)
     refused("Negotiate =YA=", "\"=\" before its end (byte 1)");
     refused("Negotiate YA=A", "\"=\" before its end (byte 3)");
     refused("Negotiate YA==YA==", "\"=\" before its end");
-    /* The longest token that is allowed, and one character more. */
+    /* The longest token that is allowed, and one character more; Windows' largest
+     * (MaxTokenSize 48,000 bytes: 64,000 characters) is within. */
+    big = malloc(KASA_HTTPAUTH_MAX + 16);
+    assert_non_null(big);
+    memcpy(big, "Negotiate ", 10);
+    memset(big + 10, 'A', 64000);
+    big[10 + 64000] = '\0';
+    assert_int_equal(kasa_httpauth_parse(ctx, big, &scheme, &tok, &len), 0);
+    assert_int_equal(len, 48000);
+    free(tok);
+    free(big);
     big = malloc(KASA_HTTPAUTH_MAX + 16);
     assert_non_null(big);
     memcpy(big, "Negotiate ", 10);

@@ -107,6 +107,67 @@ static void test_stage_store_load(void **state)
     kasa_held_clear(&back);
 }
 
+/* Every entry of the keytab at kvno carries timestamp want (MIT's own reader says). */
+static void assert_stamped(unsigned kvno, int64_t want)
+{
+    krb5_context kctx;
+    krb5_keytab kt;
+    krb5_kt_cursor cursor;
+    krb5_keytab_entry entry;
+    char name[160];
+    size_t seen = 0;
+
+    snprintf(name, sizeof(name), "FILE:%s", path);
+    assert_int_equal(krb5_init_context(&kctx), 0);
+    assert_int_equal(krb5_kt_resolve(kctx, name, &kt), 0);
+    assert_int_equal(krb5_kt_start_seq_get(kctx, kt, &cursor), 0);
+    while (krb5_kt_next_entry(kctx, kt, &entry, &cursor) == 0) {
+        if (entry.vno == kvno) {
+            assert_int_equal((uint32_t)entry.timestamp, want);
+            seen++;
+        }
+        krb5_free_keytab_entry_contents(kctx, &entry);
+    }
+    krb5_kt_end_seq_get(kctx, kt, &cursor);
+    krb5_kt_close(kctx, kt);
+    krb5_free_context(kctx);
+    assert_int_equal(seen, 6); /* 3 principals x 2 enctypes */
+}
+
+/* Each kvno's entries keep the time it arrived however often the keytab is rewritten,
+ * and that time survives the loss of the state file. */
+static void test_timestamps(void **state)
+{
+    kasa_held held = {0}, back = {0};
+    kasa_kvno_set s;
+    char state_path[160];
+
+    (void)state;
+    unlink(path);
+    make_set(&s, 1);
+    assert_int_equal(kasa_held_stage(ctx, &held, &s, 1700000000), 0);
+    kasa_kvno_set_clear(&s);
+    assert_int_equal(kasa_held_store(ctx, path, &held, -1), 0);
+    assert_stamped(1, 1700000000);
+    /* A roll: kvno 2 arrives later, kvno 1 is rewritten with it and keeps its time. */
+    make_set(&s, 300); /* above 255: the 8-bit kvno field wraps */
+    assert_int_equal(kasa_held_stage(ctx, &held, &s, 1700086400), 0);
+    kasa_kvno_set_clear(&s);
+    assert_int_equal(kasa_held_store(ctx, path, &held, -1), 0);
+    assert_stamped(1, 1700000000);
+    assert_stamped(300, 1700086400);
+    /* Without the state file, the keytab's timestamps say when each kvno arrived. */
+    snprintf(state_path, sizeof(state_path), "%s.state", path);
+    assert_int_equal(unlink(state_path), 0);
+    assert_int_equal(kasa_held_load(ctx, path, &back), 0);
+    assert_int_equal(back.n, 2);
+    assert_int_equal(back.sets[0].arrived, 1700000000);
+    assert_int_equal(back.sets[1].arrived, 1700086400);
+    assert_int_equal(back.sets[1].committed, 0);
+    kasa_held_clear(&back);
+    kasa_held_clear(&held);
+}
+
 static void test_prove(void **state)
 {
     kasa_held held = {0};
@@ -198,6 +259,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_stage_store_load),
+        cmocka_unit_test(test_timestamps),
         cmocka_unit_test(test_prove),
         cmocka_unit_test(test_retire),
         cmocka_unit_test(test_damaged),

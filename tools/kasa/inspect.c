@@ -15,7 +15,7 @@
 #include "kasa/httpauth.h"
 #include "kasa/token.h"
 
-#define VALUE_MAX (64 * 1024)
+#define VALUE_MAX (KASA_HTTPAUTH_MAX + 64) /* the longest token, its scheme and spaces */
 
 static const char *kind_name(kasa_token_kind k)
 {

@@ -719,9 +719,9 @@ static int start_member(struct cli *cli, struct lab *lab, int i)
                            "--log",
                            log,
                            NULL};
-    const char *hargv[] = {httpd,      "--keytab", managed,  "--member", name,
-                           "--listen", addr,       "--port", http_port,  "--auth-log",
-                           alog,       "--log",    hlog,     NULL};
+    const char *hargv[] = {httpd, "--keytab",     managed,      "--member",   name, "--listen",
+                           addr,  "--port",       http_port,    "--auth-log", alog, "--log",
+                           hlog,  "--proxy-from", LAB_BALANCER, NULL};
     snprintf(what, sizeof(what), "kasad for %s", host);
     st = spawn_ready(cli, lab, kargv, out, addr, m->port, &m->proc, what);
     if (!st && m->http_port > 0) {
@@ -732,7 +732,10 @@ static int start_member(struct cli *cli, struct lab *lab, int i)
 }
 
 /* HAProxy in TCP mode (NTLM is bound to the connection) on LAB_BALANCER for the array's
- * name, round robin over the members' kasa-httpd, each health-checked. */
+ * name, round robin over the members' kasa-httpd, each health-checked. It connects to
+ * them from LAB_BALANCER too, and a PROXY v2 header names the client: kasa-httpd takes
+ * that header from LAB_BALANCER only (--proxy-from), so clients that reach a member
+ * directly (from 127.0.0.1) are themselves. */
 static int start_balancer(struct cli *cli, struct lab *lab)
 {
     char cfg[LAB_PATH_MAX + 16], out[LAB_PATH_MAX + 16], text[4096];
@@ -757,13 +760,14 @@ static int start_balancer(struct cli *cli, struct lab *lab)
              "\tbind " LAB_BALANCER ":%d\n"
              "\tdefault_backend members\n"
              "backend members\n"
-             "\tbalance roundrobin\n",
+             "\tbalance roundrobin\n"
+             "\tsource " LAB_BALANCER "\n",
              lab->balancer_port);
     for (int i = 0; i < lab->n_members; i++) {
         char name[16], addr[16];
         member_names(lab, i, name, NULL, addr, NULL);
         snprintf(text + strlen(text), sizeof(text) - strlen(text),
-                 "\tserver %s %s:%d check inter 500ms fall 1 rise 1\n", name, addr,
+                 "\tserver %s %s:%d send-proxy-v2 check inter 500ms fall 1 rise 1\n", name, addr,
                  lab->members[i].http_port);
     }
     st = write_file(cli, lab_path(lab, "haproxy.cfg", cfg, sizeof(cfg)), text, 0644);

@@ -1,0 +1,81 @@
+/*
+ * tls-server-end-point (RFC 5929): what both ends can compute from the server's
+ * certificate alone, which is why browsers use it for Negotiate over HTTPS. The
+ * certificate is parsed and hashed by GnuTLS, the TLS library libmicrohttpd already uses.
+ */
+#include "tlsbind.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <gnutls/crypto.h>
+#include <gnutls/gnutls.h>
+#include <gnutls/x509.h>
+
+#define PREFIX "tls-server-end-point:"
+
+gss_channel_bindings_t tlsbind_server_end_point(const char *cert_pem, char *err, size_t errlen)
+{
+    gnutls_x509_crt_t crt = NULL;
+    gnutls_datum_t pem = {(unsigned char *)cert_pem, (unsigned)strlen(cert_pem)};
+    gnutls_datum_t der = {NULL, 0};
+    gnutls_digest_algorithm_t dig;
+    gss_channel_bindings_t cb = NULL;
+    unsigned char *data = NULL;
+    size_t hlen;
+    int sign, rc;
+
+    rc = gnutls_x509_crt_init(&crt);
+    if (rc == 0)
+        rc = gnutls_x509_crt_import(crt, &pem, GNUTLS_X509_FMT_PEM);
+    if (rc == 0)
+        rc = gnutls_x509_crt_export2(crt, GNUTLS_X509_FMT_DER, &der);
+    if (rc != 0) {
+        snprintf(err, errlen, "cannot read the certificate: %s", gnutls_strerror(rc));
+        goto cleanup;
+    }
+    sign = gnutls_x509_crt_get_signature_algorithm(crt);
+    dig = sign < 0 ? GNUTLS_DIG_UNKNOWN
+                   : gnutls_sign_get_hash_algorithm((gnutls_sign_algorithm_t)sign);
+    if (dig == GNUTLS_DIG_UNKNOWN || dig == GNUTLS_DIG_MD5 || dig == GNUTLS_DIG_SHA1)
+        dig = GNUTLS_DIG_SHA256;
+    hlen = gnutls_hash_get_len(dig);
+    cb = calloc(1, sizeof(*cb));
+    data = malloc(sizeof(PREFIX) - 1 + hlen);
+    if (cb == NULL || data == NULL || hlen == 0) {
+        snprintf(err, errlen, "out of memory");
+        free(cb);
+        free(data);
+        cb = NULL;
+        goto cleanup;
+    }
+    memcpy(data, PREFIX, sizeof(PREFIX) - 1);
+    if (gnutls_hash_fast(dig, der.data, der.size, data + sizeof(PREFIX) - 1) != 0) {
+        snprintf(err, errlen, "cannot hash the certificate");
+        free(cb);
+        free(data);
+        cb = NULL;
+        goto cleanup;
+    }
+    /* No addresses (type unspecified), as browsers and SSPI send it: the checksum the
+     * client makes covers the address types too. */
+    cb->initiator_addrtype = GSS_C_AF_UNSPEC;
+    cb->acceptor_addrtype = GSS_C_AF_UNSPEC;
+    cb->application_data.value = data;
+    cb->application_data.length = sizeof(PREFIX) - 1 + hlen;
+
+cleanup:
+    gnutls_free(der.data);
+    if (crt != NULL)
+        gnutls_x509_crt_deinit(crt);
+    return cb;
+}
+
+void tlsbind_free(gss_channel_bindings_t cb)
+{
+    if (cb == NULL)
+        return;
+    free(cb->application_data.value);
+    free(cb);
+}
