@@ -6,11 +6,17 @@
  *   kasa.stale          the hosts a forced roll left behind, space-separated
  *   kasa.roll           "KVNO STARTED" while a roll is staged but not committed
  *   kasa.committed      "KVNO AT": the last commit, for the members' retire rule
+ *
+ * Each record read is also remembered in [array] cache_dir, one file per array, so that
+ * kasa status can still ask the members what they hold while the directory is down.
  */
 #include "kasa/array.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <string.h>
 #include <strings.h>
 
@@ -176,20 +182,13 @@ static bool in_list(const char *list, const char *host)
     return false;
 }
 
-static long read_array(kasa_dir *dir, const char *fqdn, kasa_array *a)
+/* The array named fqdn from its record's strings. */
+static long array_from_attrs(kasa_ctx *ctx, const char *fqdn, const kasa_attr *attrs, size_t n,
+                             kasa_array *a)
 {
-    kasa_attr *attrs = NULL;
     const char *stale = NULL;
-    size_t n = 0;
-    long ret;
+    long ret = 0;
 
-    ret = dir->ops->record_get(dir, RECORD, fqdn, &attrs, &n);
-    if (ret == KASA_ERR_ARRAY_NOT_FOUND)
-        ret =
-            kasa_set_error(dir->ctx, KASA_ERR_ARRAY_NOT_FOUND,
-                           "no array %s in the directory; create it with kasa array create", fqdn);
-    if (ret)
-        return ret;
     a->fqdn = strdup(fqdn);
     for (size_t i = 0; !ret && i < n; i++) {
         const char *k = attrs[i].key, *v = attrs[i].value;
@@ -198,7 +197,7 @@ static long read_array(kasa_dir *dir, const char *fqdn, kasa_array *a)
         else if (strcmp(k, "kasa.short_name") == 0 && *v)
             a->short_name = strdup(v);
         else if (strcmp(k, "kasa.members") == 0)
-            ret = parse_members(dir->ctx, a, v);
+            ret = parse_members(ctx, a, v);
         else if (strcmp(k, "kasa.stale") == 0)
             stale = v;
         else if (strcmp(k, "kasa.roll") == 0) {
@@ -213,10 +212,108 @@ static long read_array(kasa_dir *dir, const char *fqdn, kasa_array *a)
     }
     for (size_t i = 0; !ret && stale != NULL && i < a->n_members; i++)
         a->members[i].stale = in_list(stale, a->members[i].host);
-    kasa_attrs_free(attrs, n);
     if (!ret && (a->fqdn == NULL || a->asa == NULL))
-        ret = kasa_set_error(dir->ctx, KASA_ERR_DIR, "the record of array %s is incomplete", fqdn);
+        ret = kasa_set_error(ctx, KASA_ERR_DIR, "the record of array %s is incomplete", fqdn);
     return ret;
+}
+
+/* cache_dir/array-FQDN. */
+static void cache_path(const kasa_config *cfg, const char *fqdn, char *buf, size_t len)
+{
+    snprintf(buf, len, "%s/array-%s", cfg->cache_dir, fqdn);
+}
+
+/* Remember the record: a line "KEY VALUE" per string, written whole (temp, rename).
+ * Failing to is no error: the cache only helps when the directory is down. */
+static void cache_write(const kasa_config *cfg, const char *fqdn, const kasa_attr *attrs, size_t n)
+{
+    char path[4200], tmp[4300];
+    FILE *f;
+
+    if (cfg == NULL || cfg->cache_dir == NULL)
+        return;
+    (void)mkdir(cfg->cache_dir, 0755);
+    cache_path(cfg, fqdn, path, sizeof(path));
+    snprintf(tmp, sizeof(tmp), "%s.tmp.%d", path, (int)getpid());
+    f = fopen(tmp, "w");
+    if (f == NULL)
+        return;
+    for (size_t i = 0; i < n; i++) {
+        if (strchr(attrs[i].key, ' ') == NULL && strchr(attrs[i].value, '\n') == NULL)
+            fprintf(f, "%s %s\n", attrs[i].key, attrs[i].value);
+    }
+    if (fclose(f) != 0 || rename(tmp, path) != 0)
+        (void)unlink(tmp);
+}
+
+static long read_array(kasa_dir *dir, const char *fqdn, kasa_array *a)
+{
+    kasa_attr *attrs = NULL;
+    size_t n = 0;
+    long ret;
+
+    ret = dir->ops->record_get(dir, RECORD, fqdn, &attrs, &n);
+    if (ret == KASA_ERR_ARRAY_NOT_FOUND)
+        ret =
+            kasa_set_error(dir->ctx, KASA_ERR_ARRAY_NOT_FOUND,
+                           "no array %s in the directory; create it with kasa array create", fqdn);
+    if (ret)
+        return ret;
+    ret = array_from_attrs(dir->ctx, fqdn, attrs, n, a);
+    if (!ret)
+        cache_write(dir->cfg, fqdn, attrs, n);
+    kasa_attrs_free(attrs, n);
+    return ret;
+}
+
+long kasa_array_cached(kasa_ctx *ctx, const kasa_config *cfg, const char *fqdn, kasa_array **out)
+{
+    char path[4200], line[8192];
+    kasa_attr *attrs = NULL;
+    size_t n = 0;
+    kasa_array *a = NULL;
+    FILE *f;
+    long ret;
+
+    *out = NULL;
+    ret = kasa_hostname_check(ctx, "array", fqdn);
+    if (ret)
+        return ret;
+    cache_path(cfg, fqdn, path, sizeof(path));
+    f = fopen(path, "r");
+    if (f == NULL)
+        return kasa_set_error(ctx, KASA_ERR_ARRAY_NOT_FOUND,
+                              "array %s was never read on this host (no %s): %s", fqdn, path,
+                              strerror(errno));
+    while (!ret && fgets(line, sizeof(line), f) != NULL) {
+        char *sp = strchr(line, ' ');
+        kasa_attr *more;
+        if (sp == NULL)
+            continue;
+        line[strcspn(line, "\n")] = '\0';
+        *sp = '\0';
+        more = realloc(attrs, (n + 1) * sizeof(*attrs));
+        if (more == NULL) {
+            ret = kasa_set_error(ctx, KASA_ERR_NOMEM, NULL);
+            break;
+        }
+        attrs = more;
+        attrs[n].key = strdup(line);
+        attrs[n].value = strdup(sp + 1);
+        n++;
+    }
+    fclose(f);
+    if (!ret && (a = calloc(1, sizeof(*a))) == NULL)
+        ret = kasa_set_error(ctx, KASA_ERR_NOMEM, NULL);
+    if (!ret)
+        ret = array_from_attrs(ctx, fqdn, attrs, n, a);
+    kasa_attrs_free(attrs, n);
+    if (ret) {
+        kasa_array_free(a);
+        return ret;
+    }
+    *out = a;
+    return 0;
 }
 
 long kasa_array_get(kasa_dir *dir, const char *fqdn, kasa_array **out)

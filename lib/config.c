@@ -43,6 +43,7 @@ void kasa_config_free(kasa_config *cfg)
     free(cfg->keytab);
     free(cfg->ccache);
     free(cfg->enctypes);
+    free(cfg->cache_dir);
     free(cfg);
 }
 
@@ -118,22 +119,57 @@ cleanup:
     return ret;
 }
 
-/* Warn about [directory] keys kasa does not know: a typo must not pass silently. */
-static void warn_unknown(kasa_ctx *ctx, profile_t prof, const kasa_config *cfg)
+/* Warn about keys kasa does not know in section: a typo must not pass silently. */
+static void warn_unknown(kasa_ctx *ctx, profile_t prof, const kasa_config *cfg, const char *section,
+                         const char *const *keys)
 {
-    const char *names[] = {"directory", NULL};
+    const char *names[] = {section, NULL};
     char **rel = NULL;
 
     if (profile_get_relation_names(prof, names, &rel) != 0)
         return;
     for (size_t i = 0; rel[i] != NULL; i++) {
         size_t k = 0;
-        while (directory_keys[k] != NULL && strcmp(directory_keys[k], rel[i]) != 0)
+        while (keys[k] != NULL && strcmp(keys[k], rel[i]) != 0)
             k++;
-        if (directory_keys[k] == NULL)
-            kasa_warn(ctx, "%s: [directory] %s is not a kasa setting; ignored", cfg->path, rel[i]);
+        if (keys[k] == NULL)
+            kasa_warn(ctx, "%s: [%s] %s is not a kasa setting; ignored", cfg->path, section,
+                      rel[i]);
     }
     profile_free_list(rel);
+}
+
+static const char *const array_keys[] = {"keep_window", "clock_skew", "lock_timeout", "cache_dir",
+                                         NULL};
+
+/* [array] key as seconds (a whole number, or with an s, m, h or d suffix), in 0..max. */
+static long get_seconds(kasa_ctx *ctx, profile_t prof, const kasa_config *cfg, const char *key,
+                        int64_t def, int64_t max, int64_t *out)
+{
+    char *val = NULL, *end;
+    long long v;
+    long ret;
+
+    *out = def;
+    ret = profile_get_string(prof, "array", key, NULL, NULL, &val);
+    if (ret || val == NULL)
+        return 0;
+    errno = 0;
+    v = strtoll(val, &end, 10);
+    if (end != val && *end != '\0' && end[1] == '\0' && strchr("smhd", *end) != NULL && v >= 0 &&
+        v <= max) { /* a unit; the bound first, so the product cannot overflow */
+        v *= *end == 'm' ? 60 : *end == 'h' ? 3600 : *end == 'd' ? 86400 : 1;
+        end++;
+    }
+    if (errno != 0 || end == val || *end != '\0' || v < 0 || v > max)
+        ret = kasa_set_error(ctx, KASA_ERR_CONFIG,
+                             "%s: [array] %s = %s is not a number of seconds from 0 to %lld (or "
+                             "with s, m, h, d)",
+                             cfg->path, key, val, (long long)max);
+    else
+        *out = v;
+    profile_release_string(val);
+    return ret;
 }
 
 long kasa_config_load(kasa_ctx *ctx, const char *path, kasa_config **cfg_out)
@@ -164,7 +200,8 @@ long kasa_config_load(kasa_ctx *ctx, const char *path, kasa_config **cfg_out)
         ret = kasa_set_error(ctx, KASA_ERR_CONFIG, "%s: %s", cfg->path, error_message(ret));
         goto cleanup;
     }
-    warn_unknown(ctx, prof, cfg);
+    warn_unknown(ctx, prof, cfg, "directory", directory_keys);
+    warn_unknown(ctx, prof, cfg, "array", array_keys);
     ret = get_string(ctx, prof, cfg, "backend", "mit", &cfg->backend);
     if (!ret)
         ret = get_string(ctx, prof, cfg, "realm", NULL, &cfg->realm);
@@ -178,6 +215,21 @@ long kasa_config_load(kasa_ctx *ctx, const char *path, kasa_config **cfg_out)
         ret = get_string(ctx, prof, cfg, "ccache", NULL, &cfg->ccache);
     if (!ret)
         ret = get_string(ctx, prof, cfg, "enctypes", KASA_ENCTYPES_DEFAULT, &enctypes);
+    if (!ret)
+        ret = get_seconds(ctx, prof, cfg, "keep_window", 0, 366LL * 86400, &cfg->keep_window);
+    if (!ret)
+        ret = get_seconds(ctx, prof, cfg, "clock_skew", 300, 86400, &cfg->clock_skew);
+    if (!ret)
+        ret = get_seconds(ctx, prof, cfg, "lock_timeout", 600, 86400, &cfg->lock_timeout);
+    if (!ret) {
+        char *v = NULL;
+        if (profile_get_string(prof, "array", "cache_dir", NULL, KASA_CACHE_DIR_DEFAULT, &v) == 0 &&
+            v != NULL)
+            cfg->cache_dir = strdup(v);
+        profile_release_string(v);
+        if (cfg->cache_dir == NULL)
+            ret = kasa_set_error(ctx, KASA_ERR_NOMEM, NULL);
+    }
     if (ret)
         goto cleanup;
 

@@ -144,10 +144,13 @@ long kasa_krb5(kasa_ctx *ctx, krb5_context *out)
 
 void kasa_test_point(const char *point)
 {
-    const char *at = getenv("KASA_TEST_KILL_AT");
+    const char *at = getenv("KASA_TEST_KILL_AT"), *hold = getenv("KASA_TEST_HOLD_AT");
 
     if (at != NULL && strcmp(at, point) == 0)
         raise(SIGKILL);
+    /* Stay a moment at point, so a test can make another run meet this one there. */
+    if (hold != NULL && strcmp(hold, point) == 0)
+        nanosleep(&(struct timespec){1, 500000000}, NULL);
 }
 
 long kasa_reason(long code, char *why, size_t why_len, const char *fmt, ...)

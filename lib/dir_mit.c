@@ -6,9 +6,11 @@
  * on the SPN principal as the string attribute kasa.owner, so every admin host sees it.
  * Accounts are principals NAME@REALM with kasa.kind and kasa.description. Every object
  * is created disabled and enabled only once its keys and attributes are in place; if a
- * step fails, the object is deleted again, so nothing half-made is left behind.
+ * step fails, the object is deleted again, so nothing half-made is left behind. Their
+ * holders cannot get initial tickets as them or change their keys: see mit_protect_keys.
  */
 #include <errno.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -24,11 +26,15 @@
 #define ATTR_DESCRIPTION "kasa.description"
 #define ATTR_OWNER "kasa.owner"
 #define ATTR_CREATED "kasa.created"
-#define RECORD_PREFIX "kasa-" /* records are kasa-TYPE/NAME principals */
+#define RECORD_PREFIX "kasa-"   /* records are kasa-TYPE/NAME principals */
+#define KEYS_POLICY "kasa-keys" /* no key change by their holder: see mit_protect_keys */
+#define KEYS_MIN_LIFE INT32_MAX /* 68 years, the longest minimum password life */
+#define KEYS_EXPIRED 1          /* a password expiration long past (0 is "never") */
 
 struct mit {
     krb5_context kctx;
     void *handle;
+    bool have_policy; /* KEYS_POLICY is known to be right */
 };
 
 static struct mit *M(kasa_dir *dir)
@@ -719,6 +725,102 @@ static long mit_key_set(kasa_dir *dir, const kasa_account *acct, const kasa_keys
     return ret;
 }
 
+/* Make KEYS_POLICY exist with its minimum life, once per connection. */
+static long keys_policy(kasa_dir *dir)
+{
+    kadm5_policy_ent_rec pol;
+    long ret;
+
+    if (M(dir)->have_policy)
+        return 0;
+    memset(&pol, 0, sizeof(pol));
+    ret = kadm5_get_policy(M(dir)->handle, KEYS_POLICY, &pol);
+    if (ret == KADM5_UNK_POLICY) {
+        pol.policy = KEYS_POLICY;
+        pol.pw_min_life = KEYS_MIN_LIFE;
+        ret = kadm5_create_policy(M(dir)->handle, &pol, KADM5_POLICY | KADM5_PW_MIN_LIFE);
+        if (ret == KADM5_DUP) /* another admin host made it meanwhile */
+            ret = 0;
+    } else if (!ret) {
+        bool right = pol.pw_min_life == KEYS_MIN_LIFE;
+        kadm5_free_policy_ent(M(dir)->handle, &pol);
+        if (!right) {
+            memset(&pol, 0, sizeof(pol));
+            pol.policy = KEYS_POLICY;
+            pol.pw_min_life = KEYS_MIN_LIFE;
+            ret = kadm5_modify_policy(M(dir)->handle, &pol, KADM5_PW_MIN_LIFE);
+        }
+    }
+    if (ret)
+        return fail(dir, ret, "cannot make the password policy", KEYS_POLICY);
+    M(dir)->have_policy = true;
+    return 0;
+}
+
+/*
+ * MIT has no "cannot change its own keys" flag; these three do it, and each is
+ * checked by the KDC or kadmind, not by a client:
+ * - requires_hwauth on the account: an initial ticket needs hardware preauthentication,
+ *   which the realm does not have, so the KDC refuses every AS request from it ("Generic
+ *   preauthentication failure"): no TGT, no kadmin, no kpasswd. It would also refuse
+ *   service tickets for it, so the SPNs cannot have it;
+ * - an expired password on an SPN: the KDC refuses its AS requests ("Password has
+ *   expired") except for kadmin/changepw, and still issues service tickets for it;
+ * - the policy KEYS_POLICY on both: kadmind refuses a principal's change of its own keys
+ *   (kpasswd, or kadmin's cpw through kadmin/changepw) for 68 years after the last one;
+ *   kasa's setkey as an administrator is not bound by it.
+ * setkey clears the expiration, so this runs after every key change.
+ */
+static long mit_protect_keys(kasa_dir *dir, const char *name, bool ticket_target)
+{
+    kadm5_principal_ent_rec ent;
+    krb5_principal princ = NULL;
+    krb5_flags want;
+    long mask = 0, ret;
+
+    memset(&ent, 0, sizeof(ent));
+    ret = keys_policy(dir);
+    if (!ret)
+        ret = principal(dir, name, &princ);
+    if (ret)
+        return ret;
+    ret = kadm5_get_principal(M(dir)->handle, princ, &ent,
+                              KADM5_PRINCIPAL | KADM5_ATTRIBUTES | KADM5_POLICY |
+                                  KADM5_PW_EXPIRATION);
+    if (ret) {
+        ret = fail(dir, ret, "cannot look up", name);
+        goto cleanup;
+    }
+    want = ticket_target ? 0 : KRB5_KDB_REQUIRES_HW_AUTH;
+    if ((ent.attributes & want) != want) {
+        ent.attributes |= want;
+        mask |= KADM5_ATTRIBUTES;
+    }
+    if (ticket_target && ent.pw_expiration != KEYS_EXPIRED) {
+        ent.pw_expiration = KEYS_EXPIRED;
+        mask |= KADM5_PW_EXPIRATION;
+    }
+    if (ent.policy == NULL || strcmp(ent.policy, KEYS_POLICY) != 0) {
+        free(ent.policy); /* kadm5 allocates it with malloc */
+        ent.policy = strdup(KEYS_POLICY);
+        if (ent.policy == NULL) {
+            ret = kasa_set_error(dir->ctx, KASA_ERR_NOMEM, NULL);
+            goto cleanup;
+        }
+        mask |= KADM5_POLICY;
+    }
+    if (mask != 0) {
+        ret = kadm5_modify_principal(M(dir)->handle, &ent, mask);
+        if (ret)
+            ret = fail(dir, ret, "cannot protect the keys of", name);
+    }
+
+cleanup:
+    kadm5_free_principal_ent(M(dir)->handle, &ent);
+    krb5_free_principal(M(dir)->kctx, princ);
+    return ret;
+}
+
 static long mit_meta_get(kasa_dir *dir, const char *object, const char *key, char **value_out)
 {
     krb5_principal princ = NULL;
@@ -867,6 +969,30 @@ static long mit_record_delete(kasa_dir *dir, const char *type, const char *name)
     return delete_object(dir, pname);
 }
 
+/* The longest ticket the KDC issues for name: its max_life (the KDC also caps it by the
+ * realm's, which kadmind does not tell; the principal's is an upper bound). A renewal
+ * re-encrypts the ticket in the service's current key, so renewable life does not keep an
+ * old key in use. */
+static long mit_ticket_life(kasa_dir *dir, const char *name, int64_t *life)
+{
+    kadm5_principal_ent_rec ent;
+    krb5_principal princ = NULL;
+    long ret;
+
+    *life = 0;
+    ret = principal(dir, name, &princ);
+    if (ret)
+        return ret;
+    memset(&ent, 0, sizeof(ent));
+    ret = kadm5_get_principal(M(dir)->handle, princ, &ent, KADM5_PRINCIPAL | KADM5_MAX_LIFE);
+    krb5_free_principal(M(dir)->kctx, princ);
+    if (ret)
+        return fail(dir, ret, "cannot look up", name);
+    *life = ent.max_life;
+    kadm5_free_principal_ent(M(dir)->handle, &ent);
+    return 0;
+}
+
 const struct kasa_dir_ops kasa_dir_mit_ops = {
     .name = "mit",
     .exact_names = true,
@@ -881,6 +1007,7 @@ const struct kasa_dir_ops kasa_dir_mit_ops = {
     .spn_delete = mit_spn_delete,
     .spn_list = mit_spn_list,
     .key_set = mit_key_set,
+    .protect_keys = mit_protect_keys,
     .record_create = mit_record_create,
     .record_get = mit_record_get,
     .record_set = mit_record_set,
@@ -888,4 +1015,5 @@ const struct kasa_dir_ops kasa_dir_mit_ops = {
     .record_delete = mit_record_delete,
     .meta_get = mit_meta_get,
     .meta_set = mit_meta_set,
+    .ticket_life = mit_ticket_life,
 };

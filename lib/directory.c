@@ -2,7 +2,8 @@
  * The directory's rules, the same for every backend: what an SPN and an account name
  * may be, that an SPN has one owner in the whole directory (case-insensitively, as in
  * Active Directory: a client may ask for HTTP/x or http/x and mean one service), that
- * an account owning SPNs is not deleted by accident. The backend only does mechanics.
+ * an account owning SPNs is not deleted by accident, that only kasa changes the keys of
+ * an account and its SPNs. The backend only does mechanics.
  */
 #include "directory.h"
 
@@ -90,6 +91,36 @@ static long get_account(kasa_dir *dir, const char *name, kasa_account **out)
     return ret ? ret : dir->ops->account_get(dir, name, out);
 }
 
+/*
+ * The array's keys are changed by kasa alone: the ASA and every SPN get no initial ticket
+ * of their own and cannot change their own keys, so a copy of a member's keytab cannot
+ * re-key the array (k5srvutil change) nor act as the ASA (kinit). SPNs stay ticket
+ * targets; nothing asks for a ticket to the account itself.
+ */
+static long protect_keys(kasa_dir *dir, const char *name, bool ticket_target)
+{
+    return dir->ops->protect_keys != NULL ? dir->ops->protect_keys(dir, name, ticket_target) : 0;
+}
+
+/* Delete an object just made whose keys could not be protected, keeping that failure's
+ * code and sentence: nothing is left half-made. */
+static long unmake(kasa_dir *dir, long ret, const char *account, const char *spn)
+{
+    char *why = strdup(kasa_error(dir->ctx));
+    kasa_account *acct = NULL;
+
+    if (dir->ops->account_get(dir, account, &acct) == 0) {
+        if (spn != NULL)
+            (void)dir->ops->spn_delete(dir, spn, acct);
+        else
+            (void)dir->ops->account_delete(dir, acct);
+    }
+    kasa_account_free(acct);
+    ret = kasa_set_error(dir->ctx, ret, "%s", why != NULL ? why : "out of memory");
+    free(why);
+    return ret;
+}
+
 long kasa_account_create(kasa_dir *dir, const char *name, kasa_account_kind kind,
                          const char *description)
 {
@@ -109,6 +140,11 @@ long kasa_account_create(kasa_dir *dir, const char *name, kasa_account_kind kind
         return ret;
     ret = dir->ops->account_create(dir, name, kind, description, keys);
     kasa_keyset_free(keys);
+    if (ret)
+        return ret;
+    ret = protect_keys(dir, name, false);
+    if (ret)
+        ret = unmake(dir, ret, name, NULL);
     return ret;
 }
 
@@ -260,6 +296,11 @@ long kasa_spn_add(kasa_dir *dir, const char *spn, const char *account)
         goto cleanup;
     }
     ret = dir->ops->spn_add(dir, spn, acct);
+    if (!ret) {
+        ret = protect_keys(dir, spn, true);
+        if (ret)
+            ret = unmake(dir, ret, acct->name, spn);
+    }
     if (!ret && dir->ops->exact_names && strncasecmp(spn, "http/", 5) == 0 &&
         strncmp(spn, "HTTP/", 5) != 0)
         kasa_warn(dir->ctx,
@@ -450,11 +491,31 @@ long kasa_key_kvno(kasa_dir *dir, const char *account, unsigned *kvno_out)
 long kasa_key_set(kasa_dir *dir, const char *account, const kasa_keyset *keys)
 {
     kasa_account *acct = NULL;
+    char **spns = NULL;
+    size_t n = 0;
     long ret;
 
     ret = get_account(dir, account, &acct);
     if (!ret)
         ret = dir->ops->key_set(dir, acct, keys);
+    if (ret || dir->ops->protect_keys == NULL)
+        goto cleanup;
+    /* After the keys, which may undo part of the protection; this is also how an account
+     * made before kasa protected keys gets protected. */
+    ret = dir->ops->spn_list(dir, acct, &spns, &n);
+    for (size_t i = 0; i <= n && !ret; i++)
+        ret = protect_keys(dir, i < n ? spns[i] : acct->name, i < n);
+    if (ret) {
+        char *why = strdup(kasa_error(dir->ctx));
+        ret = kasa_set_error(dir->ctx, ret,
+                             "kvno %u is set for %s and its SPNs, but their keys are not "
+                             "protected: %s",
+                             keys->kvno, acct->name, why != NULL ? why : "out of memory");
+        free(why);
+    }
+
+cleanup:
+    kasa_spn_list_free(spns, n);
     kasa_account_free(acct);
     return ret;
 }

@@ -40,6 +40,11 @@ struct kasa_dir_ops {
     long (*spn_list)(kasa_dir *dir, const kasa_account *acct, char ***out, size_t *n_out);
 
     long (*key_set)(kasa_dir *dir, const kasa_account *acct, const kasa_keyset *keys);
+    /* Make the object's keys kasa's alone: it can get no initial ticket (so no admin or
+     * password-change service) and cannot change its own keys. A ticket target (an SPN)
+     * must stay one. Writes nothing when the object is so already; also after key_set,
+     * which may undo part of it. NULL when the directory needs nothing. */
+    long (*protect_keys)(kasa_dir *dir, const char *name, bool ticket_target);
 
     /* Records: named bags of small strings that kasa keeps in the directory (arrays).
      * get fails with KASA_ERR_ARRAY_NOT_FOUND; create with KASA_ERR_ARRAY_EXISTS. */
@@ -53,6 +58,8 @@ struct kasa_dir_ops {
 
     long (*meta_get)(kasa_dir *dir, const char *object, const char *key, char **value_out);
     long (*meta_set)(kasa_dir *dir, const char *object, const char *key, const char *value);
+    /* The longest lifetime, in seconds, of a ticket for the principal name (no realm). */
+    long (*ticket_life)(kasa_dir *dir, const char *name, int64_t *life);
 };
 
 struct kasa_dir {

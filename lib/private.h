@@ -31,7 +31,8 @@ long kasa_set_krb5_error(kasa_ctx *ctx, long code, krb5_context kctx, long kcode
 long kasa_reason(long code, char *why, size_t why_len, const char *fmt, ...) KASA_PRINTF(4, 5);
 
 /* For the end-to-end tests only: die with SIGKILL at the named point of a roll when
- * $KASA_TEST_KILL_AT names it, to show that an interrupted roll can always be resumed. */
+ * $KASA_TEST_KILL_AT names it, to show that an interrupted roll can always be resumed;
+ * wait there 1.5 s when $KASA_TEST_HOLD_AT names it, so two runs meet. */
 void kasa_test_point(const char *point);
 
 #endif

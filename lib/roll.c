@@ -25,6 +25,7 @@
 
 #include <gssapi/gssapi_ext.h>
 #include <gssapi/gssapi_krb5.h>
+#include "lock.h"
 #include "private.h"
 
 static pthread_mutex_t progress_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -62,9 +63,10 @@ void kasa_roll_result_clear(kasa_roll_result *r)
 
 const char *kasa_verdict_name(kasa_verdict v)
 {
-    static const char *const names[] = {"OK", "STALE", "MISSING", "UNREACHABLE", "FOREIGN"};
+    static const char *const names[] = {"OK",      "STALE",     "MISSING",  "UNREACHABLE",
+                                        "FOREIGN", "WRONG-KEY", "UNCHECKED"};
 
-    return (unsigned)v < 5 ? names[v] : "?";
+    return (unsigned)v < sizeof(names) / sizeof(names[0]) ? names[v] : "?";
 }
 
 void kasa_array_status_clear(kasa_array_status *st)
@@ -73,9 +75,13 @@ void kasa_array_status_clear(kasa_array_status *st)
         free(st->members[i].host);
         free(st->members[i].error);
         free(st->members[i].foreign);
+        free(st->members[i].wrong_key);
         kasa_reply_clear(&st->members[i].reply);
     }
     free(st->members);
+    free(st->dir_error);
+    free(st->roll_note);
+    free(st->foreign_change);
     kasa_array_free(st->array);
     memset(st, 0, sizeof(*st));
 }
@@ -282,9 +288,40 @@ static bool foreign_in(const kasa_reply *rep, const kasa_kvno_set *want, unsigne
     return true;
 }
 
+/*
+ * How long members keep a superseded kvno after its successor's commit: [array]
+ * keep_window, or the longest ticket the KDC issues for the ASA and its SPNs plus the
+ * clock skew Kerberos allows, so no ticket issued before a roll is orphaned by it.
+ */
+static long keep_window(kasa_dir *dir, const kasa_config *cfg, const char *asa, int64_t *out)
+{
+    kasa_kvno_set names;
+    int64_t longest = 0;
+    long ret = 0;
+
+    *out = cfg->keep_window;
+    if (cfg->keep_window > 0)
+        return 0;
+    memset(&names, 0, sizeof(names));
+    ret = principals_of(dir, asa, &names);
+    for (size_t i = 0; !ret && i < names.n_principals; i++) {
+        int64_t life = 0;
+        char *at = strrchr(names.principals[i], '@');
+        if (at != NULL)
+            *at = '\0'; /* the backend names principals without the realm */
+        ret = dir->ops->ticket_life(dir, names.principals[i], &life);
+        if (life > longest)
+            longest = life;
+    }
+    kasa_kvno_set_clear(&names);
+    if (!ret)
+        *out = longest + cfg->clock_skew;
+    return ret;
+}
+
 /* Tell members kvno was committed, so they can retire what no ticket can need. */
 static void retire_all(const kasa_config *cfg, const kasa_roll_opts *opts, const kasa_member **t,
-                       size_t n, unsigned kvno, int64_t at)
+                       size_t n, unsigned kvno, int64_t at, int64_t keep)
 {
     struct job *jobs = calloc(n + 1, sizeof(*jobs));
 
@@ -294,8 +331,9 @@ static void retire_all(const kasa_config *cfg, const kasa_roll_opts *opts, const
         job_init(&jobs[i], cfg, opts, t[i], KASA_OP_RETIRE, "retire");
         jobs[i].req.committed_kvno = kvno;
         jobs[i].req.committed_at = at;
-        jobs[i].req.keep_seconds =
-            opts != NULL && opts->keep_seconds > 0 ? opts->keep_seconds : KASA_KEEP_SECONDS_DEFAULT;
+        jobs[i].req.keep_seconds = opts != NULL && opts->keep_seconds > 0 ? opts->keep_seconds
+                                   : keep > UINT32_MAX                    ? UINT32_MAX
+                                                                          : (uint32_t)keep;
     }
     run_all(jobs, n);
     jobs_free(jobs, n);
@@ -323,8 +361,9 @@ static long keys_from_members(kasa_dir *dir, const kasa_config *cfg, const kasa_
     return ret;
 }
 
-long kasa_roll(kasa_dir *dir, const kasa_config *cfg, const char *fqdn, const kasa_roll_opts *opts,
-               kasa_roll_result *r)
+/* The roll itself, plan to retire, under the array's lock. */
+static long roll_locked(kasa_dir *dir, const kasa_config *cfg, const char *fqdn,
+                        const kasa_roll_opts *opts, kasa_roll_result *r)
 {
     kasa_ctx *ctx = dir->ctx;
     kasa_array *a = NULL;
@@ -334,6 +373,7 @@ long kasa_roll(kasa_dir *dir, const kasa_config *cfg, const char *fqdn, const ka
     struct job *jobs = NULL;
     size_t n = 0, failed = 0;
     unsigned char nonce[KASA_PROTO_NONCE];
+    int64_t keep = 0;
     long ret;
 
     memset(r, 0, sizeof(*r));
@@ -344,6 +384,8 @@ long kasa_roll(kasa_dir *dir, const kasa_config *cfg, const char *fqdn, const ka
         ret = kasa_account_get(dir, a->asa, &acct);
     if (!ret)
         ret = targets(ctx, a, opts->members, opts->n_members, &t, &n);
+    if (!ret)
+        ret = keep_window(dir, cfg, a->asa, &keep);
     if (ret)
         goto cleanup;
     r->from_kvno = acct->kvno;
@@ -358,7 +400,7 @@ long kasa_roll(kasa_dir *dir, const kasa_config *cfg, const char *fqdn, const ka
         if (ret)
             goto cleanup;
         if (opts->resume) {
-            retire_all(cfg, opts, t, n, a->committed_kvno, a->committed_at);
+            retire_all(cfg, opts, t, n, a->committed_kvno, a->committed_at, keep);
             r->to_kvno = acct->kvno;
             r->committed = true;
             goto cleanup;
@@ -376,7 +418,7 @@ long kasa_roll(kasa_dir *dir, const kasa_config *cfg, const char *fqdn, const ka
         progress(opts, "directory", "resume", "no roll in progress; kvno %u is committed",
                  acct->kvno);
         if (a->committed_kvno != 0)
-            retire_all(cfg, opts, t, n, a->committed_kvno, a->committed_at);
+            retire_all(cfg, opts, t, n, a->committed_kvno, a->committed_at, keep);
         r->to_kvno = acct->kvno;
         goto cleanup;
     }
@@ -491,7 +533,7 @@ long kasa_roll(kasa_dir *dir, const kasa_config *cfg, const char *fqdn, const ka
                 ok[k++] = t[i];
         }
         if (ok != NULL)
-            retire_all(cfg, opts, ok, k, a->committed_kvno, a->committed_at);
+            retire_all(cfg, opts, ok, k, a->committed_kvno, a->committed_at, keep);
         free(ok);
     }
     if (failed > 0)
@@ -511,8 +553,10 @@ cleanup:
     return ret;
 }
 
-long kasa_copy(kasa_dir *dir, const kasa_config *cfg, const char *fqdn, const char *from,
-               const char *const *to, size_t n_to, const kasa_roll_opts *opts, kasa_roll_result *r)
+/* The copy itself, under the array's lock. */
+static long copy_locked(kasa_dir *dir, const kasa_config *cfg, const char *fqdn, const char *from,
+                        const char *const *to, size_t n_to, const kasa_roll_opts *opts,
+                        kasa_roll_result *r)
 {
     kasa_ctx *ctx = dir->ctx;
     kasa_array *a = NULL;
@@ -523,6 +567,7 @@ long kasa_copy(kasa_dir *dir, const kasa_config *cfg, const char *fqdn, const ch
     kasa_kvno_set want;
     unsigned dir_kvno = 0;
     char *foreign = NULL;
+    int64_t keep = 0;
     long ret;
 
     memset(r, 0, sizeof(*r));
@@ -533,6 +578,8 @@ long kasa_copy(kasa_dir *dir, const kasa_config *cfg, const char *fqdn, const ch
         ret = targets(ctx, a, &from, 1, &src, &n_src);
     if (!ret)
         ret = targets(ctx, a, to, n_to, &dst, &n_dst);
+    if (!ret)
+        ret = keep_window(dir, cfg, a->asa, &keep);
     if (ret)
         goto cleanup;
     job_init(&exp, cfg, opts, src[0], KASA_OP_EXPORT, "export");
@@ -612,7 +659,7 @@ long kasa_copy(kasa_dir *dir, const kasa_config *cfg, const char *fqdn, const ch
                 ok[k++] = dst[i];
         }
         if (ok != NULL)
-            retire_all(cfg, opts, ok, k, a->committed_kvno, a->committed_at);
+            retire_all(cfg, opts, ok, k, a->committed_kvno, a->committed_at, keep);
         free(ok);
     }
     for (size_t i = 0; i < n_dst; i++) {
@@ -643,33 +690,69 @@ cleanup:
     return ret;
 }
 
-long kasa_status(kasa_dir *dir, const kasa_config *cfg, const char *fqdn, int timeout_ms,
-                 kasa_array_status *st)
+/* Give the array's lock back after ret; ret's error, not the release's, is reported. */
+static long unlock_after(kasa_dir *dir, const char *fqdn, long ret)
 {
-    kasa_roll_opts opts = {.timeout_ms = timeout_ms};
-    struct job *jobs = NULL;
-    kasa_kvno_set want;
-    unsigned kvno = 0;
+    if (ret) {
+        char *why = strdup(kasa_error(dir->ctx));
+        kasa_lock_release(dir, fqdn);
+        if (why != NULL)
+            kasa_set_error(dir->ctx, ret, "%s", why);
+        free(why);
+    } else {
+        kasa_lock_release(dir, fqdn);
+    }
+    return ret;
+}
+
+long kasa_roll(kasa_dir *dir, const kasa_config *cfg, const char *fqdn, const kasa_roll_opts *opts,
+               kasa_roll_result *r)
+{
     long ret;
 
-    memset(st, 0, sizeof(*st));
-    memset(&want, 0, sizeof(want));
-    ret = kasa_array_get(dir, fqdn, &st->array);
+    memset(r, 0, sizeof(*r));
+    ret = kasa_hostname_check(dir->ctx, "array", fqdn);
+    if (!ret && opts->dry_run) /* reads only: no lock */
+        return roll_locked(dir, cfg, fqdn, opts, r);
     if (!ret)
-        ret = kasa_key_kvno(dir, st->array->asa, &kvno);
-    if (!ret)
-        ret = principals_of(dir, st->array->asa, &want);
-    if (ret) {
-        kasa_kvno_set_clear(&want);
+        ret = kasa_lock_take(dir, fqdn, "roll", cfg->lock_timeout, opts->resume);
+    if (ret)
         return ret;
-    }
-    st->dir_kvno = kvno;
+    kasa_test_point("locked");
+    return unlock_after(dir, fqdn, roll_locked(dir, cfg, fqdn, opts, r));
+}
+
+long kasa_copy(kasa_dir *dir, const kasa_config *cfg, const char *fqdn, const char *from,
+               const char *const *to, size_t n_to, const kasa_roll_opts *opts, kasa_roll_result *r)
+{
+    long ret;
+
+    memset(r, 0, sizeof(*r));
+    ret = kasa_hostname_check(dir->ctx, "array", fqdn);
+    if (!ret)
+        ret = kasa_lock_take(dir, fqdn, "copy", cfg->lock_timeout, false);
+    if (ret)
+        return ret;
+    return unlock_after(dir, fqdn, copy_locked(dir, cfg, fqdn, from, to, n_to, opts, r));
+}
+
+static long verify_cred(kasa_ctx *ctx, const kasa_config *cfg, const char *as, gss_cred_id_t *cred);
+static long mint_token(kasa_ctx *ctx, gss_cred_id_t cred, const char *principal, bool spnego,
+                       gss_buffer_desc *out);
+
+/* Ask every member what it holds (STATUS); want and kvno may be empty when the
+ * directory could not be asked, and then no verdict beyond reachability is given. */
+static long ask_members(kasa_ctx *ctx, const kasa_config *cfg, int timeout_ms,
+                        const kasa_kvno_set *want, unsigned kvno, kasa_array_status *st)
+{
+    kasa_roll_opts opts = {.timeout_ms = timeout_ms};
+    struct job *jobs;
+
     st->members = calloc(st->array->n_members + 1, sizeof(*st->members));
     jobs = calloc(st->array->n_members + 1, sizeof(*jobs));
     if (st->members == NULL || jobs == NULL) {
         free(jobs);
-        kasa_kvno_set_clear(&want);
-        return kasa_set_error(dir->ctx, KASA_ERR_NOMEM, NULL);
+        return kasa_set_error(ctx, KASA_ERR_NOMEM, NULL);
     }
     for (size_t i = 0; i < st->array->n_members; i++)
         job_init(&jobs[i], cfg, &opts, &st->array->members[i], KASA_OP_STATUS, "status");
@@ -693,11 +776,205 @@ long kasa_status(kasa_dir *dir, const kasa_config *cfg, const char *fqdn, int ti
         m->verdict = m->reply.n_sets == 0                    ? KASA_VERDICT_MISSING
                      : !holds || st->array->members[i].stale ? KASA_VERDICT_STALE
                                                              : KASA_VERDICT_OK;
-        if (foreign_in(&m->reply, &want, kvno, &m->foreign))
+        if (want->n_principals > 0 && foreign_in(&m->reply, want, kvno, &m->foreign))
             m->verdict = KASA_VERDICT_FOREIGN;
     }
     jobs_free(jobs, st->array->n_members);
+    return 0;
+}
+
+/* Whether rep lists principal at kvno. */
+static bool holds_principal(const kasa_reply *rep, unsigned kvno, const char *principal)
+{
+    for (size_t s = 0; s < rep->n_sets; s++) {
+        for (size_t p = 0; rep->sets[s].kvno == kvno && p < rep->sets[s].n_principals; p++) {
+            if (strcmp(rep->sets[s].principals[p], principal) == 0)
+                return true;
+        }
+    }
+    return false;
+}
+
+/*
+ * The keys, not only the kvnos: a member that holds the directory's kvno is shown a fresh
+ * ticket for every SPN (from the KDC, so made with the directory's current key), which
+ * its keeper must decrypt from the array keytab. A ticket is the proof every backend can
+ * give (the directory need not hand out keys); a rejection is WRONG-KEY.
+ */
+static void check_keys(kasa_ctx *ctx, const kasa_config *cfg, int timeout_ms,
+                       const kasa_kvno_set *want, kasa_array_status *st)
+{
+    kasa_roll_opts opts = {.timeout_ms = timeout_ms};
+    gss_cred_id_t cred = GSS_C_NO_CREDENTIAL;
+    size_t n_spn = want->n_principals > 0 ? want->n_principals - 1 : 0, n_jobs = 0;
+    struct job *jobs;
+    size_t *owner;
+    OM_uint32 minor;
+
+    if (n_spn == 0 || verify_cred(ctx, cfg, NULL, &cred) != 0)
+        return; /* nothing to check, or no way to: the kvno verdicts stand */
+    jobs = calloc(st->n * n_spn + 1, sizeof(*jobs));
+    owner = calloc(st->n * n_spn + 1, sizeof(*owner));
+    for (size_t m = 0; jobs != NULL && owner != NULL && m < st->n; m++) {
+        kasa_member_status *ms = &st->members[m];
+        if (ms->verdict != KASA_VERDICT_OK)
+            continue;
+        for (size_t s = 1; s <= n_spn; s++) {
+            gss_buffer_desc tok = GSS_C_EMPTY_BUFFER;
+            struct job *j = &jobs[n_jobs];
+            if (!holds_principal(&ms->reply, st->dir_kvno, want->principals[s])) {
+                /* An SPN given to the ASA after the last roll: no member has its entry
+                 * until the next one. */
+                ms->verdict = KASA_VERDICT_STALE;
+                if (ms->wrong_key == NULL &&
+                    asprintf(&ms->wrong_key,
+                             "holds no key for %s at kvno %u (an SPN added since the last "
+                             "roll?); kasa roll %s gives it to every member",
+                             want->principals[s], st->dir_kvno, st->array->fqdn) < 0)
+                    ms->wrong_key = NULL;
+                continue;
+            }
+            if (mint_token(ctx, cred, want->principals[s], false, &tok) != 0)
+                continue;
+            job_init(j, cfg, &opts, &st->array->members[m], KASA_OP_VERIFY, "keys");
+            j->req.token = malloc(tok.length);
+            if (j->req.token != NULL)
+                memcpy(j->req.token, tok.value, tok.length);
+            j->req.token_len = (uint32_t)tok.length;
+            gss_release_buffer(&minor, &tok);
+            j->step = want->principals[s]; /* borrowed: which SPN this job checks */
+            owner[n_jobs++] = m;
+        }
+    }
+    run_all(jobs, n_jobs);
+    for (size_t i = 0; i < n_jobs; i++) {
+        kasa_member_status *m = &st->members[owner[i]];
+        if (jobs[i].code == 0 || m->wrong_key != NULL)
+            continue;
+        m->verdict = KASA_VERDICT_WRONG_KEY;
+        if (asprintf(&m->wrong_key, "%s: %s", jobs[i].step,
+                     jobs[i].message != NULL ? jobs[i].message : "rejected") < 0)
+            m->wrong_key = NULL;
+    }
+    for (size_t i = 0; i < n_jobs; i++)
+        free(jobs[i].req.token);
+    if (jobs != NULL)
+        jobs_free(jobs, n_jobs);
+    free(owner);
+    gss_release_cred(&minor, &cred);
+}
+
+static const char *utc_time(int64_t t, char *buf, size_t len)
+{
+    time_t tt = (time_t)t;
+    struct tm tm;
+
+    gmtime_r(&tt, &tm);
+    strftime(buf, len, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    return buf;
+}
+
+/* A roll in progress or interrupted, from the array's roll record and its lock. */
+static void roll_state(kasa_dir *dir, unsigned kvno, kasa_array_status *st)
+{
+    const kasa_array *a = st->array;
+    kasa_lock lock;
+    bool locked = kasa_lock_get(dir, a->fqdn, &lock) == 0;
+    bool live = locked && kasa_lock_live(&lock);
+    char when[32], stage[160];
+    size_t staged = 0;
+    int n;
+
+    if (a->roll_kvno == 0 && !locked)
+        return;
+    for (size_t m = 0; m < st->n; m++) {
+        for (size_t s = 0; s < st->members[m].reply.n_sets; s++)
+            staged += st->members[m].reply.sets[s].kvno == a->roll_kvno;
+    }
+    if (a->roll_kvno != 0 && a->roll_kvno <= kvno)
+        snprintf(stage, sizeof(stage), "kvno %u committed in the directory, not yet recorded",
+                 a->roll_kvno);
+    else if (a->roll_kvno != 0)
+        snprintf(stage, sizeof(stage), "kvno %u staged on %zu of %zu members, not committed",
+                 a->roll_kvno, staged, st->n);
+    else
+        snprintf(stage, sizeof(stage), "nothing staged yet");
+    if (live)
+        n = asprintf(&st->roll_note, "a %s of %s is running on %s since %s (%s)", lock.operation,
+                     a->fqdn, lock.owner, utc_time(lock.taken, when, sizeof(when)), stage);
+    else
+        n = asprintf(&st->roll_note,
+                     "a %s of %s%s%s started %s stopped before it ended (%s); finish it with kasa "
+                     "roll --resume %s",
+                     locked ? lock.operation : "roll", a->fqdn, locked ? " on " : "",
+                     locked ? lock.owner : "",
+                     utc_time(locked ? lock.taken : a->roll_started, when, sizeof(when)), stage,
+                     a->fqdn);
+    if (n < 0)
+        st->roll_note = NULL;
+    st->roll_interrupted = !live;
+    if (locked)
+        kasa_lock_clear(&lock);
+}
+
+long kasa_status(kasa_dir *dir, const kasa_config *cfg, const char *fqdn, int timeout_ms,
+                 kasa_array_status *st)
+{
+    kasa_kvno_set want;
+    unsigned kvno = 0;
+    long ret;
+
+    memset(st, 0, sizeof(*st));
+    memset(&want, 0, sizeof(want));
+    ret = kasa_array_get(dir, fqdn, &st->array);
+    if (!ret)
+        ret = kasa_key_kvno(dir, st->array->asa, &kvno);
+    if (!ret)
+        ret = principals_of(dir, st->array->asa, &want);
+    if (!ret)
+        ret = keep_window(dir, cfg, st->array->asa, &st->keep_seconds);
+    if (!ret)
+        ret = ask_members(dir->ctx, cfg, timeout_ms, &want, kvno, st);
+    if (ret) {
+        kasa_kvno_set_clear(&want);
+        return ret;
+    }
+    st->dir_kvno = kvno;
+    check_keys(dir->ctx, cfg, timeout_ms, &want, st);
+    roll_state(dir, kvno, st);
+    /* A kvno the directory moved to without kasa: keys changed behind its back. */
+    if (st->array->committed_kvno != 0 && kvno != st->array->committed_kvno &&
+        st->array->roll_kvno != kvno &&
+        asprintf(&st->foreign_change,
+                 "the directory holds kvno %u for %s, but kasa last committed kvno %u: its keys "
+                 "were changed outside kasa (kadmin, a keytab's own principal); kasa roll %s "
+                 "gives every member and the directory new keys",
+                 kvno, st->array->asa, st->array->committed_kvno, st->array->fqdn) < 0)
+        st->foreign_change = NULL;
     kasa_kvno_set_clear(&want);
+    return 0;
+}
+
+long kasa_status_cached(kasa_ctx *ctx, const kasa_config *cfg, const char *fqdn, const char *why,
+                        int timeout_ms, kasa_array_status *st)
+{
+    kasa_kvno_set none;
+    long ret;
+
+    memset(st, 0, sizeof(*st));
+    memset(&none, 0, sizeof(none));
+    ret = kasa_array_cached(ctx, cfg, fqdn, &st->array);
+    if (!ret)
+        ret = ask_members(ctx, cfg, timeout_ms, &none, 0, st);
+    if (ret)
+        return ret;
+    st->dir_unreachable = true;
+    st->dir_error = strdup(why != NULL ? why : "the directory could not be asked");
+    /* No kvno to compare with: a member that holds keys is reported as it answered. */
+    for (size_t i = 0; i < st->n; i++) {
+        if (st->members[i].verdict == KASA_VERDICT_STALE)
+            st->members[i].verdict = KASA_VERDICT_UNCHECKED;
+    }
     return 0;
 }
 

@@ -66,11 +66,24 @@ static void verify(kasa_ctx *ctx, const struct kasad_opts *opts, const kasa_held
     char why[300] = "";
 
     gss_OID_set_desc krb5_only = {1, (gss_OID)gss_mech_krb5};
+    gss_name_t target = GSS_C_NO_NAME;
+    char tname[800];
 
+    /* The ticket's own principal, and only its keytab entries: with any name, MIT tries
+     * every entry at that kvno, and one principal's wrong key would hide behind another
+     * principal's right one (they share a key). */
+    if (kasa_token_decode(ctx, req->token, req->token_len, &info) == 0 && info.has_ap_req) {
+        gss_buffer_desc nb;
+        snprintf(tname, sizeof(tname), "%s@%s", info.sname, info.realm);
+        nb.value = tname;
+        nb.length = strlen(tname);
+        (void)gss_import_name(&minor, &nb, GSS_KRB5_NT_PRINCIPAL_NAME, &target);
+    }
     /* Kerberos alone: the token is a ticket for the array, and no other mechanism
      * installed on the member (gss-ntlmssp) should parse what a peer sent. */
-    major = gss_acquire_cred_from(&minor, GSS_C_NO_NAME, GSS_C_INDEFINITE, &krb5_only, GSS_C_ACCEPT,
+    major = gss_acquire_cred_from(&minor, target, GSS_C_INDEFINITE, &krb5_only, GSS_C_ACCEPT,
                                   &store, &cred, NULL, NULL);
+    gss_release_name(&m2, &target);
     if (!GSS_ERROR(major))
         major = gss_accept_sec_context(&minor, &gctx, cred, &in, GSS_C_NO_CHANNEL_BINDINGS, NULL,
                                        NULL, &out, NULL, NULL, NULL);

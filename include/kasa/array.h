@@ -11,6 +11,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "kasa/config.h"
 #include "kasa/directory.h"
 #include "kasa/kasa.h"
 
@@ -57,6 +58,11 @@ KASA_API long kasa_array_create(kasa_dir *dir, const char *fqdn, const char *asa
                                 const char *short_name);
 KASA_API long kasa_array_get(kasa_dir *dir, const char *fqdn, kasa_array **out);
 KASA_API long kasa_array_list(kasa_dir *dir, kasa_array **out, size_t *n_out);
+
+/* The array as this host last read it from the directory ([array] cache_dir), for when
+ * the directory cannot be asked. */
+KASA_API long kasa_array_cached(kasa_ctx *ctx, const kasa_config *cfg, const char *fqdn,
+                                kasa_array **out);
 KASA_API long kasa_array_delete(kasa_dir *dir, const char *fqdn);
 /* address may be NULL; http_port 0 when the member has no HTTP endpoint kasa should try.
  * Adding a host already there updates it. */

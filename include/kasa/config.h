@@ -25,6 +25,7 @@ extern "C" {
 #define KASA_CONFIG_ENV "KASA_CONFIG"
 #define KASA_CONFIG_DEFAULT "/etc/kasa/kasa.conf"
 #define KASA_ENCTYPES_DEFAULT "aes256-cts-hmac-sha1-96 aes128-cts-hmac-sha1-96"
+#define KASA_CACHE_DIR_DEFAULT "/var/cache/kasa"
 
 typedef struct kasa_config {
     char *path;         /* the file read */
@@ -36,6 +37,11 @@ typedef struct kasa_config {
     char *ccache;       /* NULL: the default credential cache */
     int32_t *enctypes;  /* the enctypes of the keys kasa makes */
     size_t n_enctypes;
+    /* [array] */
+    int64_t keep_window;  /* seconds a superseded kvno is kept; 0: from the realm */
+    int64_t clock_skew;   /* seconds added to the realm's ticket lifetime */
+    int64_t lock_timeout; /* seconds after which a roll's lock may be taken over */
+    char *cache_dir;      /* where arrays are remembered for when the directory is down */
 } kasa_config;
 
 /*

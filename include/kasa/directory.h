@@ -63,7 +63,9 @@ KASA_API long kasa_spn_duplicates(kasa_dir *dir, kasa_spn_claim **claims_out, si
 
 /* Keys. The directory's current kvno of an account (and of its SPNs). */
 KASA_API long kasa_key_kvno(kasa_dir *dir, const char *account, unsigned *kvno_out);
-/* Make the directory hold keys (at keys->kvno) for the account and every SPN it owns. */
+/* Make the directory hold keys (at keys->kvno) for the account and every SPN it owns.
+ * Like account and SPN creation, it leaves them keys that only kasa can change: none of
+ * them gets an initial ticket or changes its own keys; the SPNs stay ticket targets. */
 KASA_API long kasa_key_set(kasa_dir *dir, const char *account, const kasa_keyset *keys);
 
 /* Per-object metadata: small named strings on an account or SPN. */

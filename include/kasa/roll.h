@@ -76,7 +76,9 @@ typedef enum kasa_verdict {
     KASA_VERDICT_STALE,   /* does not hold the directory's kvno */
     KASA_VERDICT_MISSING, /* holds nothing for the array */
     KASA_VERDICT_UNREACHABLE,
-    KASA_VERDICT_FOREIGN, /* holds a principal or kvno the array does not own */
+    KASA_VERDICT_FOREIGN,   /* holds a principal or kvno the array does not own */
+    KASA_VERDICT_WRONG_KEY, /* holds the directory's kvno, but not its key */
+    KASA_VERDICT_UNCHECKED, /* answered, but the directory could not be asked to compare */
 } kasa_verdict;
 
 KASA_API const char *kasa_verdict_name(kasa_verdict v);
@@ -87,12 +89,23 @@ typedef struct kasa_member_status {
     kasa_verdict verdict;
     char *error;      /* why unreachable */
     char *foreign;    /* what it holds that the array does not own; NULL: nothing */
+    char *wrong_key;  /* which principal's key differs from the directory's, and how */
     kasa_reply reply; /* what it holds (sets, oldest first) */
 } kasa_member_status;
 
 typedef struct kasa_array_status {
     kasa_array *array;
     unsigned dir_kvno;
+    bool dir_unreachable; /* the array came from the local cache; dir_kvno is 0 */
+    char *dir_error;      /* why the directory could not be asked */
+    /* A roll in progress or interrupted: a sentence with its stage, owner and the fix
+     * ("kasa roll --resume ARRAY"); NULL when none. */
+    char *roll_note;
+    bool roll_interrupted; /* no live lock holds it: someone must resume it */
+    /* kvnos the directory moved to that kasa did not commit (keys changed behind its
+     * back); NULL when none. */
+    char *foreign_change;
+    int64_t keep_seconds; /* how long a superseded kvno is kept after its successor */
     size_t n;
     kasa_member_status *members;
 } kasa_array_status;
@@ -102,6 +115,12 @@ KASA_API void kasa_array_status_clear(kasa_array_status *st);
 /* Ask every member of the array, in parallel, what it holds. */
 KASA_API long kasa_status(kasa_dir *dir, const kasa_config *cfg, const char *fqdn, int timeout_ms,
                           kasa_array_status *st);
+
+/* When the directory cannot be asked: the array as this host last read it, and what
+ * each member says it holds (verdicts UNREACHABLE, MISSING or UNCHECKED); why is the
+ * directory's error, for dir_error. */
+KASA_API long kasa_status_cached(kasa_ctx *ctx, const kasa_config *cfg, const char *fqdn,
+                                 const char *why, int timeout_ms, kasa_array_status *st);
 
 /* One check of kasa verify: a ticket for spn, presented to member via kasad or HTTP. */
 typedef struct kasa_verify_check {

@@ -176,6 +176,37 @@ static void test_errors(void **state)
     }
 }
 
+/* [array]: seconds with or without a unit, defaults, and refusals. */
+static void test_array_section(void **state)
+{
+    struct fixture *f = *state;
+    kasa_config *cfg = NULL;
+
+    assert_int_equal(load(f, "[directory]\n", &cfg), 0);
+    assert_int_equal(cfg->keep_window, 0); /* from the realm */
+    assert_int_equal(cfg->clock_skew, 300);
+    assert_int_equal(cfg->lock_timeout, 600);
+    assert_string_equal(cfg->cache_dir, KASA_CACHE_DIR_DEFAULT);
+    kasa_config_free(cfg);
+    assert_int_equal(load(f,
+                          "[array]\n keep_window = 24h\n clock_skew = 120\n lock_timeout = 2m\n"
+                          " cache_dir = /tmp/x\n",
+                          &cfg),
+                     0);
+    assert_int_equal(cfg->keep_window, 86400);
+    assert_int_equal(cfg->clock_skew, 120);
+    assert_int_equal(cfg->lock_timeout, 120);
+    assert_string_equal(cfg->cache_dir, "/tmp/x");
+    kasa_config_free(cfg);
+    assert_int_equal(load(f, "[array]\n keep_window = soon\n", &cfg), KASA_ERR_CONFIG);
+    assert_non_null(strstr(kasa_error(f->ctx), "keep_window = soon"));
+    assert_int_equal(load(f, "[array]\n clock_skew = -5\n", &cfg), KASA_ERR_CONFIG);
+    assert_int_equal(load(f, "[array]\n lock_timeout = 3x\n", &cfg), KASA_ERR_CONFIG);
+    assert_int_equal(load(f, "[array]\n keep_windw = 1\n", &cfg), 0);
+    assert_non_null(strstr(f->warnings, "[array] keep_windw is not a kasa setting"));
+    kasa_config_free(cfg);
+}
+
 static void test_missing_file(void **state)
 {
     struct fixture *f = *state;
@@ -195,6 +226,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_path_order, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unknown_key_warns, setup, teardown),
         cmocka_unit_test_setup_teardown(test_errors, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_array_section, setup, teardown),
         cmocka_unit_test_setup_teardown(test_missing_file, setup, teardown),
     };
 

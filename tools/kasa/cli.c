@@ -65,6 +65,21 @@ int cli_open_dir(struct cli *cli)
     return ret ? (cli_fail(cli, ret), EXIT_FAILED) : 0;
 }
 
+int cli_try_open_dir(struct cli *cli, long *code)
+{
+    long ret = 0;
+
+    *code = 0;
+    if (cli->dir != NULL)
+        return 0;
+    if (cli->cfg == NULL)
+        ret = kasa_config_load(cli->ctx, cli->config_path, &cli->cfg);
+    if (!ret)
+        ret = kasa_dir_open(cli->ctx, cli->cfg, &cli->dir);
+    *code = ret;
+    return ret ? 1 : 0;
+}
+
 int cli_getopt(struct cli *cli, int argc, char **argv, const char *shortopts,
                const struct option *extra, bool *json)
 {

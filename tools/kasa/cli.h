@@ -54,6 +54,10 @@ void cli_say(struct cli *cli, const char *fmt, ...) KASA_PRINTF(2, 3);
  * exit status (non-zero). */
 int cli_open_dir(struct cli *cli);
 
+/* Like cli_open_dir, but says nothing: 1 with *code (the error in kasa_error()) when the
+ * configuration or the directory failed; cli->cfg is set when the configuration loaded. */
+int cli_try_open_dir(struct cli *cli, long *code);
+
 /*
  * Parse the options of a verb: the long options every verb has (--help, --json) and the
  * ones in extra. Returns -1 when done (optind at the first operand), 'h' for --help,

@@ -408,8 +408,11 @@ static int write_configs(struct cli *cli, const struct lab *lab)
              "\tadmin_server = " LAB_ADDR ":%d\n"
              "\tprincipal = kasa/admin@%s\n"
              "\tkeytab = %s/kasa-admin.keytab\n"
-             "\tenctypes = " KASA_ENCTYPES_DEFAULT "\n",
-             lab->realm, lab->realm, lab->kadmind_port, lab->realm, d);
+             "\tenctypes = " KASA_ENCTYPES_DEFAULT "\n"
+             "[array]\n"
+             "\t# what kasa status shows when kadmind is down; the lab's own\n"
+             "\tcache_dir = %s/cache\n",
+             lab->realm, lab->realm, lab->kadmind_port, lab->realm, d, d);
     return write_file(cli, lab_path(lab, "kasa.conf", path, sizeof(path)), text, 0644);
 }
 

@@ -3,6 +3,7 @@
  * (-ToArrayMembers, -ToSpecificServers, -CopyFrom) and Get-ClientAccessServer
  * -IncludeAlternateServiceAccountCredentialStatus.
  */
+#include <dirent.h>
 #include <getopt.h>
 #include <stdlib.h>
 #include <string.h>
@@ -234,17 +235,82 @@ int cmd_copy(struct cli *cli, int argc, char **argv)
     return st;
 }
 
-/* "kvno 3 (2026-11-24T20:01:02Z)" for the set at index i from the newest, or "-". */
-static const char *held(const kasa_member_status *m, size_t from_newest, char *buf, size_t len)
+/* Whether set is staged: newer than the directory's kvno (only known when it was asked). */
+static bool is_staged(const kasa_array_status *st, const kasa_kvno_set *set)
 {
-    char when[32];
-    const kasa_kvno_set *s;
+    return !st->dir_unreachable && set->kvno > st->dir_kvno;
+}
 
-    if (m->reply.n_sets <= from_newest)
+/* The set that is from_newest committed (not staged) kvnos from the newest, or NULL. */
+static const kasa_kvno_set *committed_set(const kasa_array_status *st, const kasa_member_status *m,
+                                          size_t from_newest, const kasa_kvno_set **successor)
+{
+    const kasa_kvno_set *next = NULL;
+
+    for (size_t s = m->reply.n_sets; s-- > 0;) {
+        const kasa_kvno_set *set = &m->reply.sets[s];
+        if (is_staged(st, set))
+            continue;
+        if (from_newest-- == 0) {
+            if (successor != NULL)
+                *successor = next;
+            return set;
+        }
+        next = set;
+    }
+    return NULL;
+}
+
+/* When a kept kvno may go: its successor's commit plus the keep window; 0 when unknown. */
+static int64_t retire_after(const kasa_array_status *st, const kasa_kvno_set *successor)
+{
+    return successor != NULL && successor->committed != 0 && st->keep_seconds > 0
+               ? successor->committed + st->keep_seconds
+               : 0;
+}
+
+/* "3 (2026-11-24T20:01:02Z)" for the latest committed kvno; "2 (kept until T)" for the
+ * one before; "-" when there is none. */
+static const char *held(const kasa_array_status *st, const kasa_member_status *m,
+                        size_t from_newest, char *buf, size_t len)
+{
+    const kasa_kvno_set *next = NULL, *s = committed_set(st, m, from_newest, &next);
+    char when[32];
+    int64_t until;
+
+    if (s == NULL)
         return "-";
-    s = &m->reply.sets[m->reply.n_sets - 1 - from_newest];
-    snprintf(buf, len, "%u (%s)", s->kvno, cli_time(s->arrived, when, sizeof(when)));
+    until = retire_after(st, next);
+    if (from_newest == 0 || until == 0)
+        snprintf(buf, len, "%u (%s)", s->kvno, cli_time(s->arrived, when, sizeof(when)));
+    else
+        snprintf(buf, len, "%u (kept until %s)", s->kvno, cli_time(until, when, sizeof(when)));
     return buf;
+}
+
+/* What else to say of a member: why it is not OK, the kvnos staged or kept besides. */
+static void member_note(const kasa_array_status *st, const kasa_member_status *m, char *buf,
+                        size_t len)
+{
+    size_t used = 0, older = 0;
+    const char *why = m->error != NULL       ? m->error
+                      : m->wrong_key != NULL ? m->wrong_key
+                      : m->foreign != NULL   ? m->foreign
+                                             : NULL;
+
+    buf[0] = '\0';
+    if (why != NULL)
+        used += (size_t)snprintf(buf, len, "%s", why);
+    for (size_t s = 0; s < m->reply.n_sets && used < len; s++) {
+        if (is_staged(st, &m->reply.sets[s]))
+            used += (size_t)snprintf(buf + used, len - used, "%skvno %u staged, not committed",
+                                     used ? "; " : "", m->reply.sets[s].kvno);
+    }
+    while (committed_set(st, m, 2 + older, NULL) != NULL)
+        older++;
+    if (older > 0 && used < len)
+        snprintf(buf + used, len - used, "%s%zu older kvno%s kept (--json)", used ? "; " : "",
+                 older, older == 1 ? "" : "s");
 }
 
 static json_object *status_json(const kasa_array_status *st)
@@ -254,10 +320,17 @@ static json_object *status_json(const kasa_array_status *st)
 
     json_object_object_add(o, "array", cli_json_str(st->array->fqdn));
     json_object_object_add(o, "asa", cli_json_str(st->array->asa));
-    json_object_object_add(o, "directory_kvno", json_object_new_int64(st->dir_kvno));
+    json_object_object_add(o, "directory_kvno",
+                           st->dir_unreachable ? NULL : json_object_new_int64(st->dir_kvno));
+    json_object_object_add(o, "directory_error", cli_json_str(st->dir_error));
+    json_object_object_add(o, "keep_seconds", json_object_new_int64(st->keep_seconds));
+    json_object_object_add(o, "roll", cli_json_str(st->roll_note));
+    json_object_object_add(o, "roll_interrupted", json_object_new_boolean(st->roll_interrupted));
+    json_object_object_add(o, "keys_changed_outside_kasa", cli_json_str(st->foreign_change));
     for (size_t i = 0; i < st->n; i++) {
         const kasa_member_status *m = &st->members[i];
         json_object *j = json_object_new_object(), *ks = json_object_new_array();
+        size_t rank = 0;
         json_object_object_add(j, "host", cli_json_str(m->host));
         json_object_object_add(j, "port", json_object_new_int(m->port));
         json_object_object_add(j, "verdict", cli_json_str(kasa_verdict_name(m->verdict)));
@@ -265,19 +338,32 @@ static json_object *status_json(const kasa_array_status *st)
                                json_object_new_boolean(m->verdict != KASA_VERDICT_UNREACHABLE));
         json_object_object_add(j, "error", cli_json_str(m->error));
         json_object_object_add(j, "foreign", cli_json_str(m->foreign));
+        json_object_object_add(j, "wrong_key", cli_json_str(m->wrong_key));
         for (size_t s = m->reply.n_sets; s-- > 0;) {
-            const kasa_kvno_set *set = &m->reply.sets[s];
+            const kasa_kvno_set *set = &m->reply.sets[s], *next = NULL;
             json_object *k = json_object_new_object();
+            bool staged = is_staged(st, set);
+            int64_t until = 0;
+            if (!staged) {
+                (void)committed_set(st, m, rank, &next);
+                until = rank == 0 ? 0 : retire_after(st, next);
+            }
             json_object_object_add(k, "kvno", json_object_new_int64(set->kvno));
             json_object_object_add(k, "arrived",
                                    cli_json_str(cli_time(set->arrived, when, sizeof(when))));
             json_object_object_add(k, "principals",
                                    json_object_new_int64((int64_t)set->n_principals));
             json_object_object_add(k, "role",
-                                   cli_json_str(s == m->reply.n_sets - 1   ? "latest"
-                                                : s == m->reply.n_sets - 2 ? "previous"
-                                                                           : "older"));
+                                   cli_json_str(staged      ? "staged"
+                                                : rank == 0 ? "latest"
+                                                : rank == 1 ? "previous"
+                                                            : "older"));
+            json_object_object_add(k, "retire_after",
+                                   until != 0 ? cli_json_str(cli_time(until, when, sizeof(when)))
+                                              : NULL);
             json_object_array_add(ks, k);
+            if (!staged)
+                rank++;
         }
         json_object_object_add(j, "kvnos", ks);
         json_object_array_add(ms, j);
@@ -290,18 +376,113 @@ static void status_print(const kasa_array_status *st)
 {
     struct table *t = table_new(5, "MEMBER", "VERDICT", "LATEST", "PREVIOUS", "NOTE");
 
-    printf("array %s: ASA %s, directory kvno %u\n", st->array->fqdn, st->array->asa, st->dir_kvno);
+    if (st->dir_unreachable)
+        printf("array %s: ASA %s; the directory could not be asked (%s): what each member "
+               "holds, not compared with it\n",
+               st->array->fqdn, st->array->asa, st->dir_error != NULL ? st->dir_error : "");
+    else
+        printf("array %s: ASA %s, directory kvno %u; superseded kvnos are kept %lldh%02lldm\n",
+               st->array->fqdn, st->array->asa, st->dir_kvno, (long long)(st->keep_seconds / 3600),
+               (long long)(st->keep_seconds % 3600 / 60));
+    if (st->roll_note != NULL)
+        printf("%s: %s\n", st->roll_interrupted ? "INTERRUPTED" : "in progress", st->roll_note);
+    if (st->foreign_change != NULL)
+        printf("CHANGED OUTSIDE KASA: %s\n", st->foreign_change);
     for (size_t i = 0; i < st->n; i++) {
         const kasa_member_status *m = &st->members[i];
-        char latest[64], previous[64];
-        table_add(t, m->host, kasa_verdict_name(m->verdict), held(m, 0, latest, sizeof(latest)),
-                  held(m, 1, previous, sizeof(previous)),
-                  m->error != NULL     ? m->error
-                  : m->foreign != NULL ? m->foreign
-                                       : "");
+        char latest[64], previous[80], note[900];
+        member_note(st, m, note, sizeof(note));
+        table_add(t, m->host, kasa_verdict_name(m->verdict), held(st, m, 0, latest, sizeof(latest)),
+                  held(st, m, 1, previous, sizeof(previous)), note);
     }
     table_print(t, stdout);
     table_free(t);
+}
+
+/* Every array this host remembers ([array] cache_dir), for when the directory is down. */
+static long cached_arrays(struct cli *cli, char ***names, size_t *n)
+{
+    DIR *d = opendir(cli->cfg->cache_dir);
+    struct dirent *e;
+
+    *names = NULL;
+    *n = 0;
+    if (d == NULL)
+        return 0;
+    while ((e = readdir(d)) != NULL) {
+        char **more;
+        if (strncmp(e->d_name, "array-", 6) != 0 || strstr(e->d_name, ".tmp.") != NULL)
+            continue;
+        more = realloc(*names, (*n + 1) * sizeof(**names));
+        if (more == NULL)
+            break;
+        *names = more;
+        (*names)[(*n)++] = strdup(e->d_name + 6);
+    }
+    closedir(d);
+    return 0;
+}
+
+/* Every member OK, no roll interrupted, no key changed behind kasa's back. */
+static bool status_healthy(const kasa_array_status *s)
+{
+    bool ok = s->n > 0 && !s->roll_interrupted && s->foreign_change == NULL && !s->dir_unreachable;
+
+    for (size_t m = 0; m < s->n; m++)
+        ok = ok && s->members[m].verdict == KASA_VERDICT_OK;
+    return ok;
+}
+
+/* kasa status with the directory down: the arrays as this host last read them, and what
+ * their members hold; always a failure, since nothing could be compared. */
+static int status_offline(struct cli *cli, const char *fqdn, int timeout, bool json)
+{
+    char **names = NULL, *why = strdup(kasa_error(cli->ctx));
+    size_t n = 0, shown = 0;
+    kasa_array_status *sts;
+    json_object *all = json ? json_object_new_array() : NULL;
+
+    if (fqdn != NULL) {
+        names = calloc(1, sizeof(*names));
+        if (names != NULL && (names[0] = strdup(fqdn)) != NULL)
+            n = 1;
+    } else {
+        (void)cached_arrays(cli, &names, &n);
+    }
+    sts = calloc(n + 1, sizeof(*sts));
+    for (size_t i = 0; sts != NULL && i < n; i++) {
+        if (kasa_status_cached(cli->ctx, cli->cfg, names[i], why, timeout, &sts[shown]) == 0)
+            shown++;
+    }
+    /* One line: what failed, and whether there is anything to show instead. */
+    if (shown == 0)
+        cli_say(cli, "%s; and %s", why != NULL ? why : "",
+                fqdn != NULL ? "this host never read that array, so its members are unknown"
+                             : "this host remembers no array to ask the members of");
+    else
+        cli_say(cli, "%s; showing what the members hold", why != NULL ? why : "");
+    for (size_t i = 0; i < shown; i++) {
+        if (json) {
+            json_object_array_add(all, status_json(&sts[i]));
+        } else {
+            if (i > 0)
+                putchar('\n');
+            status_print(&sts[i]);
+        }
+        kasa_array_status_clear(&sts[i]);
+    }
+    if (json) {
+        if (shown > 0)
+            cli_json_print(fqdn != NULL ? json_object_get(json_object_array_get_idx(all, 0))
+                                        : json_object_get(all));
+        json_object_put(all);
+    }
+    for (size_t i = 0; i < n; i++)
+        free(names[i]);
+    free(names);
+    free(sts);
+    free(why);
+    return EXIT_FAILED;
 }
 
 int cmd_status(struct cli *cli, int argc, char **argv)
@@ -323,10 +504,12 @@ int cmd_status(struct cli *cli, int argc, char **argv)
         if (c == 'h') {
             fputs("usage: kasa status [ARRAY] [--json] [--timeout MS]\n"
                   "\n"
-                  "For each member: the kvnos it holds (latest, previous) and when each\n"
-                  "arrived, against the directory's kvno: OK, STALE, MISSING, UNREACHABLE,\n"
-                  "or FOREIGN (holds a principal or kvno the array does not own).\n"
-                  "Exit 0 only when every member is OK.\n",
+                  "For each member: the kvnos it holds (latest, previous: kept until when),\n"
+                  "against the directory's kvno and key: OK, STALE, MISSING, UNREACHABLE,\n"
+                  "FOREIGN (holds a principal or kvno the array does not own) or WRONG-KEY\n"
+                  "(the right kvno, not the directory's key). Also a roll in progress or\n"
+                  "interrupted, and keys changed outside kasa. With the directory down, what\n"
+                  "each member holds (UNCHECKED). Exit 0 only when all is well.\n",
                   stdout);
             return EXIT_OK;
         }
@@ -340,10 +523,13 @@ int cmd_status(struct cli *cli, int argc, char **argv)
     st = cli_operands(cli, argc - optind, 0, 1, "at most ARRAY");
     if (!st && argc - optind == 1)
         st = cli_check(cli, kasa_hostname_check(cli->ctx, "array", argv[optind]));
-    if (!st)
-        st = cli_open_dir(cli);
     if (st)
         return st;
+    if (cli_try_open_dir(cli, &ret) != 0) {
+        if (cli->cfg == NULL)
+            return cli_fail(cli, ret);
+        return status_offline(cli, argc - optind == 1 ? argv[optind] : NULL, timeout, json);
+    }
     if (argc - optind == 1) {
         ret = kasa_array_get(cli->dir, argv[optind], &arrays);
         n = ret ? 0 : 1;
@@ -362,10 +548,7 @@ int cmd_status(struct cli *cli, int argc, char **argv)
             healthy = false;
             continue;
         }
-        for (size_t m = 0; m < s.n; m++)
-            healthy = healthy && s.members[m].verdict == KASA_VERDICT_OK;
-        if (s.n == 0)
-            healthy = false;
+        healthy = healthy && status_healthy(&s);
         if (json)
             json_object_array_add(all, status_json(&s));
         else {

@@ -1,0 +1,165 @@
+#!/bin/sh
+# The array's keys stay right (issue 11): one roll at a time across controllers (a lock
+# in the directory), a keep window from the realm's ticket lifetime, status that compares
+# keys (WRONG-KEY), tells of an interrupted roll and of keys changed outside kasa, and
+# still reports what members hold when kadmind is down.
+. "$(dirname "$0")/lib.sh"
+
+: "${KASAD:?}"
+export KASAD
+HERE=$(dirname "$0")
+ARRAY=outlook.proseware.lab
+ASA='CASARRAY-ASA$'
+SPNS="HTTP/outlook.proseware.lab exchangeMDB/outlook"
+
+lab_up --members 2
+"$KASA" lab status --dir "$LAB" --json >"$T_WORK/lab.json"
+member() { python3 -c 'import json,sys; m=json.load(open(sys.argv[1]))["members"][int(sys.argv[2])-1]; print(m[sys.argv[3]])' "$T_WORK/lab.json" "$1" "$2"; }
+"$KASA" account create "$ASA" --computer >/dev/null
+for spn in $SPNS; do "$KASA" spn add "$spn" "$ASA" >/dev/null 2>&1; done
+"$KASA" array create $ARRAY --asa "$ASA" >/dev/null
+for i in 1 2; do
+	"$KASA" array add-member $ARRAY "cas$i.proseware.lab:$(member $i port)" --address "$(member $i address)" >/dev/null
+done
+expect 0 "a first roll" "$KASA" roll $ARRAY
+dir_kvno() { kadmin_local "getprinc $ASA" | sed -n 's/.*Key: vno \([0-9]*\),.*/\1/p' | head -1; }
+fresh() { kdestroy >/dev/null 2>&1; kinit -k -t "$LAB/alice.keytab" alice; }
+# every member's keytab decrypts a fresh ticket for every SPN (MIT's kvno -k)
+all_decrypt() {
+	fresh
+	for i in 1 2; do
+		for spn in $SPNS; do
+			kvno -k "$(member $i managed_keytab)" "$spn" >/dev/null 2>&1 || return 1
+		done
+	done
+}
+
+# Two rolls at once, ten times: one commits, the other is told who holds the lock. Each
+# run waits 1.5 s once it holds the lock (KASA_TEST_HOLD_AT), so they always meet.
+bad=0
+for round in $(seq 10); do
+	before=$(dir_kvno)
+	KASA_TEST_HOLD_AT=locked "$KASA" roll $ARRAY >"$T_WORK/a.out" 2>"$T_WORK/a.err" &
+	A=$!
+	KASA_TEST_HOLD_AT=locked "$KASA" roll $ARRAY >"$T_WORK/b.out" 2>"$T_WORK/b.err" &
+	B=$!
+	wait $A; sa=$?
+	wait $B; sb=$?
+	after=$(dir_kvno)
+	won=$(( (sa == 0) + (sb == 0) ))
+	msg=$(cat "$T_WORK/a.err" "$T_WORK/b.err")
+	if [ "$won" -ne 1 ] || [ "$after" -ne $((before + 1)) ] || ! all_decrypt; then
+		bad=$((bad + 1))
+		echo "# round $round: exits $sa $sb, kvno $before -> $after: $msg"
+	fi
+	case $msg in *"a roll of $ARRAY is running on "*" since "*) ;; *) bad=$((bad + 1)); echo "# round $round: $msg" ;; esac
+done
+check "10 rounds of two rolls at once: one committed each time, every member decrypts every SPN" test "$bad" -eq 0
+
+# A roll racing a copy.
+KASA_TEST_HOLD_AT=locked "$KASA" roll $ARRAY >/dev/null 2>"$T_WORK/r.err" &
+R=$!
+sleep 0.5
+expect 1 "a copy while a roll holds the lock" "$KASA" copy $ARRAY --from cas1.proseware.lab --to cas2.proseware.lab
+err_has "a roll of $ARRAY is running on" "names the roll that holds it"
+wait $R
+check "the roll went through" test $? -eq 0
+check "and every member decrypts every SPN" all_decrypt
+
+# A controller killed while holding the lock: the lock outlives it.
+KASA_TEST_KILL_AT=locked "$KASA" roll $ARRAY >/dev/null 2>&1
+check "the controller was killed holding the lock" test $? -eq 137
+expect 1 "a plain roll after it says to resume" "$KASA" roll $ARRAY
+err_has "stopped before it ended" "that the last run stopped"
+err_has "kasa roll --resume $ARRAY" "and how to finish"
+expect 0 "--resume takes the lock over (its holder, on this host, is gone)" "$KASA" roll --resume $ARRAY
+# A lock from another host: held until it expires, then --resume takes it over.
+now=$(date +%s)
+kadmin_local "addprinc -nokey kasa-lock/$ARRAY" >/dev/null
+kadmin_local "setstr kasa-lock/$ARRAY kasa.kind lock" >/dev/null
+kadmin_local "setstr kasa-lock/$ARRAY kasa.owner \"cas0.proseware.lab pid 4242\"" >/dev/null
+kadmin_local "setstr kasa-lock/$ARRAY kasa.operation roll" >/dev/null
+kadmin_local "setstr kasa-lock/$ARRAY kasa.taken $((now - 60))" >/dev/null
+kadmin_local "setstr kasa-lock/$ARRAY kasa.expires $((now + 600))" >/dev/null
+expect 1 "a roll while another host holds the lock" "$KASA" roll $ARRAY
+err_has "is running on cas0.proseware.lab pid 4242 since" "names that host"
+expect 1 "--resume does not take a lock that has not expired" "$KASA" roll --resume $ARRAY
+expect 0 "status shows the roll in progress (not a failure: it may end well)" "$KASA" status $ARRAY
+out_has "in progress: a roll of $ARRAY is running on cas0.proseware.lab" "with its owner"
+kadmin_local "setstr kasa-lock/$ARRAY kasa.expires $((now - 1))" >/dev/null
+expect 1 "once expired, a plain roll says to resume" "$KASA" roll $ARRAY
+err_has "its lock expired" "saying the lock expired"
+expect 0 "--resume takes the expired lock over" "$KASA" roll --resume $ARRAY
+err_has "taking over the lock of $ARRAY left by cas0.proseware.lab" "and says so"
+check "no lock left behind" sh -c "! kadmin.local -r PROSEWARE.LAB -q 'getprinc kasa-lock/$ARRAY' 2>&1 | grep -q 'Principal: kasa-lock'"
+expect 0 "status is OK again" "$KASA" status $ARRAY
+
+# An interrupted roll: status names it, its stage and the fix, and exits non-zero.
+for point in recorded staged; do
+	KASA_TEST_KILL_AT=$point "$KASA" roll $ARRAY >/dev/null 2>&1
+	expect 1 "status after a kill at '$point'" "$KASA" status $ARRAY
+	out_has "INTERRUPTED: a roll of $ARRAY on " "names the interrupted roll and its owner"
+	out_has "finish it with kasa roll --resume $ARRAY" "and the fix"
+	[ $point = staged ] && out_has "staged on 2 of 2 members, not committed" "its stage: staged everywhere"
+	[ $point = staged ] && out_has "staged, not committed" "the staged kvno is shown as staged, not LATEST"
+	expect 0 "--resume finishes it" "$KASA" roll --resume $ARRAY
+	expect 0 "status is OK and exits 0 after it" "$KASA" status $ARRAY
+done
+
+# The keep window comes from the realm: principals whose tickets live 24 hours.
+for p in "$ASA" $SPNS; do
+	kadmin_local "modprinc -maxlife 24:00:00 -maxrenewlife 168:00:00 $p" >/dev/null
+done
+expect 0 "a roll on a 24-hour realm" "$KASA" roll $ARRAY
+expect 0 "status --json" "$KASA" status $ARRAY --json
+check "the keep window is 24 h plus 5 min of clock skew ($(json keep_seconds) s)" test "$(json keep_seconds)" -eq 86700
+check "the previous kvno is kept until its successor's commit + 24 h 5 min" python3 -c '
+import json, sys, datetime as d
+s = json.load(sys.stdin)
+ks = s["members"][0]["kvnos"]
+prev = [k for k in ks if k["role"] == "previous"][0]
+until = d.datetime.strptime(prev["retire_after"], "%Y-%m-%dT%H:%M:%SZ")
+left = (until - d.datetime.utcnow()).total_seconds()
+sys.exit(0 if 86000 < left <= 86700 else 1)' <<EOF
+$T_OUT
+EOF
+n_before=$(klist -k "$(member 1 managed_keytab)" | awk 'NR > 3 { print $1 }' | sort -u | wc -l)
+expect 0 "another roll" "$KASA" roll $ARRAY
+n_after=$(klist -k "$(member 1 managed_keytab)" | awk 'NR > 3 { print $1 }' | sort -u | wc -l)
+check "no kvno a 24-hour ticket may still use was retired ($n_before kvnos, then $n_after)" test "$n_after" -eq $((n_before + 1))
+
+# The right kvno with the wrong key on one member: WRONG-KEY.
+KVNO=$(dir_kvno)
+expect 0 "doctor cas2's key for HTTP/ at kvno $KVNO" python3 "$HERE/ktdoctor.py" "$(member 2 managed_keytab)" "HTTP/outlook.proseware.lab@PROSEWARE.LAB" "$KVNO"
+expect 1 "status with a wrong key" "$KASA" status $ARRAY
+out_has "WRONG-KEY" "says WRONG-KEY"
+out_has "HTTP/outlook.proseware.lab@PROSEWARE.LAB" "naming the principal whose key is wrong"
+expect 1 "status --json" "$KASA" status $ARRAY --json
+check "cas1 OK, cas2 WRONG-KEY" test "$(json members.0.verdict) $(json members.1.verdict)" = "OK WRONG-KEY"
+expect 0 "a copy from cas1 mends it" "$KASA" copy $ARRAY --from cas1.proseware.lab --to cas2.proseware.lab
+expect 0 "and status is OK" "$KASA" status $ARRAY
+
+# Keys changed behind kasa's back.
+kadmin_local "cpw -randkey $ASA" >/dev/null
+expect 1 "status after kadmin changed the ASA's keys" "$KASA" status $ARRAY
+out_has "CHANGED OUTSIDE KASA" "reports it"
+out_has "kasa roll $ARRAY" "and names the fix"
+expect 0 "kasa roll mends it" "$KASA" roll $ARRAY
+expect 0 "status is OK" "$KASA" status $ARRAY
+
+# kadmind down: status still asks the members, says the directory could not be asked.
+kpid=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["kadmind"]["pid"])' "$T_WORK/lab.json")
+kill "$kpid"
+sleep 0.5
+expect 1 "status with kadmind down" "$KASA" status $ARRAY
+err_has "showing what the members hold" "says the directory could not be asked"
+out_has "the directory could not be asked" "in its output too"
+out_has "cas1.proseware.lab  UNCHECKED" "lists cas1 with what it holds"
+out_has "cas2.proseware.lab  UNCHECKED" "and cas2"
+expect 1 "status --json with kadmind down" "$KASA" status $ARRAY --json
+check "each member's kvnos are listed" test "$(json members.1.kvnos.0.kvno)" -ge 1
+expect 1 "diagnose with kadmind down" "$KASA" diagnose $ARRAY
+out_has "the directory cannot be asked" "says the directory cannot be asked"
+out_has "cas1.proseware.lab holds kvno" "and what each member holds"
+
+done_testing
