@@ -895,10 +895,12 @@ static void roll_state(kasa_dir *dir, unsigned kvno, kasa_array_status *st)
         snprintf(stage, sizeof(stage), "kvno %u committed in the directory, not yet recorded",
                  a->roll_kvno);
     else if (a->roll_kvno != 0)
-        snprintf(stage, sizeof(stage), "kvno %u staged on %zu of %zu members, not committed",
+        snprintf(stage, sizeof(stage),
+                 "kvno %u staged on %zu of %zu members, not committed for the ASA (its SPNs "
+                 "may be)",
                  a->roll_kvno, staged, st->n);
     else
-        snprintf(stage, sizeof(stage), "nothing staged yet");
+        snprintf(stage, sizeof(stage), "no kvno staged or waiting for its commit");
     if (live)
         n = asprintf(&st->roll_note, "a %s of %s is running on %s since %s (%s)", lock.operation,
                      a->fqdn, lock.owner, utc_time(lock.taken, when, sizeof(when)), stage);

@@ -95,12 +95,14 @@ check "no lock left behind" sh -c "! kadmin.local -r PROSEWARE.LAB -q 'getprinc 
 expect 0 "status is OK again" "$KASA" status $ARRAY
 
 # An interrupted roll: status names it, its stage and the fix, and exits non-zero.
-for point in recorded staged; do
+for point in locked recorded staged spns-committed committed saved; do
 	KASA_TEST_KILL_AT=$point "$KASA" roll $ARRAY >/dev/null 2>&1
+	check "the controller was killed at '$point'" test $? -eq 137
 	expect 1 "status after a kill at '$point'" "$KASA" status $ARRAY
 	out_has "INTERRUPTED: a roll of $ARRAY on " "names the interrupted roll and its owner"
+	case $point in committed) out_has "committed in the directory, not yet recorded" "its stage: committed, not recorded" ;; esac
 	out_has "finish it with kasa roll --resume $ARRAY" "and the fix"
-	[ $point = staged ] && out_has "staged on 2 of 2 members, not committed" "its stage: staged everywhere"
+	[ $point = staged ] && out_has "staged on 2 of 2 members, not committed for the ASA" "its stage: staged everywhere"
 	[ $point = staged ] && out_has "staged, not committed" "the staged kvno is shown as staged, not LATEST"
 	expect 0 "--resume finishes it" "$KASA" roll --resume $ARRAY
 	expect 0 "status is OK and exits 0 after it" "$KASA" status $ARRAY
@@ -136,6 +138,9 @@ out_has "WRONG-KEY" "says WRONG-KEY"
 out_has "HTTP/outlook.proseware.lab@PROSEWARE.LAB" "naming the principal whose key is wrong"
 expect 1 "status --json" "$KASA" status $ARRAY --json
 check "cas1 OK, cas2 WRONG-KEY" test "$(json members.0.verdict) $(json members.1.verdict)" = "OK WRONG-KEY"
+expect 1 "diagnose with a wrong key on cas2" "$KASA" diagnose $ARRAY
+out_has "cas2.proseware.lab" "names the member"
+out_has "WRONG-KEY" "and the verdict"
 expect 0 "a copy from cas1 mends it" "$KASA" copy $ARRAY --from cas1.proseware.lab --to cas2.proseware.lab
 expect 0 "and status is OK" "$KASA" status $ARRAY
 
