@@ -16,7 +16,8 @@
 #include "private.h"
 
 static const char *const directory_keys[] = {
-    "backend", "realm", "admin_server", "principal", "keytab", "ccache", "enctypes", NULL,
+    "backend",  "realm",    "admin_server", "principal", "keytab", "ccache",
+    "enctypes", "ldap_uri", "base_dn",      "container", NULL,
 };
 
 const char *kasa_config_path(const char *path)
@@ -43,6 +44,9 @@ void kasa_config_free(kasa_config *cfg)
     free(cfg->keytab);
     free(cfg->ccache);
     free(cfg->enctypes);
+    free(cfg->ldap_uri);
+    free(cfg->base_dn);
+    free(cfg->container);
     free(cfg->cache_dir);
     free(cfg);
 }
@@ -216,6 +220,12 @@ long kasa_config_load(kasa_ctx *ctx, const char *path, kasa_config **cfg_out)
     if (!ret)
         ret = get_string(ctx, prof, cfg, "enctypes", KASA_ENCTYPES_DEFAULT, &enctypes);
     if (!ret)
+        ret = get_string(ctx, prof, cfg, "ldap_uri", NULL, &cfg->ldap_uri);
+    if (!ret)
+        ret = get_string(ctx, prof, cfg, "base_dn", NULL, &cfg->base_dn);
+    if (!ret)
+        ret = get_string(ctx, prof, cfg, "container", NULL, &cfg->container);
+    if (!ret)
         ret = get_seconds(ctx, prof, cfg, "keep_window", 0, 366LL * 86400, &cfg->keep_window);
     if (!ret)
         ret = get_seconds(ctx, prof, cfg, "clock_skew", 300, 86400, &cfg->clock_skew);
@@ -233,10 +243,19 @@ long kasa_config_load(kasa_ctx *ctx, const char *path, kasa_config **cfg_out)
     if (ret)
         goto cleanup;
 
-    if (cfg->backend == NULL || strcmp(cfg->backend, "mit") != 0) {
+    if (cfg->backend == NULL ||
+        (strcmp(cfg->backend, "mit") != 0 && strcmp(cfg->backend, "ad") != 0)) {
         ret = kasa_set_error(ctx, KASA_ERR_CONFIG,
-                             "%s: [directory] backend = %s is not known; the backend is mit",
+                             "%s: [directory] backend = %s is not known; the backends are mit "
+                             "and ad",
                              cfg->path, cfg->backend != NULL ? cfg->backend : "");
+        goto cleanup;
+    }
+    if (strcmp(cfg->backend, "ad") == 0 && (cfg->ldap_uri == NULL || cfg->base_dn == NULL)) {
+        ret = kasa_set_error(ctx, KASA_ERR_CONFIG,
+                             "%s: [directory] backend = ad needs ldap_uri and base_dn (e.g. "
+                             "ldap://dc1.proseware.lab and DC=proseware,DC=lab)",
+                             cfg->path);
         goto cleanup;
     }
     if (cfg->keytab != NULL && cfg->principal == NULL) {

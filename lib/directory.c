@@ -57,7 +57,7 @@ long kasa_dir_open(kasa_ctx *ctx, const kasa_config *cfg, kasa_dir **dir_out)
         return kasa_set_error(ctx, KASA_ERR_NOMEM, NULL);
     dir->ctx = ctx;
     dir->cfg = cfg;
-    dir->ops = &kasa_dir_mit_ops;
+    dir->ops = strcmp(cfg->backend, "ad") == 0 ? &kasa_dir_ad_ops : &kasa_dir_mit_ops;
     ret = dir->ops->open(dir);
     if (ret) {
         dir->ops->close(dir); /* frees what open made before it failed */
@@ -282,6 +282,13 @@ long kasa_spn_add(kasa_dir *dir, const char *spn, const char *account)
     }
     for (size_t i = 0; i < c.n; i++) {
         const kasa_spn_claim *v = &c.claims[i];
+        if (owned_by(v, acct) && !dir->ops->exact_names) {
+            kasa_warn(dir->ctx,
+                      "%s differs only by case from %s, which %s already owns; the directory "
+                      "counts them as one SPN, so nothing to do",
+                      spn, v->spn, acct->name);
+            goto cleanup;
+        }
         if (owned_by(v, acct)) {
             kasa_warn(dir->ctx,
                       "%s differs only by case from %s, which %s already owns; Active Directory "

@@ -71,5 +71,12 @@ struct kasa_dir {
 };
 
 extern const struct kasa_dir_ops kasa_dir_mit_ops;
+extern const struct kasa_dir_ops kasa_dir_ad_ops;
+
+/* For the AD backend (lib/ldapesc.c): len bytes of in (which may hold NUL) escaped as a
+ * search filter value (RFC 4515) or as a DN attribute value (RFC 4514). malloc'd, NULL
+ * when out of memory. */
+char *kasa_ldap_filter_escape(const char *in, size_t len);
+char *kasa_ldap_dn_escape(const char *in, size_t len);
 
 #endif

@@ -9,6 +9,8 @@
  *       principal = kasa/admin@PROSEWARE.LAB
  *       keytab = /etc/kasa/admin.keytab
  *       enctypes = aes256-cts-hmac-sha1-96 aes128-cts-hmac-sha1-96
+ *
+ * or, for Active Directory, backend = ad with ldap_uri, base_dn and optionally container.
  */
 #ifndef KASA_CONFIG_H
 #define KASA_CONFIG_H
@@ -29,13 +31,17 @@ extern "C" {
 
 typedef struct kasa_config {
     char *path;         /* the file read */
-    char *backend;      /* "mit" */
+    char *backend;      /* "mit" or "ad" */
     char *realm;        /* NULL: krb5.conf's default realm */
     char *admin_server; /* host[:port]; NULL: krb5.conf's admin_server for the realm */
     char *principal;    /* who kasa authenticates to the directory as */
     char *keytab;       /* that principal's keys; NULL: use ccache */
     char *ccache;       /* NULL: the default credential cache */
     int32_t *enctypes;  /* the enctypes of the keys kasa makes */
+    /* backend = ad */
+    char *ldap_uri;  /* ldap://dc1.proseware.lab */
+    char *base_dn;   /* DC=proseware,DC=lab; the realm is made from it when not set */
+    char *container; /* where new accounts go; NULL: CN=Computers or CN=Users of base_dn */
     size_t n_enctypes;
     /* [array] */
     int64_t keep_window;  /* seconds a superseded kvno is kept; 0: from the realm */

@@ -153,6 +153,8 @@ static void test_errors(void **state)
         const char *text, *msg;
     } v[] = {
         {"[directory]\n\tbackend = ldap\n", "backend = ldap is not known"},
+        {"[directory]\n\tbackend = ad\n\tbase_dn = DC=x\n",
+         "backend = ad needs ldap_uri and base_dn"},
         {"[directory]\n\tenctypes = des-cbc-crc\n", "des-cbc-crc is not an enctype kasa can use"},
         {"[directory]\n\tenctypes = des3-cbc-sha1\n", "des3-cbc-sha1 is not an enctype"},
         {"[directory]\n\tenctypes = rot13\n", "rot13 is not an enctype"},

@@ -21,6 +21,7 @@
 #include <profile.h>
 
 #include "cli.h"
+#include "lab_ad.h"
 #include "proc.h"
 
 #define LAB_ADDR "127.0.0.1"
@@ -33,6 +34,7 @@
 
 static const char help_group[] =
     "usage: kasa lab up [--dir DIR] [--realm REALM] [--members N]\n"
+    "       kasa lab up --ad [--dir DIR]\n"
     "       kasa lab down [--dir DIR]\n"
     "       kasa lab member stop|start NAME [--dir DIR]\n"
     "       kasa lab env [--dir DIR]\n"
@@ -40,7 +42,8 @@ static const char help_group[] =
     "\n"
     "A throwaway MIT Kerberos realm on 127.0.0.1 (default realm " LAB_REALM_DEFAULT ", default\n"
     "DIR " LAB_DIR_DEFAULT "): krb5kdc and kadmind on free ports, an admin principal for kasa, a\n"
-    "test user alice (DIR/alice.keytab). Then: eval \"$(kasa lab env)\". See kasa(1).\n";
+    "test user alice (DIR/alice.keytab). Then: eval \"$(kasa lab env)\". See kasa(1).\n"
+    "With --ad: a Samba AD domain on 127.0.0.20 instead (kasa lab up --ad --help).\n";
 
 enum { D_KDC, D_KADMIND, N_DAEMONS };
 static const char *const daemon_names[N_DAEMONS] = {"krb5kdc", "kadmind"};
@@ -171,6 +174,21 @@ static bool dir_empty(const char *path)
     return empty;
 }
 
+int lab_resolve_dir(struct cli *cli, const char *dir, bool create, char *out, size_t len)
+{
+    struct lab lab;
+    int st = resolve_dir(cli, dir, create, &lab);
+
+    if (!st)
+        snprintf(out, len, "%s", lab.dir);
+    return st;
+}
+
+bool lab_dir_empty(const char *path)
+{
+    return dir_empty(path);
+}
+
 static int check_realm(struct cli *cli, const char *realm)
 {
     size_t len = strlen(realm);
@@ -210,6 +228,11 @@ static int write_file(struct cli *cli, const char *path, const char *text, mode_
         return EXIT_FAILED;
     }
     return 0;
+}
+
+int lab_write_file(struct cli *cli, const char *path, const char *text, mode_t mode)
+{
+    return write_file(cli, path, text, mode);
 }
 
 /* Read DIR/lab.state; 1 when there is none. */
@@ -837,6 +860,8 @@ static int lab_up(struct cli *cli, int argc, char **argv)
     bool fresh, all_up = true;
     int st, n_members = -1;
 
+    if (lab_ad_wanted(argc, argv))
+        return lab_ad_up(cli, argc, argv);
     st = parse_dir_opts(
         cli, argc, argv, &dir, &realm, &n_members, NULL,
         "usage: kasa lab up [--dir DIR] [--realm REALM] [--members N]\n"
@@ -851,6 +876,8 @@ static int lab_up(struct cli *cli, int argc, char **argv)
         return st < 0 ? EXIT_OK : st;
     if (realm != NULL && (st = check_realm(cli, realm)) != 0)
         return st;
+    if (lab_ad_here(dir))
+        return cli_usage(cli, "%s holds an AD lab; start it with kasa lab up --ad", dir);
     memset(&lab, 0, sizeof(lab));
     st = resolve_dir(cli, dir, true, &lab);
     if (st)
@@ -981,9 +1008,12 @@ static int lab_down(struct cli *cli, int argc, char **argv)
                         "usage: kasa lab down [--dir DIR]\n"
                         "\n"
                         "Stop the daemons kasa lab up started in DIR, and only those. The\n"
-                        "directory stays; remove it to throw the realm away.\n");
+                        "directory stays; remove it to throw the realm away. An AD lab\n"
+                        "(lab up --ad) is thrown away: its address and directory go too.\n");
     if (st)
         return st < 0 ? EXIT_OK : st;
+    if (lab_ad_here(dir))
+        return lab_ad_down(cli, dir);
     memset(&lab, 0, sizeof(lab));
     if (access(dir, F_OK) != 0 || resolve_dir(cli, dir, false, &lab) != 0 ||
         (st = read_state(cli, &lab)) == 1) {
@@ -1021,6 +1051,8 @@ static int lab_env(struct cli *cli, int argc, char **argv)
                         "kadmin.local) at the lab: eval \"$(kasa lab env)\".\n");
     if (st)
         return st < 0 ? EXIT_OK : st;
+    if (lab_ad_here(dir))
+        return lab_ad_env(cli, dir);
     st = load_lab(cli, dir, &lab, false);
     if (st)
         return st;
@@ -1066,6 +1098,8 @@ static int lab_status(struct cli *cli, int argc, char **argv)
                         "Exit 0 when everything runs, 1 otherwise.\n");
     if (st)
         return st < 0 ? EXIT_OK : st;
+    if (lab_ad_here(dir))
+        return lab_ad_status(cli, dir, json);
     st = load_lab(cli, dir, &lab, false);
     if (st)
         return st;
