@@ -888,79 +888,451 @@ static long ad_spn_list(kasa_dir *dir, const kasa_account *acct, char ***out, si
     return 0;
 }
 
-/* AD computes keys from a password with its salt rules; the roll that derives them for
- * the members first is the next step (issue 12, item 2). */
+/* AD computes keys from a password: directory.c never calls this (keys_from_password),
+ * it sets the password the keys came from with ad_password_set. */
 static long ad_key_set(kasa_dir *dir, const kasa_account *acct, const kasa_keyset *keys)
 {
     (void)keys;
-    return kasa_set_error(dir->ctx, KASA_ERR_DIR,
-                          "cannot set the keys of %s: rolling keys is not yet on AD", acct->name);
+    return kasa_set_error(dir->ctx, KASA_ERR_INTERNAL,
+                          "AD takes passwords, not keys: cannot set the keys of %s", acct->name);
 }
 
-static long not_yet(kasa_dir *dir, const char *what)
+/* The password through kpasswd, then the kvno AD gave it, read back from the object. */
+static long ad_password_set(kasa_dir *dir, const kasa_account *acct, const char *password,
+                            unsigned *kvno_out)
 {
-    return kasa_set_error(dir->ctx, KASA_ERR_DIR, "%s is not yet on AD", what);
+    struct found f;
+    long ret;
+
+    *kvno_out = 0;
+    ret = set_password(dir, acct->name, password);
+    if (ret)
+        return ret;
+    ret = find_account(dir, acct->name, &f);
+    if (!ret && f.n == 0)
+        ret = kasa_set_error(dir->ctx, KASA_ERR_ACCOUNT_NOT_FOUND,
+                             "%s is gone from %s right after its password was set", acct->name,
+                             dir->realm);
+    if (!ret)
+        *kvno_out = f.acct->kvno;
+    found_free(&f);
+    return ret;
+}
+
+/*
+ * Records (arrays, roll locks) are serviceConnectionPoint objects: the class AD offers
+ * for publishing a service in the directory, so every admin host reads the same array and
+ * AD's own tools show it for what it is. A record is CN=TYPE-NAME in kasa's container
+ * (CN=kasa in the configured container, else in CN=System, made when first needed), with
+ * serviceClassName kasa-TYPE, serviceDNSName NAME (an array's FQDN) and each string as a
+ * serviceBindingInformation value KEY=VALUE. Its DN follows from type and name alone, so
+ * record_create is one LDAP add, which the DC refuses when the object exists: of two
+ * creates of the same record exactly one succeeds, which the roll lock (lib/lock.c)
+ * relies on.
+ */
+#define AD_CN_MAX 64 /* AD's upper bound on the length of a cn */
+#define AD_SET_TRIES 5
+
+static char *record_attrs[] = {"serviceBindingInformation", NULL};
+
+/* kasa's container: CN=kasa in the configured container, else in CN=System. */
+static char *record_container(kasa_dir *dir)
+{
+    const kasa_config *cfg = dir->cfg;
+    char *s = NULL;
+
+    if (cfg->container != NULL ? asprintf(&s, "CN=kasa,%s", cfg->container) < 0
+                               : asprintf(&s, "CN=kasa,CN=System,%s", cfg->base_dn) < 0)
+        s = NULL;
+    return s;
+}
+
+/* The DN of record TYPE NAME: CN=TYPE-NAME in kasa's container. */
+static long record_dn(kasa_dir *dir, const char *type, const char *name, char **out)
+{
+    char *cn = NULL, *esc = NULL, *container = NULL;
+    long ret = 0;
+
+    *out = NULL;
+    if (asprintf(&cn, "%s-%s", type, name) < 0)
+        return kasa_set_error(dir->ctx, KASA_ERR_NOMEM, NULL);
+    if (strlen(cn) > AD_CN_MAX) {
+        ret = kasa_set_error(dir->ctx, KASA_ERR_ARRAY_INVALID,
+                             "%s %s: AD names an object with at most %d characters, and %s has "
+                             "%zu; choose a shorter name",
+                             type, name, AD_CN_MAX, cn, strlen(cn));
+        goto cleanup;
+    }
+    esc = kasa_ldap_dn_escape(cn, strlen(cn));
+    container = record_container(dir);
+    if (esc == NULL || container == NULL || asprintf(out, "CN=%s,%s", esc, container) < 0) {
+        *out = NULL;
+        ret = kasa_set_error(dir->ctx, KASA_ERR_NOMEM, NULL);
+    }
+
+cleanup:
+    free(cn);
+    free(esc);
+    free(container);
+    return ret;
+}
+
+/* Make kasa's container; one that exists already is fine. */
+static long make_container(kasa_dir *dir)
+{
+    char *oc[] = {"container", NULL}, *mark[] = {AD_MARK, NULL};
+    LDAPMod m_oc = {LDAP_MOD_ADD, "objectClass", {oc}};
+    LDAPMod m_mark = {LDAP_MOD_ADD, "adminDescription", {mark}};
+    LDAPMod *mods[] = {&m_oc, &m_mark, NULL};
+    char *dn = record_container(dir);
+    long ret = 0;
+    int rc;
+
+    if (dn == NULL)
+        return kasa_set_error(dir->ctx, KASA_ERR_NOMEM, NULL);
+    rc = ldap_add_ext_s(A(dir)->ld, dn, mods, NULL, NULL);
+    if (rc != LDAP_SUCCESS && rc != LDAP_ALREADY_EXISTS)
+        ret = fail(dir, rc, "cannot create kasa's container", dn);
+    free(dn);
+    return ret;
 }
 
 static long ad_record_create(kasa_dir *dir, const char *type, const char *name)
 {
-    (void)type;
-    (void)name;
-    return not_yet(dir, "keeping arrays in the directory");
+    char *oc[] = {"serviceConnectionPoint", NULL}, *cls[] = {NULL, NULL};
+    char *dns[] = {(char *)name, NULL}, *mark[] = {AD_MARK, NULL};
+    LDAPMod m_oc = {LDAP_MOD_ADD, "objectClass", {oc}};
+    LDAPMod m_cls = {LDAP_MOD_ADD, "serviceClassName", {cls}};
+    LDAPMod m_dns = {LDAP_MOD_ADD, "serviceDNSName", {dns}};
+    LDAPMod m_mark = {LDAP_MOD_ADD, "adminDescription", {mark}};
+    LDAPMod *mods[] = {&m_oc, &m_cls, &m_dns, &m_mark, NULL};
+    char *dn = NULL;
+    long ret;
+    int rc;
+
+    ret = record_dn(dir, type, name, &dn);
+    if (ret)
+        return ret;
+    if (asprintf(&cls[0], "kasa-%s", type) < 0) {
+        cls[0] = NULL;
+        ret = kasa_set_error(dir->ctx, KASA_ERR_NOMEM, NULL);
+        goto cleanup;
+    }
+    rc = ldap_add_ext_s(A(dir)->ld, dn, mods, NULL, NULL);
+    if (rc == LDAP_NO_SUCH_OBJECT) { /* the first record: no container yet */
+        ret = make_container(dir);
+        if (ret)
+            goto cleanup;
+        rc = ldap_add_ext_s(A(dir)->ld, dn, mods, NULL, NULL);
+    }
+    if (rc == LDAP_ALREADY_EXISTS)
+        ret = kasa_set_error(dir->ctx, KASA_ERR_ARRAY_EXISTS, "%s %s already exists", type, name);
+    else if (rc != LDAP_SUCCESS)
+        ret = fail(dir, rc, "cannot create", dn);
+
+cleanup:
+    free(cls[0]);
+    free(dn);
+    return ret;
+}
+
+/* The KEY=VALUE strings of record TYPE NAME at dn. */
+static long read_record(kasa_dir *dir, const char *type, const char *name, const char *dn,
+                        struct berval ***vals)
+{
+    struct timeval tv = {AD_TIMEOUT, 0};
+    LDAPMessage *res = NULL, *e;
+    int rc;
+
+    *vals = NULL;
+    rc = ldap_search_ext_s(A(dir)->ld, dn, LDAP_SCOPE_BASE, "(objectClass=serviceConnectionPoint)",
+                           record_attrs, 0, NULL, NULL, &tv, 1, &res);
+    if (rc == LDAP_NO_SUCH_OBJECT ||
+        (rc == LDAP_SUCCESS && ldap_count_entries(A(dir)->ld, res) < 1)) {
+        ldap_msgfree(res);
+        return kasa_set_error(dir->ctx, KASA_ERR_ARRAY_NOT_FOUND, "no %s %s in %s", type, name,
+                              dir->realm);
+    }
+    if (rc != LDAP_SUCCESS) {
+        ldap_msgfree(res);
+        return fail(dir, rc, "cannot read", dn);
+    }
+    e = ldap_first_entry(A(dir)->ld, res);
+    *vals = ldap_get_values_len(A(dir)->ld, e, "serviceBindingInformation");
+    ldap_msgfree(res);
+    return 0;
 }
 
 static long ad_record_get(kasa_dir *dir, const char *type, const char *name, kasa_attr **attrs,
-                          size_t *n)
+                          size_t *n_out)
 {
-    (void)type;
+    struct berval **v = NULL;
+    kasa_attr *out = NULL;
+    char *dn = NULL;
+    size_t n = 0;
+    long ret;
+
     *attrs = NULL;
-    *n = 0;
-    return kasa_set_error(dir->ctx, KASA_ERR_ARRAY_NOT_FOUND,
-                          "no %s %s in %s (keeping arrays in AD is not yet done)", type, name,
-                          dir->realm);
+    *n_out = 0;
+    ret = record_dn(dir, type, name, &dn);
+    if (!ret)
+        ret = read_record(dir, type, name, dn, &v);
+    if (ret)
+        goto cleanup;
+    out = calloc((size_t)ldap_count_values_len(v) + 1, sizeof(*out));
+    if (out == NULL) {
+        ret = kasa_set_error(dir->ctx, KASA_ERR_NOMEM, NULL);
+        goto cleanup;
+    }
+    for (size_t i = 0; v != NULL && v[i] != NULL; i++) {
+        const char *eq = memchr(v[i]->bv_val, '=', v[i]->bv_len);
+        if (eq == NULL) /* not one of kasa's */
+            continue;
+        out[n].key = strndup(v[i]->bv_val, (size_t)(eq - v[i]->bv_val));
+        out[n].value = strndup(eq + 1, v[i]->bv_len - (size_t)(eq - v[i]->bv_val) - 1);
+        n++;
+        if (out[n - 1].key == NULL || out[n - 1].value == NULL) {
+            ret = kasa_set_error(dir->ctx, KASA_ERR_NOMEM, NULL);
+            goto cleanup;
+        }
+    }
+    *attrs = out;
+    *n_out = n;
+    out = NULL;
+
+cleanup:
+    kasa_attrs_free(out, n);
+    ldap_value_free_len(v);
+    free(dn);
+    return ret;
 }
 
+/*
+ * One modify replaces the value of KEY (deletes the old KEY=... value, adds the new one),
+ * so a reader never sees two. When another writer changed the key between the read and
+ * the modify, the DC refuses the delete and the set is tried again.
+ */
 static long ad_record_set(kasa_dir *dir, const char *type, const char *name, const char *key,
                           const char *val)
 {
-    (void)type;
-    (void)name;
-    (void)key;
-    (void)val;
-    return not_yet(dir, "keeping arrays in the directory");
+    size_t klen = strlen(key);
+    char *dn = NULL, *want = NULL;
+    long ret;
+    int rc = LDAP_SUCCESS;
+
+    ret = record_dn(dir, type, name, &dn);
+    if (ret)
+        return ret;
+    if (val != NULL && asprintf(&want, "%s=%s", key, val) < 0) {
+        want = NULL;
+        ret = kasa_set_error(dir->ctx, KASA_ERR_NOMEM, NULL);
+        goto cleanup;
+    }
+    for (int tries = 0; tries < AD_SET_TRIES; tries++) {
+        struct berval **v = NULL, *old[2] = {NULL, NULL}, now = {0, want};
+        struct berval *add[2] = {&now, NULL};
+        LDAPMod m_del = {LDAP_MOD_DELETE | LDAP_MOD_BVALUES, "serviceBindingInformation", {NULL}};
+        LDAPMod m_add = {LDAP_MOD_ADD | LDAP_MOD_BVALUES, "serviceBindingInformation", {NULL}};
+        LDAPMod *mods[3] = {NULL, NULL, NULL};
+        size_t m = 0;
+
+        ret = read_record(dir, type, name, dn, &v);
+        if (ret)
+            goto cleanup;
+        for (size_t i = 0; v != NULL && v[i] != NULL && old[0] == NULL; i++)
+            if (v[i]->bv_len > klen && memcmp(v[i]->bv_val, key, klen) == 0 &&
+                v[i]->bv_val[klen] == '=')
+                old[0] = v[i];
+        if (old[0] != NULL && want != NULL && old[0]->bv_len == strlen(want) &&
+            memcmp(old[0]->bv_val, want, old[0]->bv_len) == 0) {
+            ldap_value_free_len(v); /* already so */
+            goto cleanup;
+        }
+        if (old[0] != NULL) {
+            m_del.mod_bvalues = old;
+            mods[m++] = &m_del;
+        }
+        if (want != NULL) {
+            now.bv_len = strlen(want);
+            m_add.mod_bvalues = add;
+            mods[m++] = &m_add;
+        }
+        rc = m == 0 ? LDAP_SUCCESS : ldap_modify_ext_s(A(dir)->ld, dn, mods, NULL, NULL);
+        ldap_value_free_len(v);
+        if (rc != LDAP_NO_SUCH_ATTRIBUTE && rc != LDAP_TYPE_OR_VALUE_EXISTS)
+            break;
+    }
+    if (rc != LDAP_SUCCESS)
+        ret = fail(dir, rc, "cannot change", dn);
+
+cleanup:
+    free(want);
+    free(dn);
+    return ret;
 }
 
-/* No records yet, so none to list: array listing still works. */
+/* Names of records being listed: those in kasa's container only. */
+struct records {
+    const char *container;
+    char **v;
+    size_t n, cap;
+};
+
+static long add_record(kasa_dir *dir, LDAPMessage *e, void *arg)
+{
+    struct records *r = arg;
+    char *dn = ldap_get_dn(A(dir)->ld, e), *name = value(dir, e, "serviceDNSName"), *comma;
+    size_t len;
+    long ret = 0;
+
+    /* Its parent must be kasa's container, where get and set look. */
+    comma = dn != NULL ? strchr(dn, ',') : NULL;
+    if (comma == NULL || name == NULL || strcasecmp(comma + 1, r->container) != 0)
+        goto cleanup;
+    len = r->n + 2;
+    if (len > r->cap) {
+        size_t cap = r->cap ? r->cap * 2 : 16;
+        char **p = realloc(r->v, cap * sizeof(*p));
+        if (p == NULL) {
+            ret = kasa_set_error(dir->ctx, KASA_ERR_NOMEM, NULL);
+            goto cleanup;
+        }
+        r->v = p;
+        r->cap = cap;
+    }
+    r->v[r->n++] = name;
+    r->v[r->n] = NULL;
+    name = NULL;
+
+cleanup:
+    free(name);
+    ldap_memfree(dn);
+    return ret;
+}
+
 static long ad_record_list(kasa_dir *dir, const char *type, char ***names, size_t *n)
 {
-    (void)dir;
-    (void)type;
+    static char *attrs[] = {"serviceDNSName", NULL};
+    struct records r = {NULL, NULL, 0, 0};
+    char *filter = NULL, *cls = NULL;
+    long ret;
+
+    *names = NULL;
     *n = 0;
-    *names = calloc(1, sizeof(**names));
-    return *names == NULL ? kasa_set_error(dir->ctx, KASA_ERR_NOMEM, NULL) : 0;
+    r.container = record_container(dir);
+    if (r.container == NULL || asprintf(&cls, "kasa-%s", type) < 0) {
+        cls = NULL;
+        ret = kasa_set_error(dir->ctx, KASA_ERR_NOMEM, NULL);
+        goto cleanup;
+    }
+    ret = filter1(dir, "(&(objectClass=serviceConnectionPoint)(serviceClassName=", cls, "))",
+                  &filter);
+    if (!ret)
+        ret = search(dir, filter, attrs, add_record, &r);
+    if (!ret && r.v == NULL && (r.v = calloc(1, sizeof(*r.v))) == NULL)
+        ret = kasa_set_error(dir->ctx, KASA_ERR_NOMEM, NULL);
+    if (!ret) {
+        *names = r.v;
+        *n = r.n;
+        r.v = NULL;
+        r.n = 0;
+    }
+
+cleanup:
+    for (size_t i = 0; i < r.n; i++)
+        free(r.v[i]);
+    free(r.v);
+    free((char *)r.container);
+    free(filter);
+    free(cls);
+    return ret;
 }
 
 static long ad_record_delete(kasa_dir *dir, const char *type, const char *name)
 {
-    (void)type;
-    (void)name;
-    return not_yet(dir, "keeping arrays in the directory");
+    char *dn = NULL;
+    long ret;
+    int rc;
+
+    ret = record_dn(dir, type, name, &dn);
+    if (ret)
+        return ret;
+    rc = ldap_delete_ext_s(A(dir)->ld, dn, NULL, NULL);
+    if (rc == LDAP_NO_SUCH_OBJECT)
+        ret = kasa_set_error(dir->ctx, KASA_ERR_ARRAY_NOT_FOUND, "no %s %s in %s", type, name,
+                             dir->realm);
+    else if (rc != LDAP_SUCCESS)
+        ret = fail(dir, rc, "cannot delete", dn);
+    free(dn);
+    return ret;
+}
+
+/*
+ * Metadata on an account (MIT keeps it as the principal's string attributes): a record
+ * of type meta named by the account's sAMAccountName, so kasa never writes attributes of
+ * an account object that AD or its admins own. The account must exist.
+ */
+#define META "meta"
+
+static long meta_account(kasa_dir *dir, const char *object, char **name_out)
+{
+    struct found f;
+    long ret;
+
+    *name_out = NULL;
+    ret = find_account(dir, object, &f);
+    if (!ret && f.n == 0)
+        ret = kasa_set_error(dir->ctx, KASA_ERR_ACCOUNT_NOT_FOUND, "no account %s in %s", object,
+                             dir->realm);
+    if (!ret) {
+        *name_out = f.acct->name;
+        f.acct->name = NULL;
+    }
+    found_free(&f);
+    return ret;
 }
 
 static long ad_meta_get(kasa_dir *dir, const char *object, const char *key, char **value_out)
 {
-    (void)object;
-    (void)key;
+    kasa_attr *attrs = NULL;
+    char *name = NULL;
+    size_t n = 0;
+    long ret;
+
     *value_out = NULL;
-    return not_yet(dir, "metadata on objects");
+    ret = meta_account(dir, object, &name);
+    if (!ret)
+        ret = ad_record_get(dir, META, name, &attrs, &n);
+    if (ret == KASA_ERR_ARRAY_NOT_FOUND) /* nothing set yet */
+        ret = 0;
+    for (size_t i = 0; !ret && i < n; i++) {
+        if (strcmp(attrs[i].key, key) == 0) {
+            *value_out = strdup(attrs[i].value);
+            if (*value_out == NULL)
+                ret = kasa_set_error(dir->ctx, KASA_ERR_NOMEM, NULL);
+            break;
+        }
+    }
+    kasa_attrs_free(attrs, n);
+    free(name);
+    return ret;
 }
 
 static long ad_meta_set(kasa_dir *dir, const char *object, const char *key, const char *val)
 {
-    (void)object;
-    (void)key;
-    (void)val;
-    return not_yet(dir, "metadata on objects");
+    char *name = NULL;
+    long ret;
+
+    ret = meta_account(dir, object, &name);
+    if (!ret) {
+        ret = ad_record_create(dir, META, name);
+        if (ret == KASA_ERR_ARRAY_EXISTS)
+            ret = 0;
+    }
+    if (!ret)
+        ret = ad_record_set(dir, META, name, key, val);
+    free(name);
+    return ret;
 }
 
 static long ad_ticket_life(kasa_dir *dir, const char *name, int64_t *life)
@@ -985,6 +1357,8 @@ const struct kasa_dir_ops kasa_dir_ad_ops = {
     .spn_delete = ad_spn_delete,
     .spn_list = ad_spn_list,
     .key_set = ad_key_set,
+    .keys_from_password = true,
+    .password_set = ad_password_set,
     .protect_keys = NULL,
     .record_create = ad_record_create,
     .record_get = ad_record_get,

@@ -495,7 +495,57 @@ long kasa_key_kvno(kasa_dir *dir, const char *account, unsigned *kvno_out)
     return ret;
 }
 
-long kasa_key_set(kasa_dir *dir, const char *account, const kasa_keyset *keys)
+long kasa_key_new(kasa_dir *dir, const char *account, unsigned kvno, kasa_keyset **keys_out,
+                  char **password_out)
+{
+    kasa_account *acct = NULL;
+    char *pw = NULL;
+    long ret;
+
+    *keys_out = NULL;
+    *password_out = NULL;
+    if (!dir->ops->keys_from_password)
+        return kasa_keyset_generate(dir->ctx, kvno, dir->cfg->enctypes, dir->cfg->n_enctypes,
+                                    keys_out);
+    /* The salt takes the name as the directory stores it, not as the admin typed it. */
+    ret = get_account(dir, account, &acct);
+    if (!ret)
+        ret = kasa_password_generate(dir->ctx, &pw);
+    if (!ret)
+        ret = kasa_keyset_from_password(dir->ctx, pw, dir->realm, acct->name, acct->kind, kvno,
+                                        dir->cfg->enctypes, dir->cfg->n_enctypes, keys_out);
+    if (!ret) {
+        *password_out = pw;
+        pw = NULL;
+    }
+    kasa_password_free(pw);
+    kasa_account_free(acct);
+    return ret;
+}
+
+/* AD: set the password the keys came from, and check that AD holds them at their kvno. */
+static long set_by_password(kasa_dir *dir, const kasa_account *acct, const kasa_keyset *keys,
+                            const char *password)
+{
+    unsigned now = 0;
+    long ret;
+
+    if (password == NULL)
+        return kasa_set_error(dir->ctx, KASA_ERR_DIR,
+                              "%s derives keys from passwords: the keys of %s can only be set "
+                              "with the password they came from (kasa roll does that)",
+                              dir->ops->name, acct->name);
+    ret = dir->ops->password_set(dir, acct, password, &now);
+    if (!ret && now != keys->kvno)
+        ret = kasa_set_error(dir->ctx, KASA_ERR_KVNO,
+                             "the new password of %s is set, but the directory holds it at kvno "
+                             "%u, not %u: the account was changed meanwhile (another admin, or "
+                             "another domain controller answered)",
+                             acct->name, now, keys->kvno);
+    return ret;
+}
+
+long kasa_key_set(kasa_dir *dir, const char *account, const kasa_keyset *keys, const char *password)
 {
     kasa_account *acct = NULL;
     char **spns = NULL;
@@ -503,7 +553,9 @@ long kasa_key_set(kasa_dir *dir, const char *account, const kasa_keyset *keys)
     long ret;
 
     ret = get_account(dir, account, &acct);
-    if (!ret)
+    if (!ret && dir->ops->keys_from_password)
+        ret = set_by_password(dir, acct, keys, password);
+    else if (!ret)
         ret = dir->ops->key_set(dir, acct, keys);
     if (ret || dir->ops->protect_keys == NULL)
         goto cleanup;

@@ -40,6 +40,12 @@ struct kasa_dir_ops {
     long (*spn_list)(kasa_dir *dir, const kasa_account *acct, char ***out, size_t *n_out);
 
     long (*key_set)(kasa_dir *dir, const kasa_account *acct, const kasa_keyset *keys);
+    /* The directory takes passwords, not keys, and derives the keys itself with
+     * kasa_ad_salt()'s salt (AD): key_set cannot work, password_set does instead. */
+    bool keys_from_password;
+    /* Set the account's password; *kvno_out is the kvno the directory holds after it. */
+    long (*password_set)(kasa_dir *dir, const kasa_account *acct, const char *password,
+                         unsigned *kvno_out);
     /* Make the object's keys kasa's alone: it can get no initial ticket (so no admin or
      * password-change service) and cannot change its own keys. A ticket target (an SPN)
      * must stay one. Writes nothing when the object is so already; also after key_set,

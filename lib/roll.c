@@ -361,6 +361,53 @@ static long keys_from_members(kasa_dir *dir, const kasa_config *cfg, const kasa_
     return ret;
 }
 
+/*
+ * AD set the new password at another kvno than the one staged (an admin reset the account
+ * between stage and commit, or another DC answered): the keys are the same, only their
+ * kvno differs, so stage them again at the directory's kvno on every member that staged.
+ * Members keep the kvno they had before the roll until the retire, so a member that fails
+ * here still holds that one; it is counted in *failed and its result says why.
+ */
+static long restage(kasa_dir *dir, const kasa_config *cfg, const kasa_roll_opts *opts,
+                    const char *asa, const kasa_member **t, size_t n, kasa_kvno_set *set,
+                    kasa_roll_result *r, const unsigned char *nonce, size_t *failed)
+{
+    kasa_ctx *ctx = dir->ctx;
+    struct job *jobs = NULL;
+    unsigned now = 0;
+    long ret;
+
+    progress(opts, "directory", "commit", "%s", kasa_error(ctx));
+    ret = kasa_key_kvno(dir, asa, &now);
+    if (ret)
+        return ret;
+    progress(opts, "directory", "restage", "staging the keys again at kvno %u", now);
+    set->kvno = now;
+    set->keys->kvno = now;
+    r->to_kvno = now;
+    jobs = calloc(n + 1, sizeof(*jobs));
+    if (jobs == NULL)
+        return kasa_set_error(ctx, KASA_ERR_NOMEM, NULL);
+    for (size_t i = 0; i < n; i++) {
+        job_init(&jobs[i], cfg, opts, t[i], KASA_OP_STAGE, "restage");
+        jobs[i].req.stage = *set; /* borrowed */
+        memcpy(jobs[i].req.nonce, nonce, KASA_PROTO_NONCE);
+        jobs[i].verify = set->keys;
+    }
+    run_all(jobs, n);
+    for (size_t i = 0; i < n; i++) {
+        memset(&jobs[i].req.stage, 0, sizeof(jobs[i].req.stage));
+        if (jobs[i].code && r->members[i].code == 0) {
+            r->members[i].code = jobs[i].code;
+            r->members[i].message = jobs[i].message;
+            jobs[i].message = NULL;
+            (*failed)++;
+        }
+    }
+    jobs_free(jobs, n);
+    return 0;
+}
+
 /* The roll itself, plan to retire, under the array's lock. */
 static long roll_locked(kasa_dir *dir, const kasa_config *cfg, const char *fqdn,
                         const kasa_roll_opts *opts, kasa_roll_result *r)
@@ -373,6 +420,8 @@ static long roll_locked(kasa_dir *dir, const kasa_config *cfg, const char *fqdn,
     struct job *jobs = NULL;
     size_t n = 0, failed = 0;
     unsigned char nonce[KASA_PROTO_NONCE];
+    char *password = NULL; /* AD: what the keys came from, until the commit */
+    bool moved = false;    /* AD: the commit landed at another kvno, restaged */
     int64_t keep = 0;
     long ret;
 
@@ -445,8 +494,12 @@ static long roll_locked(kasa_dir *dir, const kasa_config *cfg, const char *fqdn,
         goto cleanup;
     }
 
-    /* generate, or for a resume, take the staged keys back from a member */
-    if (opts->resume) {
+    /* generate, or for a resume, take the staged keys back from a member. Not on AD: its
+     * keys come from a password that lived only in the memory of the roll that stopped,
+     * and AD takes nothing but that password, so the resume starts afresh there (a new
+     * password, its keys staged over the old ones at the same kvno): nothing was committed,
+     * or the branch above would have finished it. */
+    if (opts->resume && !dir->ops->keys_from_password) {
         kasa_kvno_set staged;
         if (keys_from_members(dir, cfg, opts, a, a->roll_kvno, &staged) == 0) {
             progress(opts, "directory", "resume", "took kvno %u back from a member", a->roll_kvno);
@@ -457,7 +510,7 @@ static long roll_locked(kasa_dir *dir, const kasa_config *cfg, const char *fqdn,
         }
     }
     if (set.keys == NULL)
-        ret = kasa_keyset_generate(ctx, set.kvno, cfg->enctypes, cfg->n_enctypes, &set.keys);
+        ret = kasa_key_new(dir, a->asa, set.kvno, &set.keys, &password);
     if (!ret) {
         a->roll_kvno = set.kvno;
         a->roll_started = (int64_t)time(NULL);
@@ -503,7 +556,13 @@ static long roll_locked(kasa_dir *dir, const kasa_config *cfg, const char *fqdn,
 
     /* commit */
     progress(opts, "directory", "commit", "setting kvno %u for %s and its SPNs", set.kvno, a->asa);
-    ret = kasa_key_set(dir, a->asa, set.keys);
+    ret = kasa_key_set(dir, a->asa, set.keys, password);
+    kasa_password_free(password);
+    password = NULL;
+    if (ret == KASA_ERR_KVNO) {
+        moved = true;
+        ret = restage(dir, cfg, opts, a->asa, t, n, &set, r, nonce, &failed);
+    }
     if (ret) {
         progress(opts, "directory", "commit", "failed: %s", kasa_error(ctx));
         goto cleanup;
@@ -536,7 +595,15 @@ static long roll_locked(kasa_dir *dir, const kasa_config *cfg, const char *fqdn,
             retire_all(cfg, opts, ok, k, a->committed_kvno, a->committed_at, keep);
         free(ok);
     }
-    if (failed > 0)
+    if (failed > 0 && moved)
+        ret = kasa_set_error(ctx, KASA_ERR_ROLL,
+                             "the directory took the new keys at kvno %u, not %u (the account "
+                             "changed meanwhile); %zu member%s could not take them at kvno %u, "
+                             "still hold kvno %u and are marked stale; give them the keys with "
+                             "kasa copy",
+                             set.kvno, r->from_kvno + 1, failed, failed == 1 ? "" : "s", set.kvno,
+                             r->from_kvno);
+    else if (failed > 0)
         ret = kasa_set_error(ctx, KASA_ERR_ROLL,
                              "committed kvno %u with --force; %zu member%s marked stale", set.kvno,
                              failed, failed == 1 ? "" : "s");
@@ -546,6 +613,7 @@ cleanup:
         memset(&jobs[i].req.stage, 0, sizeof(jobs[i].req.stage)); /* borrowed from set */
     jobs_free(jobs, n);
     kasa_kvno_set_clear(&set);
+    kasa_password_free(password);
     kasa_zap(nonce, sizeof(nonce));
     free(t);
     kasa_account_free(acct);

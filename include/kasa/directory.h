@@ -63,10 +63,21 @@ KASA_API long kasa_spn_duplicates(kasa_dir *dir, kasa_spn_claim **claims_out, si
 
 /* Keys. The directory's current kvno of an account (and of its SPNs). */
 KASA_API long kasa_key_kvno(kasa_dir *dir, const char *account, unsigned *kvno_out);
+/* New keys for the account at kvno, as the directory will hold them once kasa_key_set()
+ * commits them: random (MIT), or derived from a fresh random password with AD's salt (AD),
+ * that password then in *password_out for the commit (NULL on MIT; wipe it with
+ * kasa_password_free(), never log or store it). */
+KASA_API long kasa_key_new(kasa_dir *dir, const char *account, unsigned kvno,
+                           kasa_keyset **keys_out, char **password_out);
 /* Make the directory hold keys (at keys->kvno) for the account and every SPN it owns.
  * Like account and SPN creation, it leaves them keys that only kasa can change: none of
- * them gets an initial ticket or changes its own keys; the SPNs stay ticket targets. */
-KASA_API long kasa_key_set(kasa_dir *dir, const char *account, const kasa_keyset *keys);
+ * them gets an initial ticket or changes its own keys; the SPNs stay ticket targets.
+ * On AD, which takes passwords, password is the one kasa_key_new() derived keys from
+ * (NULL on MIT); when AD then holds another kvno than keys->kvno (an admin reset the
+ * account meanwhile, or another DC answered), KASA_ERR_KVNO, the password set: the keys
+ * are the directory's at that kvno, which kasa_key_kvno() gives. */
+KASA_API long kasa_key_set(kasa_dir *dir, const char *account, const kasa_keyset *keys,
+                           const char *password);
 
 /* Per-object metadata: small named strings on an account or SPN. */
 KASA_API long kasa_meta_get(kasa_dir *dir, const char *object, const char *key, char **value_out);

@@ -7,7 +7,15 @@
  *   dirtool setkey ACCOUNT KVNO
  *   dirtool meta-get OBJECT KEY
  *   dirtool meta-set OBJECT KEY VALUE
+ *   dirtool newkeys ACCOUNT KEYTAB [HOOK]
+ *
+ * newkeys is the roll's key step without members: new keys at the next kvno as the
+ * directory makes them (on AD: derived from a new password), HOOK run through the shell
+ * where the roll stages (a test resets the password there behind kasa's back), the
+ * commit, and the keys written to KEYTAB for the account and its SPNs at the kvno the
+ * directory holds, so that kvno -k KEYTAB proves them against the KDC.
  */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,6 +23,89 @@
 #include "kasa/config.h"
 #include "kasa/directory.h"
 #include "kasa/keys.h"
+
+/* Add keys for name (no realm) to the keytab. */
+static long write_keys(kasa_dir *dir, const char *path, const char *name, const kasa_keyset *keys)
+{
+    krb5_context kctx = NULL;
+    krb5_keytab kt = NULL;
+    krb5_keytab_entry e;
+    char *full = NULL;
+    long ret;
+
+    memset(&e, 0, sizeof(e));
+    ret = krb5_init_context(&kctx);
+    if (!ret && asprintf(&full, "%s@%s", name, kasa_dir_realm(dir)) < 0)
+        ret = ENOMEM;
+    if (!ret)
+        ret = krb5_parse_name(kctx, full, &e.principal);
+    if (!ret)
+        ret = krb5_kt_resolve(kctx, path, &kt);
+    for (size_t i = 0; !ret && i < keys->n; i++) {
+        e.vno = keys->kvno;
+        e.key = keys->keys[i];
+        ret = krb5_kt_add_entry(kctx, kt, &e);
+    }
+    if (ret)
+        fprintf(stderr, "dirtool: cannot write %s to %s: %s\n", full, path,
+                krb5_get_error_message(kctx, (krb5_error_code)ret));
+    memset(&e.key, 0, sizeof(e.key));
+    if (kt != NULL)
+        krb5_kt_close(kctx, kt);
+    if (kctx != NULL) {
+        krb5_free_principal(kctx, e.principal);
+        krb5_free_context(kctx);
+    }
+    free(full);
+    return ret ? KASA_ERR_KEYTAB : 0;
+}
+
+/* The roll's key step without members; see the top of the file. */
+static long newkeys(kasa_ctx *ctx, kasa_dir *dir, const char *account, const char *path,
+                    const char *hook)
+{
+    kasa_keyset *keys = NULL;
+    char *password = NULL, **spns = NULL;
+    size_t n = 0;
+    unsigned kvno = 0, now = 0;
+    long ret;
+
+    ret = kasa_key_kvno(dir, account, &kvno);
+    if (!ret)
+        ret = kasa_key_new(dir, account, kvno + 1, &keys, &password);
+    if (ret)
+        goto cleanup;
+    if (hook != NULL && system(hook) != 0) {
+        fprintf(stderr, "dirtool: the hook failed\n");
+        ret = KASA_ERR_INTERNAL;
+        goto cleanup;
+    }
+    ret = kasa_key_set(dir, account, keys, password);
+    kasa_password_free(password);
+    password = NULL;
+    if (ret == KASA_ERR_KVNO) {
+        /* What the roll does: the same keys at the directory's kvno. */
+        fprintf(stderr, "dirtool: %s\n", kasa_error(ctx));
+        ret = kasa_key_kvno(dir, account, &now);
+        if (ret)
+            goto cleanup;
+        printf("moved from %u to %u\n", keys->kvno, now);
+        keys->kvno = now;
+    }
+    if (ret)
+        goto cleanup;
+    ret = kasa_spn_list(dir, account, &spns, &n);
+    for (size_t i = 0; !ret && i <= n; i++)
+        ret = write_keys(dir, path, i < n ? spns[i] : account, keys);
+    if (!ret)
+        printf("kvno %u: %zu keys for %s and %zu SPNs\n", keys->kvno, keys->n, account, n);
+
+cleanup:
+    kasa_spn_list_free(spns, n);
+    kasa_password_free(password);
+    kasa_keyset_free(keys);
+    return ret;
+}
 
 int main(int argc, char **argv)
 {
@@ -44,9 +135,11 @@ int main(int argc, char **argv)
         ret = kasa_keyset_generate(ctx, (unsigned)strtoul(argv[3], NULL, 10), cfg->enctypes,
                                    cfg->n_enctypes, &keys);
         if (!ret)
-            ret = kasa_key_set(dir, argv[2], keys);
+            ret = kasa_key_set(dir, argv[2], keys, NULL);
         if (!ret)
             printf("set %zu keys at kvno %u\n", keys->n, keys->kvno);
+    } else if (strcmp(argv[1], "newkeys") == 0 && (argc == 4 || argc == 5)) {
+        ret = newkeys(ctx, dir, argv[2], argv[3], argc == 5 ? argv[4] : NULL);
     } else if (strcmp(argv[1], "meta-get") == 0 && argc == 4) {
         ret = kasa_meta_get(dir, argv[2], argv[3], &value);
         if (!ret && value == NULL) {
