@@ -25,13 +25,13 @@
 #include <ldap.h>
 
 #include "directory.h"
+#include "kasa/keys.h"
 #include "private.h"
 
 #define AD_MARK "kasa"       /* adminDescription of the objects kasa made */
 #define AD_PAGE 500          /* entries per page of a search */
 #define AD_TIMEOUT 10        /* seconds for a connection or one request */
 #define AD_ETYPES "24"       /* msDS-SupportedEncryptionTypes: AES128 | AES256 */
-#define AD_PW_LEN 64         /* characters of a random account password */
 #define UAC_DISABLED 2       /* ACCOUNTDISABLE */
 #define UAC_NORMAL 512       /* NORMAL_ACCOUNT: a user */
 #define UAC_WORKSTATION 4096 /* WORKSTATION_TRUST_ACCOUNT: a computer */
@@ -545,29 +545,6 @@ static long ad_account_list(kasa_dir *dir, kasa_account **out, size_t *n_out)
     return 0;
 }
 
-/* A random password of full strength: AD_PW_LEN characters with all four classes. */
-static long random_password(kasa_dir *dir, char *pw, size_t len)
-{
-    static const char *const classes[] = {"ABCDEFGHJKLMNPQRSTUVWXYZ", "abcdefghijkmnopqrstuvwxyz",
-                                          "23456789", "-_.+!#%@"};
-    static const char all[] = "ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz23456789-_.+!#%@";
-    unsigned char rnd[AD_PW_LEN];
-    krb5_data d = {0, sizeof(rnd), (char *)rnd};
-    long ret;
-
-    ret = krb5_c_random_make_octets(A(dir)->kctx, &d);
-    if (ret)
-        return kasa_set_krb5_error(dir->ctx, KASA_ERR_INTERNAL, A(dir)->kctx, ret,
-                                   "cannot make a random password");
-    for (size_t i = 0; i < len - 1 && i < sizeof(rnd); i++) {
-        const char *set = i < 4 ? classes[i] : all;
-        pw[i] = set[rnd[i] % strlen(set)]; /* a slight bias costs < 1 bit of 380 */
-    }
-    pw[len - 1] = '\0';
-    kasa_zap(rnd, sizeof(rnd));
-    return 0;
-}
-
 /* Set name's password with the Kerberos set-password protocol, as the admin. */
 static long set_password(kasa_dir *dir, const char *name, const char *pw)
 {
@@ -645,7 +622,7 @@ static long ad_account_create(kasa_dir *dir, const char *name, kasa_account_kind
                               const char *description, const kasa_keyset *keys)
 {
     bool computer = kind == KASA_ACCOUNT_COMPUTER;
-    char uac_off[16], uac_on[16], pw[AD_PW_LEN + 1];
+    char uac_off[16], uac_on[16], *pw = NULL;
     char *oc[] = {computer ? "computer" : "user", NULL}, *sam[] = {(char *)name, NULL};
     char *uac[] = {uac_off, NULL}, *et[] = {AD_ETYPES, NULL}, *mark[] = {AD_MARK, NULL};
     char *desc[] = {(char *)description, NULL};
@@ -692,10 +669,10 @@ static long ad_account_create(kasa_dir *dir, const char *name, kasa_account_kind
         ret = fail(dir, rc, "cannot create", dn);
         goto cleanup;
     }
-    ret = random_password(dir, pw, sizeof(pw));
+    ret = kasa_password_generate(dir->ctx, &pw);
     if (!ret)
         ret = set_password(dir, name, pw);
-    kasa_zap(pw, sizeof(pw));
+    kasa_password_free(pw);
     if (!ret)
         ret = replace(dir, dn, "userAccountControl", uac_on);
     if (ret)
