@@ -91,6 +91,15 @@ check() {
 	fi
 }
 
+# eventually CMD...: CMD succeeds within 5 s (for logs a server writes after it answered).
+eventually() {
+	for _ in $(seq 50); do
+		"$@" && return 0
+		sleep 0.1
+	done
+	return 1
+}
+
 # json FIELD.PATH: read a value from the last command's stdout, which is JSON.
 json() {
 	printf '%s' "$T_OUT" | python3 -c '
