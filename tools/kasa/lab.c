@@ -29,12 +29,10 @@
 #define LAB_REALM_DEFAULT "PROSEWARE.LAB"
 #define READY_TIMEOUT_MS 15000
 #define STOP_TIMEOUT_MS 5000
-#define LAB_DIR_MAX 1024                /* longer lab paths are refused */
-#define LAB_PATH_MAX (LAB_DIR_MAX + 64) /* DIR/file */
 
 static const char help_group[] =
     "usage: kasa lab up [--dir DIR] [--realm REALM] [--members N]\n"
-    "       kasa lab up --ad [--dir DIR]\n"
+    "       kasa lab up --ad [--dir DIR] [--members N]\n"
     "       kasa lab down [--dir DIR]\n"
     "       kasa lab member stop|start NAME [--dir DIR]\n"
     "       kasa lab env [--dir DIR]\n"
@@ -45,29 +43,7 @@ static const char help_group[] =
     "test user alice (DIR/alice.keytab). Then: eval \"$(kasa lab env)\". See kasa(1).\n"
     "With --ad: a Samba AD domain on 127.0.0.20 instead (kasa lab up --ad --help).\n";
 
-enum { D_KDC, D_KADMIND, N_DAEMONS };
 static const char *const daemon_names[N_DAEMONS] = {"krb5kdc", "kadmind"};
-
-#define LAB_MAX_MEMBERS 9 /* cas1..cas9 on 127.0.0.11..127.0.0.19 */
-
-/* An array member: kasad as host/casN.DOMAIN on 127.0.0.(10+N). */
-struct lab_member {
-    int port; /* kasad */
-    struct proc proc;
-    int http_port; /* kasa-httpd */
-    struct proc http;
-};
-
-struct lab {
-    char dir[LAB_DIR_MAX];
-    char realm[128];
-    int kdc_port, kadmind_port, kpasswd_port;
-    struct proc procs[N_DAEMONS];
-    int n_members;
-    struct lab_member members[LAB_MAX_MEMBERS];
-    int balancer_port; /* HAProxy on LAB_BALANCER for the array's name */
-    struct proc balancer;
-};
 
 #define LAB_BALANCER "127.0.0.10"
 
@@ -235,35 +211,8 @@ int lab_write_file(struct cli *cli, const char *path, const char *text, mode_t m
     return write_file(cli, path, text, mode);
 }
 
-/* Read DIR/lab.state; 1 when there is none. */
-static int read_state(struct cli *cli, struct lab *lab)
+void lab_read_members(profile_t prof, struct lab *lab)
 {
-    char path[LAB_PATH_MAX], *realm = NULL;
-    profile_t prof = NULL;
-    long ret;
-    int v[7] = {0};
-    static const char *const keys[7] = {"kdc_port",    "kadmind_port", "kpasswd_port", "kdc_pid",
-                                        "kadmind_pid", "kdc_start",    "kadmind_start"};
-
-    lab_path(lab, "lab.state", path, sizeof(path));
-    if (access(path, F_OK) != 0)
-        return 1;
-    ret = profile_init_path(path, &prof);
-    if (!ret)
-        ret = profile_get_string(prof, "lab", "realm", NULL, NULL, &realm);
-    for (int i = 0; i < 7 && !ret; i++)
-        ret = profile_get_integer(prof, "lab", keys[i], NULL, 0, &v[i]);
-    if (!ret && (realm == NULL || check_realm(cli, realm) != 0))
-        ret = PROF_NO_RELATION;
-    if (ret) {
-        cli_say(cli, "%s is damaged (%s); stop what runs there by hand and remove the directory",
-                path, error_message(ret));
-        profile_release_string(realm);
-        if (prof != NULL)
-            profile_release(prof);
-        return -1;
-    }
-    snprintf(lab->realm, sizeof(lab->realm), "%s", realm);
     if (profile_get_integer(prof, "lab", "members", NULL, 0, &lab->n_members) != 0 ||
         lab->n_members < 0 || lab->n_members > LAB_MAX_MEMBERS)
         lab->n_members = 0;
@@ -295,6 +244,39 @@ static int read_state(struct cli *cli, struct lab *lab)
         lab->balancer.pid = pid;
         lab->balancer.start = (unsigned long long)(unsigned)start;
     }
+}
+
+/* Read DIR/lab.state; 1 when there is none. */
+static int read_state(struct cli *cli, struct lab *lab)
+{
+    char path[LAB_PATH_MAX], *realm = NULL;
+    profile_t prof = NULL;
+    long ret;
+    int v[7] = {0};
+    static const char *const keys[7] = {"kdc_port",    "kadmind_port", "kpasswd_port", "kdc_pid",
+                                        "kadmind_pid", "kdc_start",    "kadmind_start"};
+
+    lab_path(lab, "lab.state", path, sizeof(path));
+    if (access(path, F_OK) != 0)
+        return 1;
+    ret = profile_init_path(path, &prof);
+    if (!ret)
+        ret = profile_get_string(prof, "lab", "realm", NULL, NULL, &realm);
+    for (int i = 0; i < 7 && !ret; i++)
+        ret = profile_get_integer(prof, "lab", keys[i], NULL, 0, &v[i]);
+    if (!ret && (realm == NULL || check_realm(cli, realm) != 0))
+        ret = PROF_NO_RELATION;
+    if (ret) {
+        cli_say(cli, "%s is damaged (%s); stop what runs there by hand and remove the directory",
+                path, error_message(ret));
+        profile_release_string(realm);
+        if (prof != NULL)
+            profile_release(prof);
+        return -1;
+    }
+    snprintf(lab->realm, sizeof(lab->realm), "%s", realm);
+    snprintf(lab->admin, sizeof(lab->admin), "kasa/admin@%s", realm);
+    lab_read_members(prof, lab);
     lab->kdc_port = v[0];
     lab->kadmind_port = v[1];
     lab->kpasswd_port = v[2];
@@ -306,6 +288,23 @@ static int read_state(struct cli *cli, struct lab *lab)
     profile_release_string(realm);
     profile_release(prof);
     return 0;
+}
+
+void lab_state_members(const struct lab *lab, char *text, size_t len)
+{
+    *text = '\0';
+    snprintf(text + strlen(text), len - strlen(text), "\tmembers = %d\n", lab->n_members);
+    for (int i = 0; i < lab->n_members; i++)
+        snprintf(text + strlen(text), len - strlen(text),
+                 "\tmember%d_port = %d\n\tmember%d_pid = %d\n\tmember%d_start = %llu\n"
+                 "\tmember%d_http_port = %d\n\tmember%d_http_pid = %d\n"
+                 "\tmember%d_http_start = %llu\n",
+                 i + 1, lab->members[i].port, i + 1, (int)lab->members[i].proc.pid, i + 1,
+                 lab->members[i].proc.start, i + 1, lab->members[i].http_port, i + 1,
+                 (int)lab->members[i].http.pid, i + 1, lab->members[i].http.start);
+    snprintf(text + strlen(text), len - strlen(text),
+             "\tbalancer_port = %d\n\tbalancer_pid = %d\n\tbalancer_start = %llu\n",
+             lab->balancer_port, (int)lab->balancer.pid, lab->balancer.start);
 }
 
 static int write_state(struct cli *cli, const struct lab *lab)
@@ -326,18 +325,7 @@ static int write_state(struct cli *cli, const struct lab *lab)
              lab->realm, lab->kdc_port, lab->kadmind_port, lab->kpasswd_port,
              (int)lab->procs[D_KDC].pid, lab->procs[D_KDC].start, (int)lab->procs[D_KADMIND].pid,
              lab->procs[D_KADMIND].start);
-    snprintf(text + strlen(text), sizeof(text) - strlen(text), "\tmembers = %d\n", lab->n_members);
-    for (int i = 0; i < lab->n_members; i++)
-        snprintf(text + strlen(text), sizeof(text) - strlen(text),
-                 "\tmember%d_port = %d\n\tmember%d_pid = %d\n\tmember%d_start = %llu\n"
-                 "\tmember%d_http_port = %d\n\tmember%d_http_pid = %d\n"
-                 "\tmember%d_http_start = %llu\n",
-                 i + 1, lab->members[i].port, i + 1, (int)lab->members[i].proc.pid, i + 1,
-                 lab->members[i].proc.start, i + 1, lab->members[i].http_port, i + 1,
-                 (int)lab->members[i].http.pid, i + 1, lab->members[i].http.start);
-    snprintf(text + strlen(text), sizeof(text) - strlen(text),
-             "\tbalancer_port = %d\n\tbalancer_pid = %d\n\tbalancer_start = %llu\n",
-             lab->balancer_port, (int)lab->balancer.pid, lab->balancer.start);
+    lab_state_members(lab, text + strlen(text), sizeof(text) - strlen(text));
     return write_file(cli, lab_path(lab, "lab.state", path, sizeof(path)), text, 0600);
 }
 
@@ -446,17 +434,22 @@ struct lab_env {
     const char *env[5];
 };
 
+/* An AD lab has no kdc.conf and no NTLM user file. */
 static void lab_env_init(const struct lab *lab, struct lab_env *e)
 {
+    int n = 0;
+
     snprintf(e->config, sizeof(e->config), "KRB5_CONFIG=%s/krb5.conf", lab->dir);
     snprintf(e->profile, sizeof(e->profile), "KRB5_KDC_PROFILE=%s/kdc.conf", lab->dir);
     snprintf(e->rcache, sizeof(e->rcache), "KRB5RCACHEDIR=%s", lab->dir);
     snprintf(e->ntlm, sizeof(e->ntlm), "NTLM_USER_FILE=%s/ntlm.users", lab->dir);
-    e->env[0] = e->config;
-    e->env[1] = e->profile;
-    e->env[2] = e->rcache;
-    e->env[3] = e->ntlm;
-    e->env[4] = NULL;
+    e->env[n++] = e->config;
+    e->env[n++] = e->rcache;
+    if (!lab->ad) {
+        e->env[n++] = e->profile;
+        e->env[n++] = e->ntlm;
+    }
+    e->env[n] = NULL;
 }
 
 /* Run kadmin.local -q query against the lab's database. */
@@ -585,8 +578,7 @@ static int pick_ports(struct cli *cli, struct lab *lab)
 }
 
 /* cas1, cas1.proseware.lab, 127.0.0.11, DIR/cas1 for member index i (from 0). */
-static void member_names(const struct lab *lab, int i, char *name, char *host, char *addr,
-                         char *dir)
+void lab_member_names(const struct lab *lab, int i, char *name, char *host, char *addr, char *dir)
 {
     char domain[128];
 
@@ -632,31 +624,43 @@ static void find_daemon(const char *name, const char *env_name, char *buf, size_
     snprintf(buf, len, "%s", name);
 }
 
-/* Make member i: its directory, host principal and keytab, ACL, and a port. */
-static int create_member(struct cli *cli, struct lab *lab, int i)
+/* The MIT realm's host key for a member: a random key, extracted with kadmin.local. */
+static int mit_host_key(struct cli *cli, const struct lab *lab, int i, const char *host,
+                        const char *keytab)
 {
-    char host[160], addr[16], dir[LAB_PATH_MAX], q[LAB_PATH_MAX + 256], path[LAB_PATH_MAX + 16];
-    char acl[256];
+    char q[LAB_PATH_MAX + 256];
+    int st;
+
+    (void)i;
+    snprintf(q, sizeof(q), "addprinc -randkey host/%s", host);
+    st = kadmin_local(cli, lab, q);
+    if (!st) {
+        snprintf(q, sizeof(q), "ktadd -k %s host/%s", keytab, host);
+        st = kadmin_local(cli, lab, q);
+    }
+    return st;
+}
+
+int lab_create_member(struct cli *cli, struct lab *lab, int i, lab_host_key_fn host_key)
+{
+    char host[160], addr[16], dir[LAB_PATH_MAX], path[LAB_PATH_MAX + 16];
+    char acl[512];
     int st, err;
 
-    member_names(lab, i, NULL, host, addr, dir);
+    lab_member_names(lab, i, NULL, host, addr, dir);
     if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
         cli_say(cli, "cannot create %s: %s", dir, strerror(errno));
         return EXIT_FAILED;
     }
-    snprintf(q, sizeof(q), "addprinc -randkey host/%s", host);
-    st = kadmin_local(cli, lab, q);
-    if (!st) {
-        snprintf(q, sizeof(q), "ktadd -k %s/host.keytab host/%s", dir, host);
-        st = kadmin_local(cli, lab, q);
-    }
+    snprintf(path, sizeof(path), "%s/host.keytab", dir);
+    st = host_key(cli, lab, i, host, path);
     if (st)
         return st;
     snprintf(acl, sizeof(acl),
              "# Principals that may stage keys on, copy from and read the status of this\n"
              "# member (kasad(8)). Written by kasa lab up.\n"
-             "kasa/admin@%s\n",
-             lab->realm);
+             "%s\n",
+             lab->admin);
     snprintf(path, sizeof(path), "%s/acl", dir);
     st = write_file(cli, path, acl, 0644);
     if (st)
@@ -704,7 +708,7 @@ static int spawn_ready(struct cli *cli, const struct lab *lab, const char *const
 }
 
 /* Start member i's kasad and kasa-httpd, whichever does not run. */
-static int start_member(struct cli *cli, struct lab *lab, int i)
+int lab_start_member(struct cli *cli, struct lab *lab, int i)
 {
     char name[16], host[160], addr[16], dir[LAB_PATH_MAX], kasad[PATH_MAX], httpd[PATH_MAX];
     char port[16], http_port[16], what[200];
@@ -714,7 +718,7 @@ static int start_member(struct cli *cli, struct lab *lab, int i)
     struct lab_member *m = &lab->members[i];
     int st;
 
-    member_names(lab, i, name, host, addr, dir);
+    lab_member_names(lab, i, name, host, addr, dir);
     find_daemon("kasad", "KASAD", kasad, sizeof(kasad));
     find_daemon("kasa-httpd", "KASA_HTTPD", httpd, sizeof(httpd));
     snprintf(port, sizeof(port), "%d", m->port);
@@ -762,7 +766,7 @@ static int start_member(struct cli *cli, struct lab *lab, int i)
  * them from LAB_BALANCER too, and a PROXY v2 header names the client: kasa-httpd takes
  * that header from LAB_BALANCER only (--proxy-from), so clients that reach a member
  * directly (from 127.0.0.1) are themselves. */
-static int start_balancer(struct cli *cli, struct lab *lab)
+int lab_start_balancer(struct cli *cli, struct lab *lab)
 {
     char cfg[LAB_PATH_MAX + 16], out[LAB_PATH_MAX + 16], text[4096];
     int st;
@@ -791,7 +795,7 @@ static int start_balancer(struct cli *cli, struct lab *lab)
              lab->balancer_port);
     for (int i = 0; i < lab->n_members; i++) {
         char name[16], addr[16];
-        member_names(lab, i, name, NULL, addr, NULL);
+        lab_member_names(lab, i, name, NULL, addr, NULL);
         snprintf(text + strlen(text), sizeof(text) - strlen(text),
                  "\tserver %s %s:%d send-proxy-v2 check inter 500ms fall 1 rise 1\n", name, addr,
                  lab->members[i].http_port);
@@ -805,7 +809,7 @@ static int start_balancer(struct cli *cli, struct lab *lab)
                        "HAProxy");
 }
 
-static void stop_members(struct lab *lab, bool say)
+void lab_stop_members(struct lab *lab, bool say)
 {
     if (proc_stop(&lab->balancer, STOP_TIMEOUT_MS) && say)
         printf("stopped HAProxy (pid %d)\n", (int)lab->balancer.pid);
@@ -814,7 +818,7 @@ static void stop_members(struct lab *lab, bool say)
     for (int i = 0; i < lab->n_members; i++) {
         struct lab_member *m = &lab->members[i];
         char name[16];
-        member_names(lab, i, name, NULL, NULL, NULL);
+        lab_member_names(lab, i, name, NULL, NULL, NULL);
         if (proc_stop(&m->http, STOP_TIMEOUT_MS) && say)
             printf("stopped kasa-httpd %s (pid %d)\n", name, (int)m->http.pid);
         if (proc_stop(&m->proc, STOP_TIMEOUT_MS) && say)
@@ -909,6 +913,7 @@ static int lab_up(struct cli *cli, int argc, char **argv)
             return EXIT_FAILED;
         }
         snprintf(lab.realm, sizeof(lab.realm), "%s", realm != NULL ? realm : LAB_REALM_DEFAULT);
+        snprintf(lab.admin, sizeof(lab.admin), "kasa/admin@%s", lab.realm);
         st = pick_ports(cli, &lab);
         if (!st)
             st = write_configs(cli, &lab);
@@ -939,20 +944,20 @@ static int lab_up(struct cli *cli, int argc, char **argv)
     }
     /* The members: make the new ones, start every one that is not running. */
     for (int i = lab.n_members; !st && i < n_members; i++) {
-        st = create_member(cli, &lab, i);
+        st = lab_create_member(cli, &lab, i, mit_host_key);
         if (!st)
             lab.n_members = i + 1;
     }
     if (!st)
         st = write_ntlm_users(cli, &lab);
     for (int i = 0; !st && i < lab.n_members; i++)
-        st = start_member(cli, &lab, i);
+        st = lab_start_member(cli, &lab, i);
     if (!st)
-        st = start_balancer(cli, &lab);
+        st = lab_start_balancer(cli, &lab);
     if (!st)
         st = write_state(cli, &lab);
     if (st) {
-        stop_members(&lab, false);
+        lab_stop_members(&lab, false);
         stop_daemons(&lab);
         write_state(cli, &lab);
         return st;
@@ -964,7 +969,7 @@ static int lab_up(struct cli *cli, int argc, char **argv)
            (int)lab.procs[D_KADMIND].pid);
     for (int i = 0; i < lab.n_members; i++) {
         char host[160], addr[16];
-        member_names(&lab, i, NULL, host, addr, NULL);
+        lab_member_names(&lab, i, NULL, host, addr, NULL);
         printf("  kasad    %s:%d (pid %d) as host/%s; kasa-httpd %s:%d (pid %d)\n", addr,
                lab.members[i].port, (int)lab.members[i].proc.pid, host, addr,
                lab.members[i].http_port, (int)lab.members[i].http.pid);
@@ -1024,7 +1029,7 @@ static int lab_down(struct cli *cli, int argc, char **argv)
         return EXIT_FAILED;
     for (int i = 0; i < lab.n_members; i++)
         stopped += proc_alive(&lab.members[i].proc);
-    stop_members(&lab, true);
+    lab_stop_members(&lab, true);
     for (int i = N_DAEMONS - 1; i >= 0; i--) {
         if (proc_stop(&lab.procs[i], STOP_TIMEOUT_MS)) {
             printf("stopped %s (pid %d)\n", daemon_names[i], (int)lab.procs[i].pid);
@@ -1083,6 +1088,91 @@ static json_object *daemon_json(const struct lab *lab, int which, int port)
     return o;
 }
 
+bool lab_members_alive(const struct lab *lab)
+{
+    bool all = true;
+
+    for (int i = 0; i < lab->n_members; i++)
+        all = all && proc_alive(&lab->members[i].proc) && proc_alive(&lab->members[i].http);
+    return all && (lab->n_members == 0 || proc_alive(&lab->balancer));
+}
+
+void lab_members_json(const struct lab *lab, json_object *o)
+{
+    json_object *ms = json_object_new_array();
+
+    for (int i = 0; i < lab->n_members; i++) {
+        char name[16], host[160], addr[16], mdir[LAB_PATH_MAX], p2[LAB_PATH_MAX + 32];
+        json_object *m = json_object_new_object();
+        bool alive = proc_alive(&lab->members[i].proc);
+        lab_member_names(lab, i, name, host, addr, mdir);
+        json_object_object_add(m, "name", json_object_new_string(name));
+        json_object_object_add(m, "host", json_object_new_string(host));
+        json_object_object_add(m, "address", json_object_new_string(addr));
+        json_object_object_add(m, "port", json_object_new_int(lab->members[i].port));
+        json_object_object_add(m, "pid",
+                               alive ? json_object_new_int(lab->members[i].proc.pid) : NULL);
+        json_object_object_add(m, "running", json_object_new_boolean(alive));
+        snprintf(p2, sizeof(p2), "%s/array.keytab", mdir);
+        json_object_object_add(m, "managed_keytab", json_object_new_string(p2));
+        snprintf(p2, sizeof(p2), "%s/host.keytab", mdir);
+        json_object_object_add(m, "host_keytab", json_object_new_string(p2));
+        snprintf(p2, sizeof(p2), "%s/acl", mdir);
+        json_object_object_add(m, "acl", json_object_new_string(p2));
+        snprintf(p2, sizeof(p2), "%s/kasad.log", mdir);
+        json_object_object_add(m, "log", json_object_new_string(p2));
+        {
+            json_object *h = json_object_new_object();
+            bool hup = proc_alive(&lab->members[i].http);
+            json_object_object_add(h, "address", json_object_new_string(addr));
+            json_object_object_add(h, "port", json_object_new_int(lab->members[i].http_port));
+            json_object_object_add(h, "pid",
+                                   hup ? json_object_new_int(lab->members[i].http.pid) : NULL);
+            json_object_object_add(h, "running", json_object_new_boolean(hup));
+            snprintf(p2, sizeof(p2), "%s/auth.log", mdir);
+            json_object_object_add(h, "auth_log", json_object_new_string(p2));
+            json_object_object_add(m, "http", h);
+        }
+        json_object_array_add(ms, m);
+    }
+    json_object_object_add(o, "members", ms);
+    if (lab->n_members > 0) {
+        json_object *b = json_object_new_object();
+        bool bup = proc_alive(&lab->balancer);
+        json_object_object_add(b, "address", json_object_new_string(LAB_BALANCER));
+        json_object_object_add(b, "port", json_object_new_int(lab->balancer_port));
+        json_object_object_add(b, "pid", bup ? json_object_new_int(lab->balancer.pid) : NULL);
+        json_object_object_add(b, "running", json_object_new_boolean(bup));
+        json_object_object_add(o, "balancer", b);
+    }
+}
+
+void lab_members_table(const struct lab *lab, struct table *t)
+{
+    for (int i = 0; i < lab->n_members; i++) {
+        char name[32], addr[64], pid[16], maddr[16];
+        bool alive = proc_alive(&lab->members[i].proc);
+        lab_member_names(lab, i, name, NULL, maddr, NULL);
+        snprintf(name + strlen(name), sizeof(name) - strlen(name), " kasad");
+        snprintf(addr, sizeof(addr), "%s:%d", maddr, lab->members[i].port);
+        snprintf(pid, sizeof(pid), "%d", (int)lab->members[i].proc.pid);
+        table_add(t, name, addr, alive ? pid : "-", alive ? "running" : "stopped");
+        alive = proc_alive(&lab->members[i].http);
+        lab_member_names(lab, i, name, NULL, maddr, NULL);
+        snprintf(name + strlen(name), sizeof(name) - strlen(name), " httpd");
+        snprintf(addr, sizeof(addr), "%s:%d", maddr, lab->members[i].http_port);
+        snprintf(pid, sizeof(pid), "%d", (int)lab->members[i].http.pid);
+        table_add(t, name, addr, alive ? pid : "-", alive ? "running" : "stopped");
+    }
+    if (lab->n_members > 0) {
+        char addr[64], pid[16];
+        bool alive = proc_alive(&lab->balancer);
+        snprintf(addr, sizeof(addr), LAB_BALANCER ":%d", lab->balancer_port);
+        snprintf(pid, sizeof(pid), "%d", (int)lab->balancer.pid);
+        table_add(t, "balancer", addr, alive ? pid : "-", alive ? "running" : "stopped");
+    }
+}
+
 static int lab_status(struct cli *cli, int argc, char **argv)
 {
     const char *dir = LAB_DIR_DEFAULT;
@@ -1104,45 +1194,8 @@ static int lab_status(struct cli *cli, int argc, char **argv)
     if (st)
         return st;
     all = proc_alive(&lab.procs[D_KDC]) && proc_alive(&lab.procs[D_KADMIND]);
-    for (int i = 0; i < lab.n_members; i++)
-        all = all && proc_alive(&lab.members[i].proc) && proc_alive(&lab.members[i].http);
-    all = all && (lab.n_members == 0 || proc_alive(&lab.balancer));
+    all = all && lab_members_alive(&lab);
     if (json) {
-        json_object *ms = json_object_new_array();
-        for (int i = 0; i < lab.n_members; i++) {
-            char name[16], host[160], addr[16], mdir[LAB_PATH_MAX], p2[LAB_PATH_MAX + 32];
-            json_object *m = json_object_new_object();
-            bool alive = proc_alive(&lab.members[i].proc);
-            member_names(&lab, i, name, host, addr, mdir);
-            json_object_object_add(m, "name", json_object_new_string(name));
-            json_object_object_add(m, "host", json_object_new_string(host));
-            json_object_object_add(m, "address", json_object_new_string(addr));
-            json_object_object_add(m, "port", json_object_new_int(lab.members[i].port));
-            json_object_object_add(m, "pid",
-                                   alive ? json_object_new_int(lab.members[i].proc.pid) : NULL);
-            json_object_object_add(m, "running", json_object_new_boolean(alive));
-            snprintf(p2, sizeof(p2), "%s/array.keytab", mdir);
-            json_object_object_add(m, "managed_keytab", json_object_new_string(p2));
-            snprintf(p2, sizeof(p2), "%s/host.keytab", mdir);
-            json_object_object_add(m, "host_keytab", json_object_new_string(p2));
-            snprintf(p2, sizeof(p2), "%s/acl", mdir);
-            json_object_object_add(m, "acl", json_object_new_string(p2));
-            snprintf(p2, sizeof(p2), "%s/kasad.log", mdir);
-            json_object_object_add(m, "log", json_object_new_string(p2));
-            {
-                json_object *h = json_object_new_object();
-                bool hup = proc_alive(&lab.members[i].http);
-                json_object_object_add(h, "address", json_object_new_string(addr));
-                json_object_object_add(h, "port", json_object_new_int(lab.members[i].http_port));
-                json_object_object_add(h, "pid",
-                                       hup ? json_object_new_int(lab.members[i].http.pid) : NULL);
-                json_object_object_add(h, "running", json_object_new_boolean(hup));
-                snprintf(p2, sizeof(p2), "%s/auth.log", mdir);
-                json_object_object_add(h, "auth_log", json_object_new_string(p2));
-                json_object_object_add(m, "http", h);
-            }
-            json_object_array_add(ms, m);
-        }
         json_object *o = json_object_new_object(), *files = json_object_new_object();
         static const char *const names[][2] = {
             {"krb5_config", "krb5.conf"},     {"kdc_profile", "kdc.conf"},
@@ -1161,16 +1214,7 @@ static int lab_status(struct cli *cli, int argc, char **argv)
                 files, names[i][0],
                 json_object_new_string(lab_path(&lab, names[i][1], path, sizeof(path))));
         json_object_object_add(o, "files", files);
-        json_object_object_add(o, "members", ms);
-        if (lab.n_members > 0) {
-            json_object *b = json_object_new_object();
-            bool bup = proc_alive(&lab.balancer);
-            json_object_object_add(b, "address", json_object_new_string(LAB_BALANCER));
-            json_object_object_add(b, "port", json_object_new_int(lab.balancer_port));
-            json_object_object_add(b, "pid", bup ? json_object_new_int(lab.balancer.pid) : NULL);
-            json_object_object_add(b, "running", json_object_new_boolean(bup));
-            json_object_object_add(o, "balancer", b);
-        }
+        lab_members_json(&lab, o);
         cli_json_print(o);
     } else {
         struct table *t = table_new(4, "SERVICE", "ADDRESS", "PID", "STATE");
@@ -1185,28 +1229,7 @@ static int lab_status(struct cli *cli, int argc, char **argv)
             snprintf(pid, sizeof(pid), "%d", (int)lab.procs[which[i]].pid);
             table_add(t, services[i], addr, alive ? pid : "-", alive ? "running" : "stopped");
         }
-        for (int i = 0; i < lab.n_members; i++) {
-            char name[32], addr[64], pid[16], maddr[16];
-            bool alive = proc_alive(&lab.members[i].proc);
-            member_names(&lab, i, name, NULL, maddr, NULL);
-            snprintf(name + strlen(name), sizeof(name) - strlen(name), " kasad");
-            snprintf(addr, sizeof(addr), "%s:%d", maddr, lab.members[i].port);
-            snprintf(pid, sizeof(pid), "%d", (int)lab.members[i].proc.pid);
-            table_add(t, name, addr, alive ? pid : "-", alive ? "running" : "stopped");
-            alive = proc_alive(&lab.members[i].http);
-            member_names(&lab, i, name, NULL, maddr, NULL);
-            snprintf(name + strlen(name), sizeof(name) - strlen(name), " httpd");
-            snprintf(addr, sizeof(addr), "%s:%d", maddr, lab.members[i].http_port);
-            snprintf(pid, sizeof(pid), "%d", (int)lab.members[i].http.pid);
-            table_add(t, name, addr, alive ? pid : "-", alive ? "running" : "stopped");
-        }
-        if (lab.n_members > 0) {
-            char addr[64], pid[16];
-            bool alive = proc_alive(&lab.balancer);
-            snprintf(addr, sizeof(addr), LAB_BALANCER ":%d", lab.balancer_port);
-            snprintf(pid, sizeof(pid), "%d", (int)lab.balancer.pid);
-            table_add(t, "balancer", addr, alive ? pid : "-", alive ? "running" : "stopped");
-        }
+        lab_members_table(&lab, t);
         table_print(t, stdout);
         table_free(t);
     }
@@ -1233,12 +1256,12 @@ static int lab_member(struct cli *cli, int argc, char **argv)
     if (strcmp(argv[optind], "stop") != 0 && strcmp(argv[optind], "start") != 0)
         return cli_usage(cli, "say stop or start, not %s", argv[optind]);
     start = strcmp(argv[optind], "start") == 0;
-    st = load_lab(cli, dir, &lab, false);
+    st = lab_ad_here(dir) ? lab_ad_load(cli, dir, &lab) : load_lab(cli, dir, &lab, false);
     if (st)
         return st;
     for (int i = 0; i < lab.n_members; i++) {
         char name[16], host[160];
-        member_names(&lab, i, name, host, NULL, NULL);
+        lab_member_names(&lab, i, name, host, NULL, NULL);
         if (strcmp(argv[optind + 1], name) == 0 || strcmp(argv[optind + 1], host) == 0)
             which = i;
     }
@@ -1248,7 +1271,7 @@ static int lab_member(struct cli *cli, int argc, char **argv)
         return EXIT_FAILED;
     }
     if (start) {
-        st = start_member(cli, &lab, which);
+        st = lab_start_member(cli, &lab, which);
         if (!st)
             printf("started kasad %s (pid %d) and kasa-httpd (pid %d)\n", argv[optind + 1],
                    (int)lab.members[which].proc.pid, (int)lab.members[which].http.pid);
@@ -1262,7 +1285,9 @@ static int lab_member(struct cli *cli, int argc, char **argv)
         memset(&lab.members[which].proc, 0, sizeof(lab.members[which].proc));
         memset(&lab.members[which].http, 0, sizeof(lab.members[which].http));
     }
-    return st ? st : write_state(cli, &lab);
+    if (st)
+        return st;
+    return lab.ad ? lab_ad_save(cli, &lab) : write_state(cli, &lab);
 }
 
 int cmd_lab(struct cli *cli, int argc, char **argv)

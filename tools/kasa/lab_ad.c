@@ -57,7 +57,8 @@ static const struct {
 struct ad_lab {
     char dir[PATH_MAX];
     struct proc samba;
-    int addr_added; /* 1 when this lab put AD_ADDR on lo */
+    int addr_added;   /* 1 when this lab put AD_ADDR on lo */
+    struct lab array; /* the members and the balancer, run by lab.c's code */
 };
 
 /*
@@ -90,6 +91,34 @@ static const char ad_setup_py[] =
     "net.export_keytab(keytab=alice_kt, principal='alice@" AD_REALM "')\n"
     "net.export_keytab(keytab=admin_kt, principal='Administrator@" AD_REALM "')\n";
 
+/*
+ * Makes member NAME's computer account (enabled, AES only, dNSHostName HOST and the SPNs
+ * host/HOST and host/NAME, as a domain join leaves them) with a random password from
+ * stdin, and exports its host/HOST keys to KEYTAB. argv: smb.conf, sam.ldb, NAME, HOST,
+ * KEYTAB.
+ */
+static const char ad_member_py[] =
+    "import sys, ldb\n"
+    "from samba.param import LoadParm\n"
+    "from samba.auth import system_session\n"
+    "from samba.samdb import SamDB\n"
+    "from samba.net import Net\n"
+    "from samba import dsdb\n"
+    "import samba.dckeytab  # adds Net.export_keytab\n"
+    "conf, url, name, host, kt = sys.argv[1:6]\n"
+    "pw = sys.stdin.read().split('\\n')[0]\n"
+    "lp = LoadParm()\n"
+    "lp.load(conf)\n"
+    "db = SamDB(url=url, session_info=system_session(), lp=lp)\n"
+    "cn = name.upper()\n"
+    "db.add({'dn': 'CN=%s,CN=Computers,%s' % (cn, db.domain_dn()),\n"
+    "        'objectClass': 'computer', 'sAMAccountName': cn + '$',\n"
+    "        'userAccountControl': str(dsdb.UF_WORKSTATION_TRUST_ACCOUNT),\n"
+    "        'dNSHostName': host, 'msDS-SupportedEncryptionTypes': '24',\n"
+    "        'servicePrincipalName': ['host/' + host, 'host/' + cn]})\n"
+    "db.setpassword('(sAMAccountName=%s$)' % ldb.binary_encode(cn), pw)\n"
+    "Net(None, lp).export_keytab(keytab=kt, principal='host/%s@" AD_REALM "' % host)\n";
+
 static const char *ad_path(const struct ad_lab *lab, const char *name, char *buf, size_t len)
 {
     snprintf(buf, len, "%s/%s", lab->dir, name);
@@ -107,6 +136,19 @@ bool lab_ad_wanted(int argc, char **argv)
     return false;
 }
 
+/* The members' side of the lab: lab.c's struct lab for this directory and domain. */
+static void array_init(struct ad_lab *lab)
+{
+    struct lab *a = &lab->array;
+
+    memset(a, 0, sizeof(*a));
+    /* lab_resolve_dir() refused a directory too long for a->dir. */
+    memcpy(a->dir, lab->dir, strnlen(lab->dir, sizeof(a->dir) - 1));
+    snprintf(a->realm, sizeof(a->realm), AD_REALM);
+    snprintf(a->admin, sizeof(a->admin), "Administrator@" AD_REALM);
+    a->ad = true;
+}
+
 /* Read DIR/lab.state of an AD lab: 1 when there is none or it is not an AD lab. */
 static int read_ad_state(struct ad_lab *lab)
 {
@@ -114,6 +156,7 @@ static int read_ad_state(struct ad_lab *lab)
     profile_t prof = NULL;
     int pid = 0, start = 0, ret = 1;
 
+    array_init(lab);
     ad_path(lab, "lab.state", path, sizeof(path));
     if (access(path, F_OK) != 0 || profile_init_path(path, &prof) != 0)
         return 1;
@@ -125,6 +168,7 @@ static int read_ad_state(struct ad_lab *lab)
         lab->samba.pid = pid;
         /* Start times are clock ticks since boot; they fit an int for years of uptime. */
         lab->samba.start = (unsigned long long)(unsigned)start;
+        lab_read_members(prof, &lab->array);
         ret = 0;
     }
     profile_release_string(kind);
@@ -134,7 +178,7 @@ static int read_ad_state(struct ad_lab *lab)
 
 static int write_ad_state(struct cli *cli, const struct ad_lab *lab)
 {
-    char path[AD_PATH_MAX], text[1024];
+    char path[AD_PATH_MAX], text[4096];
 
     snprintf(text, sizeof(text),
              "# The state of the kasa AD lab in this directory; written by kasa lab.\n"
@@ -146,6 +190,7 @@ static int write_ad_state(struct cli *cli, const struct ad_lab *lab)
              "\tsamba_pid = %d\n"
              "\tsamba_start = %llu\n",
              lab->addr_added, (int)lab->samba.pid, lab->samba.start);
+    lab_state_members(&lab->array, text + strlen(text), sizeof(text) - strlen(text));
     return lab_write_file(cli, ad_path(lab, "lab.state", path, sizeof(path)), text, 0600);
 }
 
@@ -416,6 +461,41 @@ static int create_accounts(struct cli *cli, const struct ad_lab *lab)
     return st;
 }
 
+/* An AD lab's host key for member i: its computer account, made as a join would. */
+static int ad_host_key(struct cli *cli, const struct lab *array, int i, const char *host,
+                       const char *keytab)
+{
+    char pw[128], input[140], conf[AD_PATH_MAX], sam[AD_PATH_MAX], name[16];
+    struct ad_lab lab;
+    int st, n;
+
+    memset(&lab, 0, sizeof(lab));
+    memcpy(lab.dir, array->dir, strnlen(array->dir, sizeof(lab.dir) - 1));
+    lab_member_names(array, i, name, NULL, NULL, NULL);
+    st = random_password(cli, pw, sizeof(pw));
+    if (st)
+        return st;
+    /* The system's Python, as in create_accounts(). */
+    const char *argv[] = {"/usr/bin/python3",
+                          "-c",
+                          ad_member_py,
+                          ad_path(&lab, "ad/etc/smb.conf", conf, sizeof(conf)),
+                          ad_path(&lab, "ad/private/sam.ldb", sam, sizeof(sam)),
+                          name,
+                          host,
+                          keytab,
+                          NULL};
+    n = snprintf(input, sizeof(input), "%s\n", pw);
+    st = run_logged(cli, &lab, argv, input, (size_t)n, "making the member's computer account");
+    if (!st && chmod(keytab, 0600) != 0) {
+        cli_say(cli, "cannot make %s private: %s", keytab, strerror(errno));
+        st = EXIT_FAILED;
+    }
+    kasa_zap(pw, sizeof(pw));
+    kasa_zap(input, sizeof(input));
+    return st;
+}
+
 static int write_configs(struct cli *cli, const struct ad_lab *lab)
 {
     char path[AD_PATH_MAX], text[4096];
@@ -605,8 +685,10 @@ static int start_samba(struct cli *cli, struct ad_lab *lab)
     return EXIT_FAILED;
 }
 
-static int parse_up(struct cli *cli, int argc, char **argv, const char **dir)
+static int parse_up(struct cli *cli, int argc, char **argv, const char **dir, int *members)
 {
+    char *end;
+    long v;
     static const struct option opts[] = {
         {"dir", required_argument, NULL, 'd'},
         {"ad", no_argument, NULL, 'A'},
@@ -618,13 +700,16 @@ static int parse_up(struct cli *cli, int argc, char **argv, const char **dir)
     while ((c = cli_getopt(cli, argc, argv, "d:", opts, NULL)) != -1) {
         switch (c) {
         case 'h':
-            fputs("usage: kasa lab up --ad [--dir DIR]\n"
+            fputs("usage: kasa lab up --ad [--dir DIR] [--members N]\n"
                   "\n"
                   "Start a throwaway Samba AD domain " AD_REALM " (NetBIOS " AD_NETBIOS ")\n"
                   "on " AD_ADDR " in DIR (default ./lab): samba with its KDC, kpasswd and\n"
                   "LDAP, the domain's Administrator as kasa's admin (DIR/admin.keytab) and\n"
                   "a user alice (DIR/alice.keytab, DIR/alice.password). Needs root: it\n"
-                  "adds " AD_ADDR " to lo, and kasa lab down removes it again.\n",
+                  "adds " AD_ADDR " to lo, and kasa lab down removes it again.\n"
+                  "With --members N: N array members cas1.. (computer accounts with\n"
+                  "host keytabs, kasad and kasa-httpd on 127.0.0.11..) and HAProxy on\n"
+                  "127.0.0.10, as in the MIT lab; their kasad trusts Administrator.\n",
                   stdout);
             return -1;
         case 'd':
@@ -635,7 +720,11 @@ static int parse_up(struct cli *cli, int argc, char **argv, const char **dir)
         case 'A':
             break;
         case 'm':
-            return cli_usage(cli, "--members does not work with --ad yet");
+            v = strtol(optarg, &end, 10);
+            if (*optarg == '\0' || *end != '\0' || v < 0 || v > LAB_MAX_MEMBERS)
+                return cli_usage(cli, "--members takes a number from 0 to %d", LAB_MAX_MEMBERS);
+            *members = (int)v;
+            break;
         default:
             return EXIT_USAGE;
         }
@@ -648,9 +737,9 @@ int lab_ad_up(struct cli *cli, int argc, char **argv)
     const char *dir = "./lab";
     struct ad_lab lab;
     char path[AD_PATH_MAX];
-    int st;
+    int st, n_members = -1;
 
-    st = parse_up(cli, argc, argv, &dir);
+    st = parse_up(cli, argc, argv, &dir, &n_members);
     if (st)
         return st < 0 ? EXIT_OK : st;
     memset(&lab, 0, sizeof(lab));
@@ -658,13 +747,16 @@ int lab_ad_up(struct cli *cli, int argc, char **argv)
     if (st)
         return st;
     if (read_ad_state(&lab) == 0) {
-        if (proc_alive(&lab.samba)) {
-            printf("AD lab " AD_REALM " already runs in %s (samba pid %d)\n", lab.dir,
-                   (int)lab.samba.pid);
+        if (n_members >= 0 && n_members != lab.array.n_members)
+            return cli_usage(cli, "the AD lab in %s has %d members; --members cannot change that",
+                             lab.dir, lab.array.n_members);
+        if (proc_alive(&lab.samba) && lab_members_alive(&lab.array)) {
+            printf("AD lab " AD_REALM " already runs in %s (samba pid %d, %d member%s)\n", lab.dir,
+                   (int)lab.samba.pid, lab.array.n_members, lab.array.n_members == 1 ? "" : "s");
             return EXIT_OK;
         }
         /* Restart: the domain is kept; the address may have gone with the samba. */
-        if (!lab.addr_added && (st = add_address(cli, &lab)) != 0)
+        if (!proc_alive(&lab.samba) && !lab.addr_added && (st = add_address(cli, &lab)) != 0)
             return st;
     } else {
         if (access(ad_path(&lab, "lab.state", path, sizeof(path)), F_OK) == 0) {
@@ -685,22 +777,50 @@ int lab_ad_up(struct cli *cli, int argc, char **argv)
             st = create_accounts(cli, &lab);
         if (!st)
             st = write_configs(cli, &lab);
+        /* The members' computer accounts go in before samba opens the database. */
+        for (int i = 0; !st && i < n_members; i++) {
+            st = lab_create_member(cli, &lab.array, i, ad_host_key);
+            if (!st)
+                lab.array.n_members = i + 1;
+        }
         if (st)
             goto fail;
     }
-    st = start_samba(cli, &lab);
+    if (!proc_alive(&lab.samba)) {
+        st = start_samba(cli, &lab);
+        if (st)
+            goto fail;
+    }
+    for (int i = 0; !st && i < lab.array.n_members; i++)
+        st = lab_start_member(cli, &lab.array, i);
+    if (!st)
+        st = lab_start_balancer(cli, &lab.array);
+    if (!st)
+        st = write_ad_state(cli, &lab);
     if (st)
         goto fail;
     printf("AD lab " AD_REALM " runs in %s\n"
-           "  samba    " AD_ADDR ":88 (kdc), :389 (ldap), :464 (kpasswd) (pid %d)\n"
-           "  admin: Administrator@" AD_REALM " (%s/admin.keytab)\n"
+           "  samba    " AD_ADDR ":88 (kdc), :389 (ldap), :464 (kpasswd) (pid %d)\n",
+           lab.dir, (int)lab.samba.pid);
+    for (int i = 0; i < lab.array.n_members; i++) {
+        char host[160], addr[16];
+        lab_member_names(&lab.array, i, NULL, host, addr, NULL);
+        printf("  kasad    %s:%d (pid %d) as host/%s; kasa-httpd %s:%d (pid %d)\n", addr,
+               lab.array.members[i].port, (int)lab.array.members[i].proc.pid, host, addr,
+               lab.array.members[i].http_port, (int)lab.array.members[i].http.pid);
+    }
+    if (lab.array.n_members > 0)
+        printf("  HAProxy  127.0.0.10:%d (pid %d), the array's name in front of them\n",
+               lab.array.balancer_port, (int)lab.array.balancer.pid);
+    printf("  admin: Administrator@" AD_REALM " (%s/admin.keytab)\n"
            "  test user alice: %s/alice.keytab, %s/alice.password\n"
            "point this shell at it: eval \"$(kasa lab env --dir %s)\"\n",
-           lab.dir, (int)lab.samba.pid, lab.dir, lab.dir, lab.dir, lab.dir);
+           lab.dir, lab.dir, lab.dir, lab.dir);
     return EXIT_OK;
 
 fail:
     /* Leave nothing running and the address free; the directory stays for its logs. */
+    lab_stop_members(&lab.array, false);
     stop_samba(&lab);
     if (lab.addr_added && ip_addr(&lab, "del") == 0)
         lab.addr_added = 0;
@@ -721,6 +841,7 @@ int lab_ad_down(struct cli *cli, const char *dir)
         printf("no AD lab in %s; nothing to stop\n", dir);
         return EXIT_OK;
     }
+    lab_stop_members(&lab.array, true);
     if (stop_samba(&lab))
         printf("stopped samba and its children\n");
     if (lab.addr_added) {
@@ -762,7 +883,7 @@ int lab_ad_status(struct cli *cli, const char *dir, bool json)
 {
     struct ad_lab lab;
     char pid[16], addr[64], path[AD_PATH_MAX];
-    bool alive;
+    bool alive, all;
     int st;
 
     memset(&lab, 0, sizeof(lab));
@@ -774,13 +895,14 @@ int lab_ad_status(struct cli *cli, const char *dir, bool json)
         return EXIT_FAILED;
     }
     alive = proc_alive(&lab.samba);
+    all = alive && lab_members_alive(&lab.array);
     if (json) {
         json_object *o = json_object_new_object(), *s = json_object_new_object();
         json_object *ports = json_object_new_object();
         json_object_object_add(o, "dir", json_object_new_string(lab.dir));
         json_object_object_add(o, "kind", json_object_new_string("ad"));
         json_object_object_add(o, "realm", json_object_new_string(AD_REALM));
-        json_object_object_add(o, "running", json_object_new_boolean(alive));
+        json_object_object_add(o, "running", json_object_new_boolean(all));
         json_object_object_add(s, "address", json_object_new_string(AD_ADDR));
         for (size_t i = 0; i < N_AD_PORTS; i++)
             json_object_object_add(ports, ad_ports[i].name, json_object_new_int(ad_ports[i].port));
@@ -790,6 +912,7 @@ int lab_ad_status(struct cli *cli, const char *dir, bool json)
         json_object_object_add(s, "log",
                                json_object_new_string(ad_path(&lab, "ad/log", path, sizeof(path))));
         json_object_object_add(o, "samba", s);
+        lab_members_json(&lab.array, o);
         cli_json_print(o);
     } else {
         struct table *t = table_new(4, "SERVICE", "ADDRESS", "PID", "STATE");
@@ -801,8 +924,41 @@ int lab_ad_status(struct cli *cli, const char *dir, bool json)
             snprintf(addr, sizeof(addr), AD_ADDR ":%d", ad_ports[i].port);
             table_add(t, name, addr, alive ? pid : "-", alive ? "running" : "stopped");
         }
+        lab_members_table(&lab.array, t);
         table_print(t, stdout);
         table_free(t);
     }
-    return alive ? EXIT_OK : EXIT_FAILED;
+    return all ? EXIT_OK : EXIT_FAILED;
+}
+
+int lab_ad_load(struct cli *cli, const char *dir, struct lab *out)
+{
+    struct ad_lab lab;
+    int st;
+
+    memset(&lab, 0, sizeof(lab));
+    st = lab_resolve_dir(cli, dir, false, lab.dir, sizeof(lab.dir));
+    if (st)
+        return st;
+    if (read_ad_state(&lab) != 0) {
+        cli_say(cli, "no AD lab in %s", lab.dir);
+        return EXIT_FAILED;
+    }
+    *out = lab.array;
+    return 0;
+}
+
+int lab_ad_save(struct cli *cli, const struct lab *array)
+{
+    struct ad_lab lab;
+
+    /* samba's entries as they are on disk, the members' as the caller has them. */
+    memset(&lab, 0, sizeof(lab));
+    memcpy(lab.dir, array->dir, strnlen(array->dir, sizeof(lab.dir) - 1));
+    if (read_ad_state(&lab) != 0) {
+        cli_say(cli, "no AD lab in %s", lab.dir);
+        return EXIT_FAILED;
+    }
+    lab.array = *array;
+    return write_ad_state(cli, &lab);
 }

@@ -1,0 +1,96 @@
+#!/bin/sh
+# The roll on AD with real members: kasa lab up --ad --members 3 gives each member a
+# computer account and a host keytab from the domain, then the seed's ASA and SPNs, an
+# array, and rolls, checked with MIT's klist -k and kvno against Samba's KDC and with
+# msDS-KeyVersionNumber read from AD's own database. A member down leaves AD's kvno as
+# it was.
+. "$(dirname "$0")/lib.sh"
+
+ARRAY=outlook.proseware.lab
+ASA='CASARRAY-ASA$'
+SPNS="http/outlook.proseware.lab HTTP/outlook.proseware.lab exchangeMDB/outlook exchangeMDB/outlook.proseware.lab"
+N=3
+
+lab_up --ad --members $N
+SAM="$LAB/ad/private/sam.ldb"
+"$KASA" lab status --dir "$LAB" --json >"$T_WORK/lab.json"
+member() { python3 -c 'import json,sys; m=json.load(open(sys.argv[1]))["members"][int(sys.argv[2])-1]; print(m[sys.argv[3]])' "$T_WORK/lab.json" "$1" "$2"; }
+
+# ad_kvno NAME: msDS-KeyVersionNumber as AD itself holds it.
+ad_kvno() {
+	ldbsearch -H "$SAM" "(sAMAccountName=$1)" msDS-KeyVersionNumber 2>/dev/null |
+		sed -n 's/^msDS-KeyVersionNumber: //p'
+}
+
+# every_member_decrypts KVNO: as alice, a fresh ticket for every SPN is issued at KVNO
+# and decrypts with every member's keytab.
+every_member_decrypts() {
+	kdestroy -q 2>/dev/null
+	kinit -k -t "$LAB/alice.keytab" alice@PROSEWARE.LAB >/dev/null 2>&1
+	for spn in $SPNS; do
+		expect 0 "AD issues a ticket for $spn" kvno "$spn"
+		out_has "kvno = $1" "at kvno $1"
+		for i in $(seq $N); do
+			expect 0 "cas$i's keytab decrypts it" kvno -k "$(member $i managed_keytab)" "$spn"
+		done
+	done
+}
+
+expect 0 "lab status: samba, $N members and the balancer run" "$KASA" lab status --dir "$LAB"
+out_has "cas$N kasad" "the members are in lab status"
+check "cas1 has a host keytab from the domain with host/cas1.proseware.lab in it" \
+	sh -c "klist -k '$(member 1 host_keytab)' | grep -q host/cas1.proseware.lab@PROSEWARE.LAB"
+check "cas1's kasad ACL trusts the domain's Administrator" \
+	grep -qx 'Administrator@PROSEWARE.LAB' "$(member 1 acl)"
+check "no NTLM user file in the AD lab" test ! -e "$LAB/ntlm.users"
+
+expect 0 "create the ASA as a computer account" "$KASA" account create "$ASA" --computer
+for spn in http/outlook.proseware.lab exchangeMDB/outlook exchangeMDB/outlook.proseware.lab; do
+	expect 0 "spn add $spn" "$KASA" spn add "$spn" "$ASA"
+done
+expect 0 "create the array" "$KASA" array create $ARRAY --asa "$ASA" --short-name outlook
+for i in $(seq $N); do
+	expect 0 "add cas$i as a member" "$KASA" array add-member $ARRAY \
+		"cas$i.proseware.lab:$(member $i port)" --address "$(member $i address)"
+done
+expect 1 "status before any roll: members hold nothing" "$KASA" status $ARRAY
+out_has "MISSING" "and says MISSING"
+
+before=$(ad_kvno "$ASA")
+next=$((before + 1))
+start=$(date +%s%N)
+expect 0 "roll to $N members on AD, verbose" "$KASA" roll $ARRAY -v
+ms=$((($(date +%s%N) - start) / 1000000))
+echo "# the roll to $N AD members took $ms ms"
+out_has "from kvno $before to kvno $next" "the roll says the kvnos"
+check "AD holds kvno N+1 (msDS-KeyVersionNumber)" test "$(ad_kvno "$ASA")" = "$next"
+for i in $(seq $N); do
+	check "cas$i's keytab holds kvno $next (klist -k)" \
+		sh -c "klist -k '$(member $i managed_keytab)' | grep -q '^ *$next '"
+done
+every_member_decrypts "$next"
+expect 0 "status: all OK" "$KASA" status $ARRAY
+expect 0 "kasa verify" "$KASA" verify $ARRAY
+
+# A second roll keeps the previous kvno on every member.
+prev=$next
+next=$((prev + 1))
+expect 0 "a second roll" "$KASA" roll $ARRAY
+check "AD holds kvno $next" test "$(ad_kvno "$ASA")" = "$next"
+for i in $(seq $N); do
+	check "cas$i keeps kvno $prev beside $next" sh -c \
+		"klist -k '$(member $i managed_keytab)' | grep -q '^ *$prev ' && klist -k '$(member $i managed_keytab)' | grep -q '^ *$next '"
+done
+every_member_decrypts "$next"
+expect 0 "status: all OK after the second roll" "$KASA" status $ARRAY
+
+# A member down: nothing is committed in AD.
+expect 0 "stop cas2" "$KASA" lab member stop cas2 --dir "$LAB"
+expect 1 "lab status says a member is down" "$KASA" lab status --dir "$LAB"
+expect 3 "a roll with cas2 down exits 3" "$KASA" roll $ARRAY
+check "AD's kvno is unchanged" test "$(ad_kvno "$ASA")" = "$next"
+expect 0 "start cas2 again" "$KASA" lab member start cas2 --dir "$LAB"
+expect 0 "lab status: all run again" "$KASA" lab status --dir "$LAB"
+expect 0 "status: all OK with cas2 back" "$KASA" status $ARRAY
+
+done_testing
