@@ -78,6 +78,7 @@ NTLM_USER_FILE="$T_WORK/server.users" "$KASA_HTTPD" --keytab "$T_WORK/post.keyta
 	--pidfile "$T_WORK/s.pid" &
 SPID=$!
 for _ in $(seq 50); do [ -s "$T_WORK/s.pid" ] && break; sleep 0.1; done
+check "our kasa-httpd listens on $ADDR:$SP" test -s "$T_WORK/s.pid"
 U="http://$NAME:$SP/ews/exchange.asmx"
 R="$NAME:$SP:$ADDR"
 c() { curl -s -o /dev/null -w '%{http_code}' --max-time 20 --resolve "$R" "$@"; }
@@ -128,6 +129,7 @@ NTLM_USER_FILE="$T_WORK/server.users" "$KASA_HTTPD" --keytab "$T_WORK/post.keyta
 	--pidfile "$T_WORK/s.pid" &
 SPID=$!
 for _ in $(seq 50); do [ -s "$T_WORK/s.pid" ] && break; sleep 0.1; done
+check "our kasa-httpd listens on $ADDR:$SP" test -s "$T_WORK/s.pid"
 curl -s -D "$T_WORK/h2" -o /dev/null --resolve "$R" "http://$NAME:$SP/whoami"
 check "--schemes negotiate offers Negotiate alone" test "$(grep -ci '^WWW-Authenticate' "$T_WORK/h2")" -eq 1
 check "curl --ntlm is refused" test "$(c --ntlm -u "PROSEWARE\\alice:$ALICE_NTLM" "http://$NAME:$SP/whoami")" = 401

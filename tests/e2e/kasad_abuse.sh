@@ -54,11 +54,13 @@ out_has "to kvno 3" "to kvno 3"
 # A flood: 300 idle connections from one address, and 270 trickling a byte a second
 # from nine others (30 each, within the per-address share, so the handshake deadline and
 # the full budget stop them), re-opened as soon as kasad drops them, while the controller
-# works from yet another address.
-$FLOOD "$ADDR1" "$PORT1" --idle 300 --source 127.0.0.2 --seconds 25 >"$T_WORK/idle.out" 2>&1 &
+# works from yet another address. The flood comes from 127.0.1.0/24, where no test's
+# server listens: its thousands of short-lived source ports never take a port that a test
+# running beside this one has just chosen for a server.
+$FLOOD "$ADDR1" "$PORT1" --idle 300 --source 127.0.1.2 --seconds 25 >"$T_WORK/idle.out" 2>&1 &
 IDLE=$!
 $FLOOD "$ADDR1" "$PORT1" --trickle 270 --interval 1 --seconds 25 \
-	--source 127.0.0.3,127.0.0.4,127.0.0.5,127.0.0.6,127.0.0.7,127.0.0.8,127.0.0.9,127.0.0.20,127.0.0.21 \
+	--source 127.0.1.3,127.0.1.4,127.0.1.5,127.0.1.6,127.0.1.7,127.0.1.8,127.0.1.9,127.0.1.10,127.0.1.11 \
 	>"$T_WORK/trickle.out" 2>&1 &
 TRICKLE=$!
 for _ in $(seq 100); do grep -q READY "$T_WORK/idle.out" && grep -q READY "$T_WORK/trickle.out" && break; sleep 0.1; done
@@ -86,7 +88,7 @@ expect 0 "kasa status after the flood" "$KASA" status $ARRAY
 
 # The handshake deadline holds however often a peer sends: ten tricklers, a byte every
 # 0.3 s, each lives 5 s (the default --handshake-timeout), not the 8 s they would trickle.
-$FLOOD "$ADDR1" "$PORT1" --trickle 10 --interval 0.3 --source 127.0.0.22 --seconds 8 >"$T_WORK/slow.out" 2>&1
+$FLOOD "$ADDR1" "$PORT1" --trickle 10 --interval 0.3 --source 127.0.1.22 --seconds 8 >"$T_WORK/slow.out" 2>&1
 SLOW_OUT=$(tail -1 "$T_WORK/slow.out")
 check "tricklers were closed ($SLOW_OUT)" test "$(closed "$SLOW_OUT")" -ge 10
 check "none lived past the handshake deadline ($SLOW_OUT)" \
