@@ -109,6 +109,9 @@ static gss_cred_id_t acceptor = GSS_C_NO_CREDENTIAL;
 /* This server's TLS channel binding; GSS_C_NO_CHANNEL_BINDINGS without TLS. */
 static gss_channel_bindings_t tls_bindings = GSS_C_NO_CHANNEL_BINDINGS;
 static FILE *auth_log, *log_file;
+/* NTLM logins go to the domain through winbindd (gss-ntlmssp does that when NTLM_USER_FILE
+ * is not set, as on a member joined to Active Directory), not to a local user file. */
+static bool ntlm_by_domain;
 static volatile sig_atomic_t stopping;
 
 /* gss_words()'s krb5 context: a krb5_context is not for two threads at once. */
@@ -406,6 +409,14 @@ static void failure_words(OM_uint32 major, OM_uint32 minor, const char *mech,
     if (strcmp(mech, "NTLM") == 0 && seen != NULL && seen->ntlm_type == 3) {
         if (minor == EINVAL) {
             snprintf(buf, len, "NTLM: wrong password (the response does not match the user's)");
+            return;
+        }
+        if ((minor == EACCES || minor == ENOENT) && ntlm_by_domain) {
+            /* gss-ntlmssp gives EACCES for whatever winbindd answered (its reason is not
+             * passed on): wrong password, unknown user, disabled account, or no winbindd. */
+            snprintf(buf, len,
+                     "NTLM: refused by the domain through winbindd (wrong password, unknown "
+                     "or disabled user, or winbindd unreachable; the DC's log says which)");
             return;
         }
         if (minor == EACCES || minor == ENOENT) {
@@ -982,12 +993,14 @@ int main(int argc, char **argv)
         words_kctx = NULL; /* gss_words() then falls back to GSS-API's words */
     /* The array keytab as the default keytab: each accept looks the key up afresh, so a
      * keytab kasad replaced (a roll) is used at the next request, and kasa-httpd can
-     * start before the member holds any key. NTLM's acceptor reads NTLM_USER_FILE. */
+     * start before the member holds any key. NTLM's acceptor reads NTLM_USER_FILE, or,
+     * without one, asks the domain through winbindd. */
     {
         char ktname[4200];
         snprintf(ktname, sizeof(ktname), "FILE:%s", o.keytab);
         setenv("KRB5_KTNAME", ktname, 1);
     }
+    ntlm_by_domain = getenv("NTLM_USER_FILE") == NULL || *getenv("NTLM_USER_FILE") == '\0';
     memset(&hints, 0, sizeof(hints));
     hints.ai_flags = AI_NUMERICHOST | AI_PASSIVE;
     hints.ai_socktype = SOCK_STREAM;
@@ -1071,6 +1084,10 @@ int main(int argc, char **argv)
         "%u s idle timeout",
         o.listen, o.num[N_PORT].value, o.member, o.keytab, threads > 1 ? threads : 1,
         o.num[N_CONN_LIMIT].value, o.num[N_PER_IP].value, o.num[N_TIMEOUT].value);
+    if (o.offer_ntlm && ntlm_by_domain)
+        say("NTLM logins are checked by the domain through winbindd");
+    else if (o.offer_ntlm)
+        say("NTLM logins are checked against NTLM_USER_FILE %s", getenv("NTLM_USER_FILE"));
     signal(SIGTERM, on_signal);
     signal(SIGINT, on_signal);
     while (!stopping)

@@ -430,8 +430,9 @@ static int write_configs(struct cli *cli, const struct lab *lab)
 /* The environment the lab's programs run with: its krb5.conf, kdc.conf, rcache dir. */
 struct lab_env {
     char config[LAB_PATH_MAX + 32], profile[LAB_PATH_MAX + 32], rcache[LAB_PATH_MAX + 32];
-    char ntlm[LAB_PATH_MAX + 32];
-    const char *env[5];
+    char ntlm[LAB_PATH_MAX + 32], passwd[LAB_PATH_MAX + 32], group[LAB_PATH_MAX + 32];
+    char winbindd[LAB_PATH_MAX + 48], asan[512];
+    const char *env[13];
 };
 
 /* An AD lab has no kdc.conf and no NTLM user file. */
@@ -449,6 +450,42 @@ static void lab_env_init(const struct lab *lab, struct lab_env *e)
         e->env[n++] = e->profile;
         e->env[n++] = e->ntlm;
     }
+    e->env[n] = NULL;
+}
+
+/*
+ * kasa-httpd's environment on an AD lab: NTLM goes to the domain controller's winbindd,
+ * as on a member joined to AD, with no NTLM user file. libwbclient looks for winbindd's
+ * socket in the system's /run/samba/winbindd, where a real winbindd on this machine may
+ * live, and takes another directory (SELFTEST_WINBINDD_SOCKET_DIR) only under nss_wrapper,
+ * the library Samba's own tests use for that: so kasa-httpd runs with it preloaded, its
+ * passwd and group files the lab's own (lab_ad.c writes them), and the lab's winbindd
+ * socket stays in the lab. (DEEPBIND is what the sanitizers refuse; an ASan build must
+ * also be told that its runtime is not first in the library list.)
+ */
+static void lab_env_httpd(const struct lab *lab, struct lab_env *e)
+{
+    const char *asan = getenv("ASAN_OPTIONS");
+    int n = 0;
+
+    lab_env_init(lab, e);
+    if (!lab->ad)
+        return;
+    while (e->env[n] != NULL)
+        n++;
+    snprintf(e->passwd, sizeof(e->passwd), "NSS_WRAPPER_PASSWD=%s/ad/nss/passwd", lab->dir);
+    snprintf(e->group, sizeof(e->group), "NSS_WRAPPER_GROUP=%s/ad/nss/group", lab->dir);
+    snprintf(e->winbindd, sizeof(e->winbindd), "SELFTEST_WINBINDD_SOCKET_DIR=%s/ad/run/winbindd",
+             lab->dir);
+    snprintf(e->asan, sizeof(e->asan), "ASAN_OPTIONS=%s%sverify_asan_link_order=0",
+             asan != NULL ? asan : "", asan != NULL && *asan != '\0' ? ":" : "");
+    e->env[n++] = "LD_PRELOAD=libnss_wrapper.so";
+    e->env[n++] = "NSS_WRAPPER_DISABLE_DEEPBIND=1";
+    e->env[n++] = e->passwd;
+    e->env[n++] = e->group;
+    e->env[n++] = e->winbindd;
+    e->env[n++] = e->asan;
+    e->env[n++] = "NTLM_USER_FILE"; /* never a file from the caller's environment */
     e->env[n] = NULL;
 }
 
@@ -681,14 +718,17 @@ int lab_create_member(struct cli *cli, struct lab *lab, int i, lab_host_key_fn h
 /* Start argv unless p runs; wait until addr:port listens. */
 static int spawn_ready(struct cli *cli, const struct lab *lab, const char *const *argv,
                        const char *out, const char *addr, int port, struct proc *p,
-                       const char *what)
+                       const char *what, bool httpd)
 {
     struct timespec tick = {0, 50 * 1000 * 1000};
     struct lab_env e;
 
     if (proc_alive(p))
         return 0;
-    lab_env_init(lab, &e);
+    if (httpd)
+        lab_env_httpd(lab, &e);
+    else
+        lab_env_init(lab, &e);
     if (proc_spawn(argv, e.env, out, p) != 0) {
         cli_say(cli, "cannot start %s: %s", argv[0], strerror(errno));
         return EXIT_FAILED;
@@ -753,10 +793,10 @@ int lab_start_member(struct cli *cli, struct lab *lab, int i)
                            addr,  "--port",       http_port,    "--auth-log", alog, "--log",
                            hlog,  "--proxy-from", LAB_BALANCER, NULL};
     snprintf(what, sizeof(what), "kasad for %s", host);
-    st = spawn_ready(cli, lab, kargv, out, addr, m->port, &m->proc, what);
+    st = spawn_ready(cli, lab, kargv, out, addr, m->port, &m->proc, what, false);
     if (!st && m->http_port > 0) {
         snprintf(what, sizeof(what), "kasa-httpd for %s", host);
-        st = spawn_ready(cli, lab, hargv, hout, addr, m->http_port, &m->http, what);
+        st = spawn_ready(cli, lab, hargv, hout, addr, m->http_port, &m->http, what, true);
     }
     return st;
 }
@@ -806,7 +846,7 @@ int lab_start_balancer(struct cli *cli, struct lab *lab)
     lab_path(lab, "haproxy.out", out, sizeof(out));
     const char *argv[] = {"haproxy", "-db", "-f", cfg, NULL};
     return spawn_ready(cli, lab, argv, out, LAB_BALANCER, lab->balancer_port, &lab->balancer,
-                       "HAProxy");
+                       "HAProxy", false);
 }
 
 void lab_stop_members(struct lab *lab, bool say)

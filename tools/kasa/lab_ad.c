@@ -24,6 +24,7 @@
 #include <ftw.h>
 #include <getopt.h>
 #include <limits.h>
+#include <pwd.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -374,7 +375,8 @@ static int write_smb_conf(struct cli *cli, const struct ad_lab *lab)
 {
     char path[AD_PATH_MAX + 32], text[8192];
     const char *d = lab->dir;
-    static const char *const subdirs[] = {"ad/run", "ad/log", "ad/lock", "ad/cache", "ad/etc"};
+    static const char *const subdirs[] = {"ad/run",   "ad/log", "ad/lock",
+                                          "ad/cache", "ad/etc", "ad/nss"};
 
     for (size_t i = 0; i < sizeof(subdirs) / sizeof(subdirs[0]); i++) {
         ad_path(lab, subdirs[i], path, sizeof(path));
@@ -415,6 +417,29 @@ static int write_smb_conf(struct cli *cli, const struct ad_lab *lab)
              "\tread only = no\n",
              d, d, d, d, d, d, d, d, d, d, d, d);
     return lab_write_file(cli, ad_path(lab, "ad/etc/smb.conf", path, sizeof(path)), text, 0644);
+}
+
+/*
+ * The passwd and group files of the members' kasa-httpd, which runs under nss_wrapper so
+ * that its NTLM logins reach the lab's winbindd (lab.c says why): root and the user
+ * running the lab, so that nothing that looks a user up finds less than it would.
+ */
+static int write_nss_files(struct cli *cli, const struct ad_lab *lab)
+{
+    char path[AD_PATH_MAX + 32], passwd[1024], group[256];
+    const struct passwd *me = getpwuid(geteuid());
+    size_t n;
+    int st;
+
+    n = (size_t)snprintf(passwd, sizeof(passwd), "root:x:0:0:root:/root:/bin/sh\n");
+    if (me != NULL && me->pw_uid != 0 && n < sizeof(passwd))
+        snprintf(passwd + n, sizeof(passwd) - n, "%s:x:%u:%u::%s:/bin/sh\n", me->pw_name,
+                 (unsigned)me->pw_uid, (unsigned)me->pw_gid, me->pw_dir);
+    snprintf(group, sizeof(group), "root:x:0:\n");
+    st = lab_write_file(cli, ad_path(lab, "ad/nss/passwd", path, sizeof(path)), passwd, 0644);
+    if (!st)
+        st = lab_write_file(cli, ad_path(lab, "ad/nss/group", path, sizeof(path)), group, 0644);
+    return st;
 }
 
 /* Passwords for Administrator and alice (files 0600 in DIR), users and keytabs. */
@@ -773,6 +798,8 @@ int lab_ad_up(struct cli *cli, int argc, char **argv)
         st = provision_domain(cli, &lab);
         if (!st)
             st = write_smb_conf(cli, &lab);
+        if (!st)
+            st = write_nss_files(cli, &lab);
         if (!st)
             st = create_accounts(cli, &lab);
         if (!st)

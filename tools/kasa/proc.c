@@ -20,7 +20,8 @@
 
 extern char **environ;
 
-/* The current environment with env's "K=V" entries replacing or adding to it. */
+/* The current environment with env's "K=V" entries replacing or adding to it; a bare
+ * "K" in env removes K. */
 static char **merged_env(const char *const *env)
 {
     size_t n = 0, extra = 0, k = 0;
@@ -37,13 +38,14 @@ static char **merged_env(const char *const *env)
         bool replaced = false;
         for (size_t j = 0; j < extra && !replaced; j++) {
             size_t klen = strcspn(env[j], "=");
-            replaced = strncmp(environ[i], env[j], klen + 1) == 0;
+            replaced = strncmp(environ[i], env[j], klen) == 0 && environ[i][klen] == '=';
         }
         if (!replaced)
             out[k++] = environ[i];
     }
     for (size_t j = 0; j < extra; j++)
-        out[k++] = (char *)env[j];
+        if (strchr(env[j], '=') != NULL)
+            out[k++] = (char *)env[j];
     return out;
 }
 

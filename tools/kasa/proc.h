@@ -16,7 +16,7 @@ struct proc {
 
 /* Start argv[0] (a path or a name on PATH) as a daemon: its own session, stdin from
  * /dev/null, stdout and stderr appended to log; env entries ("K=V") are added to the
- * environment. Returns 0 or an errno value. */
+ * environment (a bare "K" removes K). Returns 0 or an errno value. */
 int proc_spawn(const char *const *argv, const char *const *env, const char *log, struct proc *out);
 
 /* Run argv to completion with input on its stdin (may be NULL) and its output appended
