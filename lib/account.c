@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kasa/array.h"
 #include "private.h"
 
 const char *kasa_account_kind_name(kasa_account_kind kind)
@@ -30,6 +31,7 @@ void kasa_account_list_free(kasa_account *accts, size_t n)
         free(accts[i].name);
         free(accts[i].principal);
         free(accts[i].description);
+        free(accts[i].dns_host_name);
     }
     free(accts);
 }
@@ -109,4 +111,12 @@ long kasa_description_check(kasa_ctx *ctx, const char *description)
                                   "the description holds a control character (0x%02x)", *p);
     }
     return 0;
+}
+
+long kasa_dns_host_name_check(kasa_ctx *ctx, const char *name, kasa_account_kind kind)
+{
+    if (kind != KASA_ACCOUNT_COMPUTER)
+        return kasa_set_error(ctx, KASA_ERR_USAGE,
+                              "only a computer account has a DNS host name (dNSHostName)");
+    return kasa_hostname_check(ctx, "DNS host", name);
 }

@@ -393,9 +393,15 @@ static long filter1(kasa_dir *dir, const char *pre, const char *val, const char 
     return 0;
 }
 
-static char *account_attrs[] = {
-    "sAMAccountName", "objectClass",      "description", "msDS-KeyVersionNumber",
-    "whenCreated",    "adminDescription", NULL};
+static char *account_attrs[] = {"sAMAccountName",
+                                "objectClass",
+                                "description",
+                                "msDS-KeyVersionNumber",
+                                "whenCreated",
+                                "adminDescription",
+                                "dNSHostName",
+                                "msDS-SupportedEncryptionTypes",
+                                NULL};
 
 /* What a search for one account found. */
 struct found {
@@ -419,9 +425,13 @@ static long long gentime(const char *s)
 /* Fill acct from an entry of account_attrs. */
 static long read_account(kasa_dir *dir, LDAPMessage *e, kasa_account *acct, bool *managed)
 {
-    char *kvno = NULL, *created = NULL;
+    char *kvno = NULL, *created = NULL, *etypes = NULL;
 
     acct->name = value(dir, e, "sAMAccountName");
+    acct->dns_host_name = value(dir, e, "dNSHostName");
+    etypes = value(dir, e, "msDS-SupportedEncryptionTypes");
+    acct->supported_etypes = etypes != NULL ? strtol(etypes, NULL, 10) : -1;
+    free(etypes);
     acct->description = value(dir, e, "description");
     if (acct->description == NULL)
         acct->description = strdup("");
@@ -619,20 +629,22 @@ static long new_dn(kasa_dir *dir, const char *name, kasa_account_kind kind, char
  * keys is not used: AD computes keys from passwords, and the roll sets them (not yet).
  */
 static long ad_account_create(kasa_dir *dir, const char *name, kasa_account_kind kind,
-                              const char *description, const kasa_keyset *keys)
+                              const char *description, const char *dns_host_name,
+                              const kasa_keyset *keys)
 {
     bool computer = kind == KASA_ACCOUNT_COMPUTER;
     char uac_off[16], uac_on[16], *pw = NULL;
     char *oc[] = {computer ? "computer" : "user", NULL}, *sam[] = {(char *)name, NULL};
     char *uac[] = {uac_off, NULL}, *et[] = {AD_ETYPES, NULL}, *mark[] = {AD_MARK, NULL};
-    char *desc[] = {(char *)description, NULL};
+    char *desc[] = {(char *)description, NULL}, *dns[] = {(char *)dns_host_name, NULL};
     LDAPMod m_oc = {LDAP_MOD_ADD, "objectClass", {oc}};
     LDAPMod m_sam = {LDAP_MOD_ADD, "sAMAccountName", {sam}};
     LDAPMod m_uac = {LDAP_MOD_ADD, "userAccountControl", {uac}};
     LDAPMod m_et = {LDAP_MOD_ADD, "msDS-SupportedEncryptionTypes", {et}};
     LDAPMod m_mark = {LDAP_MOD_ADD, "adminDescription", {mark}};
     LDAPMod m_desc = {LDAP_MOD_ADD, "description", {desc}};
-    LDAPMod *mods[] = {&m_oc, &m_sam, &m_uac, &m_et, &m_mark, NULL, NULL};
+    LDAPMod m_dns = {LDAP_MOD_ADD, "dNSHostName", {dns}};
+    LDAPMod *mods[] = {&m_oc, &m_sam, &m_uac, &m_et, &m_mark, NULL, NULL, NULL};
     struct found f;
     char *dn = NULL;
     int rc;
@@ -653,6 +665,8 @@ static long ad_account_create(kasa_dir *dir, const char *name, kasa_account_kind
         return ret;
     if (*description != '\0') /* AD refuses empty values */
         mods[5] = &m_desc;
+    if (dns_host_name != NULL)
+        mods[mods[5] != NULL ? 6 : 5] = &m_dns;
     snprintf(uac_off, sizeof(uac_off), "%d",
              (computer ? UAC_WORKSTATION : UAC_NORMAL | UAC_NO_EXPIRY) | UAC_DISABLED);
     snprintf(uac_on, sizeof(uac_on), "%d", computer ? UAC_WORKSTATION : UAC_NORMAL | UAC_NO_EXPIRY);

@@ -315,7 +315,8 @@ static long create_object(kasa_dir *dir, krb5_principal princ, const char *name,
 }
 
 static long mit_account_create(kasa_dir *dir, const char *name, kasa_account_kind kind,
-                               const char *description, const kasa_keyset *keys)
+                               const char *description, const char *dns_host_name,
+                               const kasa_keyset *keys)
 {
     krb5_principal princ = NULL;
     kadm5_principal_ent_rec ent;
@@ -323,6 +324,10 @@ static long mit_account_create(kasa_dir *dir, const char *name, kasa_account_kin
     char created[32];
     long ret;
 
+    if (dns_host_name != NULL)
+        return kasa_set_error(dir->ctx, KASA_ERR_USAGE,
+                              "an MIT Kerberos principal has no DNS host name; --dns-host-name is "
+                              "for Active Directory");
     ret = principal(dir, name, &princ);
     if (ret)
         return ret;

@@ -122,7 +122,7 @@ static long unmake(kasa_dir *dir, long ret, const char *account, const char *spn
 }
 
 long kasa_account_create(kasa_dir *dir, const char *name, kasa_account_kind kind,
-                         const char *description)
+                         const char *description, const char *dns_host_name)
 {
     kasa_keyset *keys = NULL;
     long ret;
@@ -133,12 +133,14 @@ long kasa_account_create(kasa_dir *dir, const char *name, kasa_account_kind kind
     if (description == NULL)
         description = "";
     ret = kasa_description_check(dir->ctx, description);
+    if (!ret && dns_host_name != NULL)
+        ret = kasa_dns_host_name_check(dir->ctx, dns_host_name, kind);
     if (ret)
         return ret;
     ret = kasa_keyset_generate(dir->ctx, 1, dir->cfg->enctypes, dir->cfg->n_enctypes, &keys);
     if (ret)
         return ret;
-    ret = dir->ops->account_create(dir, name, kind, description, keys);
+    ret = dir->ops->account_create(dir, name, kind, description, dns_host_name, keys);
     kasa_keyset_free(keys);
     if (ret)
         return ret;

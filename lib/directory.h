@@ -24,7 +24,8 @@ struct kasa_dir_ops {
 
     /* Fails with KASA_ERR_ACCOUNT_EXISTS when the name is taken, by anything. */
     long (*account_create)(kasa_dir *dir, const char *name, kasa_account_kind kind,
-                           const char *description, const kasa_keyset *keys);
+                           const char *description, const char *dns_host_name,
+                           const kasa_keyset *keys);
     /* KASA_ERR_ACCOUNT_NOT_FOUND, or KASA_ERR_NOT_MANAGED for an object kasa did not make. */
     long (*account_get)(kasa_dir *dir, const char *name, kasa_account **out);
     long (*account_list)(kasa_dir *dir, kasa_account **out, size_t *n_out);

@@ -28,10 +28,18 @@ typedef struct kasa_account {
     char *name;      /* CASARRAY-ASA$ */
     char *principal; /* as the directory names it: CASARRAY-ASA$@PROSEWARE.LAB */
     kasa_account_kind kind;
-    char *description; /* never NULL; "" when none */
-    unsigned kvno;     /* the directory's current key version */
-    long long created; /* seconds since the epoch, 0 when unknown */
+    char *description;   /* never NULL; "" when none */
+    unsigned kvno;       /* the directory's current key version */
+    long long created;   /* seconds since the epoch, 0 when unknown */
+    char *dns_host_name; /* AD's dNSHostName; NULL when none (always on MIT) */
+    /* AD's msDS-SupportedEncryptionTypes (KASA_AD_ETYPE_* bits); -1 when the AD account
+     * has none, and AD then issues its tickets with RC4; 0 on MIT, which has no such
+     * attribute. */
+    long supported_etypes;
 } kasa_account;
+
+#define KASA_AD_ETYPE_AES128 0x08
+#define KASA_AD_ETYPE_AES256 0x10
 
 /* "computer" or "user". */
 KASA_API const char *kasa_account_kind_name(kasa_account_kind kind);
@@ -55,6 +63,10 @@ KASA_API long kasa_account_check(kasa_ctx *ctx, const char *name, kasa_account_k
 
 /* A description is one line of at most KASA_DESCRIPTION_MAX bytes. */
 KASA_API long kasa_description_check(kasa_ctx *ctx, const char *description);
+
+/* A computer account's DNS host name (AD's dNSHostName): a host name as an SPN's host
+ * part is, with no port; a user account has none. */
+KASA_API long kasa_dns_host_name_check(kasa_ctx *ctx, const char *name, kasa_account_kind kind);
 
 #ifdef __cplusplus
 }

@@ -40,8 +40,10 @@ KASA_API void kasa_dir_close(kasa_dir *dir);
 KASA_API const char *kasa_dir_realm(kasa_dir *dir);
 
 /* Accounts. */
+/* dns_host_name (may be NULL) is AD's dNSHostName of a computer account; MIT has none
+ * and refuses one. */
 KASA_API long kasa_account_create(kasa_dir *dir, const char *name, kasa_account_kind kind,
-                                  const char *description);
+                                  const char *description, const char *dns_host_name);
 KASA_API long kasa_account_get(kasa_dir *dir, const char *name, kasa_account **out);
 KASA_API long kasa_account_list(kasa_dir *dir, kasa_account **out, size_t *n_out);
 /* Refused with KASA_ERR_ACCOUNT_HAS_SPNS while it owns SPNs, unless force (which deletes

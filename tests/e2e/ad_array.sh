@@ -85,6 +85,20 @@ check "3 rounds of two rolls at once: exactly one is told the other is running" 
 run scp "CN=lock-$ARRAY,CN=kasa,CN=System,DC=proseware,DC=lab" dn
 check "the lock is released after the rolls" sh -c "! printf '%s' \"\$1\" | grep -q '^dn:'" sh "$T_OUT"
 
+# diagnose flags an ASA whose msDS-SupportedEncryptionTypes was cleared behind kasa's back:
+# AD would issue RC4 tickets that AES-only members cannot decrypt.
+expect_finding() { "$KASA" diagnose $ARRAY --json | grep -c "$1"; }
+check "diagnose: the ASA allows AES only" test "$(expect_finding 'allows AES only')" -ge 1
+printf 'dn: CN=CASARRAY-ASA,CN=Computers,DC=proseware,DC=lab\nchangetype: modify\ndelete: msDS-SupportedEncryptionTypes\n' >"$T_WORK/noet.ldif"
+expect 0 "clear msDS-SupportedEncryptionTypes with ldbmodify" ldbmodify -H "$SAM" "$T_WORK/noet.ldif"
+expect 1 "diagnose is not healthy then" "$KASA" diagnose $ARRAY
+out_has 'CASARRAY-ASA$ has no msDS-SupportedEncryptionTypes: AD issues its tickets with RC4' "it names the cause"
+out_has "Set-ADComputer CASARRAY-ASA -KerberosEncryptionType AES128,AES256" "and the fix"
+expect 0 "account show says so too" "$KASA" account show "$ASA"
+out_has "not set: AD issues RC4 tickets" "in words"
+printf 'dn: CN=CASARRAY-ASA,CN=Computers,DC=proseware,DC=lab\nchangetype: modify\nadd: msDS-SupportedEncryptionTypes\nmsDS-SupportedEncryptionTypes: 24\n' >"$T_WORK/et.ldif"
+expect 0 "put it back" ldbmodify -H "$SAM" "$T_WORK/et.ldif"
+
 expect 0 "array delete" "$KASA" array delete $ARRAY
 run scp "$SCP" dn
 check "AD no longer holds the array" sh -c "! printf '%s' \"\$1\" | grep -q '^dn:'" sh "$T_OUT"

@@ -19,6 +19,27 @@ run ldbsearch -H "$SAM" '(sAMAccountName=CASARRAY-ASA$)' userAccountControl \
 out_has "userAccountControl: 4096" "AD holds a workstation trust account"
 out_has "msDS-SupportedEncryptionTypes: 24" "AD holds AES-only enctypes"
 
+expect 0 "account show says AES only" "$KASA" account show "$ASA"
+out_has "Encryption:   AES256 AES128 (msDS-SupportedEncryptionTypes 24)" "in words"
+
+# dNSHostName, when given, for a computer account only; a bad one changes nothing.
+expect 0 "a computer account with --dns-host-name" "$KASA" account create 'WEB-ASA$' --computer \
+	--dns-host-name web-asa.proseware.lab
+run ldbsearch -H "$SAM" '(sAMAccountName=WEB-ASA$)' dNSHostName
+out_has "dNSHostName: web-asa.proseware.lab" "AD holds the dNSHostName"
+expect 0 "account show gives it" "$KASA" account show 'WEB-ASA$' --json
+check "as dns_host_name in JSON" test "$(json dns_host_name)" = web-asa.proseware.lab
+expect 0 "delete it" "$KASA" account delete 'WEB-ASA$'
+expect 2 "--dns-host-name that is not a host name" "$KASA" account create 'BAD-ASA$' --computer \
+	--dns-host-name 'web*(x)'
+err_has "not a valid DNS host name" "says why"
+err_one_line "in one line"
+expect 2 "--dns-host-name on a user account" "$KASA" account create bad-asa --user \
+	--dns-host-name web.proseware.lab
+err_has "only a computer account has a DNS host name" "says why"
+run ldbsearch -H "$SAM" '(|(sAMAccountName=BAD-ASA$)(sAMAccountName=bad-asa))' dn
+check "neither was created" sh -c "! printf '%s' \"\$1\" | grep -q '^dn:'" sh "$T_OUT"
+
 expect 1 "creating it twice is refused" "$KASA" account create "$ASA" --computer
 err_has "already exists" "the refusal says it exists"
 err_one_line "the refusal is one line"

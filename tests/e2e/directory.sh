@@ -21,6 +21,11 @@ keys_of() {
 }
 
 lab_up
+expect 2 "--dns-host-name on MIT is refused" "$KASA" account create 'WEB-ASA$' --computer \
+	--dns-host-name web.proseware.lab
+err_has "an MIT Kerberos principal has no DNS host name" "says why"
+err_one_line "in one line"
+check "nothing was created" sh -c "! kadmin.local -r PROSEWARE.LAB -q listprincs 2>/dev/null | grep -q 'WEB-ASA'"
 expect 0 "create the ASA" "$KASA" account create "$ASA" --computer
 expect 0 "give it http/outlook.proseware.lab" "$KASA" spn add http/outlook.proseware.lab "$ASA"
 expect 0 "give it exchangeMDB/outlook" "$KASA" spn add exchangeMDB/outlook "$ASA"

@@ -23,9 +23,10 @@ static int account_create(struct cli *cli, int argc, char **argv)
         {"computer", no_argument, NULL, 'C'},
         {"user", no_argument, NULL, 'U'},
         {"description", required_argument, NULL, 'd'},
+        {"dns-host-name", required_argument, NULL, 'H'},
         {NULL, 0, NULL, 0},
     };
-    const char *description = "";
+    const char *description = "", *dns_host_name = NULL;
     kasa_account_kind kind = 0;
     int c, st;
     long ret;
@@ -34,12 +35,15 @@ static int account_create(struct cli *cli, int argc, char **argv)
         switch (c) {
         case 'h':
             fputs("usage: kasa account create NAME (--computer | --user) [--description TEXT]\n"
+                  "                          [--dns-host-name HOST]\n"
                   "\n"
                   "Create the account, with fresh random keys at kvno 1.\n"
                   "  --computer          a computer account; NAME ends in '$' (CASARRAY-ASA$)\n"
                   "  --user              a user account\n"
                   "  -d, --description TEXT\n"
-                  "                      say what it is for, so nobody deletes it\n",
+                  "                      say what it is for, so nobody deletes it\n"
+                  "  --dns-host-name HOST\n"
+                  "                      a computer account's dNSHostName (Active Directory)\n",
                   stdout);
             return EXIT_OK;
         case 'C':
@@ -50,6 +54,9 @@ static int account_create(struct cli *cli, int argc, char **argv)
             break;
         case 'd':
             description = optarg;
+            break;
+        case 'H':
+            dns_host_name = optarg;
             break;
         default:
             return EXIT_USAGE;
@@ -63,16 +70,38 @@ static int account_create(struct cli *cli, int argc, char **argv)
     st = cli_check(cli, kasa_account_check(cli->ctx, argv[optind], kind));
     if (!st)
         st = cli_check(cli, kasa_description_check(cli->ctx, description));
+    if (!st && dns_host_name != NULL)
+        st = cli_check(cli, kasa_dns_host_name_check(cli->ctx, dns_host_name, kind));
     if (!st)
         st = cli_open_dir(cli);
     if (st)
         return st;
-    ret = kasa_account_create(cli->dir, argv[optind], kind, description);
+    ret = kasa_account_create(cli->dir, argv[optind], kind, description, dns_host_name);
     if (ret)
         return cli_fail(cli, ret);
     printf("created %s account %s@%s\n", kasa_account_kind_name(kind), argv[optind],
            kasa_dir_realm(cli->dir));
     return EXIT_OK;
+}
+
+/* AD's msDS-SupportedEncryptionTypes in words. */
+static const char *etypes_words(long v, char *buf, size_t len)
+{
+    char names[64] = "";
+
+    if (v < 0) {
+        snprintf(buf, len, "not set: AD issues RC4 tickets (kasa's keys are AES)");
+        return buf;
+    }
+    if (v & KASA_AD_ETYPE_AES256)
+        strcat(names, " AES256");
+    if (v & KASA_AD_ETYPE_AES128)
+        strcat(names, " AES128");
+    if (v & 0x04)
+        strcat(names, " RC4");
+    snprintf(buf, len, "%s (msDS-SupportedEncryptionTypes %ld)",
+             names[0] != '\0' ? names + 1 : "none", v);
+    return buf;
 }
 
 static int account_show(struct cli *cli, int argc, char **argv)
@@ -81,7 +110,7 @@ static int account_show(struct cli *cli, int argc, char **argv)
     char **spns = NULL;
     size_t n = 0;
     bool json = false;
-    char when[32];
+    char when[32], etw[96];
     int st;
     long ret;
 
@@ -112,6 +141,10 @@ static int account_show(struct cli *cli, int argc, char **argv)
         json_object_object_add(o, "principal", cli_json_str(acct->principal));
         json_object_object_add(o, "description", cli_json_str(acct->description));
         json_object_object_add(o, "kvno", json_object_new_int64(acct->kvno));
+        json_object_object_add(o, "dns_host_name", cli_json_str(acct->dns_host_name));
+        if (acct->supported_etypes != 0)
+            json_object_object_add(o, "supported_enctypes",
+                                   json_object_new_int64(acct->supported_etypes));
         json_object_object_add(
             o, "created",
             acct->created > 0 ? cli_json_str(cli_time(acct->created, when, sizeof(when))) : NULL);
@@ -125,6 +158,10 @@ static int account_show(struct cli *cli, int argc, char **argv)
         printf("Principal:    %s\n", acct->principal);
         printf("Description:  %s\n", acct->description);
         printf("Key version:  %u\n", acct->kvno);
+        if (acct->dns_host_name != NULL)
+            printf("DNS name:     %s\n", acct->dns_host_name);
+        if (acct->supported_etypes != 0)
+            printf("Encryption:   %s\n", etypes_words(acct->supported_etypes, etw, sizeof(etw)));
         printf("Created:      %s\n", cli_time(acct->created, when, sizeof(when)));
         printf("SPNs:         %zu\n", n);
         for (size_t i = 0; i < n; i++)

@@ -131,6 +131,42 @@ static const char *array_of(const struct diag *d)
     return d->a != NULL ? d->a->fqdn : d->name;
 }
 
+/*
+ * On AD, the KDC picks a ticket's enctype from the ASA's msDS-SupportedEncryptionTypes;
+ * without AES there it issues RC4 tickets, which the members (AES keys only) cannot
+ * decrypt. kasa sets it on the accounts it creates; someone may have cleared it since.
+ */
+static void check_asa(struct diag *d)
+{
+    kasa_account *acct = NULL;
+    char fix[600];
+    long v;
+
+    if (kasa_account_get(d->cli->dir, d->a->asa, &acct) != 0) {
+        finding(&d->f, S_ERROR, "asa", NULL, "cannot read the ASA %s: %s", d->a->asa,
+                kasa_error(d->cli->ctx));
+        return;
+    }
+    v = acct->supported_etypes;
+    if (v != 0 && (v < 0 || !(v & (KASA_AD_ETYPE_AES128 | KASA_AD_ETYPE_AES256)))) {
+        snprintf(fix, sizeof(fix),
+                 "set msDS-SupportedEncryptionTypes to 24 (AES only) on %s (Set-ADComputer %.*s "
+                 "-KerberosEncryptionType AES128,AES256), then kasa roll %s",
+                 acct->name, (int)strcspn(acct->name, "$"), acct->name, d->a->fqdn);
+        finding(&d->f, S_ERROR, "asa", fix,
+                "%s has %s msDS-SupportedEncryptionTypes: AD issues its tickets with RC4, and "
+                "the members hold only AES keys",
+                acct->name, v < 0 ? "no" : "no AES in its");
+    } else if (v > 0 && (v & 0x04)) {
+        finding(&d->f, S_WARN, "asa", "set msDS-SupportedEncryptionTypes to 24 (AES only)",
+                "%s allows RC4 (msDS-SupportedEncryptionTypes %ld)", acct->name, v);
+    } else if (v > 0) {
+        finding(&d->f, S_OK, "asa", NULL, "%s allows AES only (msDS-SupportedEncryptionTypes %ld)",
+                acct->name, v);
+    }
+    kasa_account_free(acct);
+}
+
 /* One SPN a client would ask for: exists, owned by the ASA, no rival spelling. */
 static void check_spn(struct diag *d, const char *spn, bool required)
 {
@@ -971,6 +1007,8 @@ int cmd_diagnose(struct cli *cli, int argc, char **argv)
                 d.a->asa);
     }
     kclient_open(cli, d.as, &d.kc);
+    if (d.a != NULL)
+        check_asa(&d);
 
     /* The SPNs: HTTP/ is what browsers and curl ask for; the RPC classes, MAPI clients. */
     snprintf(spn, sizeof(spn), "HTTP/%s", d.name);
