@@ -74,6 +74,20 @@ expect 0 "lab up --ad again says it runs" "$KASA" lab up --ad --dir "$LAB"
 out_has "already runs" "and starts nothing"
 expect 2 "lab up (MIT) on the AD lab's directory is refused" "$KASA" lab up --dir "$LAB"
 
+# samba dies (with its children): lab up --ad starts it again on the same database, and
+# the domain answers as before.
+for p in $(lab_procs) $SAMBA_PID; do kill -9 "$p" 2>/dev/null; done
+check "samba is gone" eventually sh -c "! kill -0 $SAMBA_PID 2>/dev/null || grep -q '^State:[[:space:]]*Z' /proc/$SAMBA_PID/status"
+expect 1 "lab status says it is stopped" "$KASA" lab status --dir "$LAB"
+out_has "stopped" "as stopped"
+expect 0 "lab up --ad starts samba again" "$KASA" lab up --ad --dir "$LAB"
+out_has "runs in" "and says the lab runs"
+expect 0 "lab status is happy again" "$KASA" lab status --dir "$LAB" --json
+SAMBA_PID=$(json samba.pid)
+check "with a new samba" alive "$SAMBA_PID"
+expect 0 "alice gets a ticket from the restarted DC" kinit -k -t "$LAB/alice.keytab" alice
+expect 0 "and the SPN added before the restart is still there" kvno HTTP/x.proseware.lab
+
 # A decoy that down must leave alone.
 sleep 300 &
 DECOY=$!
