@@ -148,9 +148,17 @@ void kasa_test_point(const char *point)
 
     if (at != NULL && strcmp(at, point) == 0)
         raise(SIGKILL);
-    /* Stay a moment at point, so a test can make another run meet this one there. */
-    if (hold != NULL && strcmp(hold, point) == 0)
-        nanosleep(&(struct timespec){1, 500000000}, NULL);
+    /* Stay a moment at point, so a test can make another run meet this one there; with
+     * $KASA_TEST_HOLD_FILE, until the test removes that file (at most a minute). */
+    if (hold != NULL && strcmp(hold, point) == 0) {
+        const char *file = getenv("KASA_TEST_HOLD_FILE");
+        if (file == NULL) {
+            nanosleep(&(struct timespec){1, 500000000}, NULL);
+            return;
+        }
+        for (int i = 0; i < 1200 && access(file, F_OK) == 0; i++)
+            nanosleep(&(struct timespec){0, 50000000}, NULL);
+    }
 }
 
 long kasa_reason(long code, char *why, size_t why_len, const char *fmt, ...)

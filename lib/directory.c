@@ -396,6 +396,10 @@ long kasa_spn_query(kasa_dir *dir, const char *spn, kasa_spn_claim **claim_out,
         ret = find_claims(dir, spn, &c);
     if (ret)
         goto cleanup;
+    /* AD matches SPNs ignoring case: any spelling it holds is this SPN, and its owner gets
+     * the tickets (on MIT only the exact name does). */
+    if (c.exact == NULL && !dir->ops->exact_names && c.n > 0)
+        c.exact = &c.claims[0];
     if (c.exact != NULL) {
         /* Move the exact claim out; the rest are the variants. */
         kasa_spn_claim *one = calloc(1, sizeof(*one));

@@ -32,7 +32,9 @@ long kasa_reason(long code, char *why, size_t why_len, const char *fmt, ...) KAS
 
 /* For the end-to-end tests only: die with SIGKILL at the named point of a roll when
  * $KASA_TEST_KILL_AT names it, to show that an interrupted roll can always be resumed;
- * wait there 1.5 s when $KASA_TEST_HOLD_AT names it, so two runs meet. */
+ * wait there 1.5 s when $KASA_TEST_HOLD_AT names it, so two runs meet, or, when
+ * $KASA_TEST_HOLD_FILE names a file, as long as that file exists (at most 60 s), so a test
+ * can act behind the roll's back at that point. */
 void kasa_test_point(const char *point);
 
 #endif

@@ -378,6 +378,9 @@ static long restage(kasa_dir *dir, const kasa_config *cfg, const kasa_roll_opts 
     long ret;
 
     progress(opts, "directory", "commit", "%s", kasa_error(ctx));
+    /* Said without -v too: the admin must learn the account was changed behind kasa. */
+    kasa_warn(ctx, "%s; the members get the same keys again at the directory's kvno",
+              kasa_error(ctx));
     ret = kasa_key_kvno(dir, asa, &now);
     if (ret)
         return ret;

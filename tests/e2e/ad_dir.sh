@@ -58,6 +58,9 @@ out_has "http/outlook.proseware.lab" "samba-tool sees the SPN on the ASA"
 expect 0 "HTTP/ in upper case on the same ASA: one SPN on AD" \
 	"$KASA" spn add HTTP/outlook.proseware.lab "$ASA"
 err_has "nothing to do" "it says there is nothing to do"
+expect 0 "spn query HTTP/ finds the ASA's http/ (AD gives its tickets to that owner)" \
+	"$KASA" spn query HTTP/outlook.proseware.lab
+out_has 'CASARRAY-ASA$' "names the ASA"
 run samba-tool spn add HTTP/outlook.proseware.lab Administrator -H "$SAM"
 check "samba-tool refuses HTTP/ in upper case for another owner too" test "$T_STATUS" -ne 0
 expect 0 "spn list" "$KASA" spn list "$ASA"
