@@ -597,6 +597,93 @@ static long replace(kasa_dir *dir, const char *dn, const char *attr, const char 
     return rc == LDAP_SUCCESS ? 0 : fail(dir, rc, "cannot change", dn);
 }
 
+/*
+ * The LDAP_SERVER_SD_FLAGS control (MS-ADTS 3.1.1.3.4.1.11) for the DACL alone: reading
+ * nTSecurityDescriptor with it needs no right to the SACL, and writing with it replaces
+ * the DACL and nothing else.
+ */
+static long sd_flags_control(kasa_dir *dir, LDAPControl **out)
+{
+    BerElement *ber = ber_alloc_t(LBER_USE_DER);
+    struct berval bv = {0, NULL};
+    int rc = -1;
+
+    *out = NULL;
+    if (ber != NULL && ber_printf(ber, "{i}", (ber_int_t)4 /* DACL_SECURITY_INFORMATION */) >= 0 &&
+        ber_flatten2(ber, &bv, 0) == 0)
+        rc = ldap_control_create("1.2.840.113556.1.4.801", 1, &bv, 1, out);
+    ber_free(ber, 1);
+    return rc == LDAP_SUCCESS ? 0 : kasa_set_error(dir->ctx, KASA_ERR_NOMEM, NULL);
+}
+
+/*
+ * The ASA's keys are kasa's alone: "Change Password" denied to SELF and Everyone (what
+ * "User cannot change password" writes), so that a copy of the array keytab cannot change
+ * the ASA's password through kpasswd (lib/adsd.c says more). kasa's own resets use the
+ * Reset Password right and go on working. An SPN is a value of the account on AD, not an
+ * object with keys of its own: nothing to do for one. Writes only when the denials are
+ * missing.
+ */
+static long ad_protect_keys(kasa_dir *dir, const char *name, bool ticket_target)
+{
+    char *attrs[] = {"nTSecurityDescriptor", NULL};
+    struct timeval tv = {AD_TIMEOUT, 0};
+    LDAPControl *ctrl = NULL, *ctrls[2] = {NULL, NULL};
+    LDAPMessage *res = NULL, *e;
+    struct berval **sd = NULL;
+    uint8_t *nsd = NULL;
+    size_t nlen = 0;
+    struct found f;
+    long ret;
+    int rc;
+
+    if (ticket_target)
+        return 0;
+    ret = find_account(dir, name, &f);
+    if (!ret && f.n == 0)
+        ret = kasa_set_error(dir->ctx, KASA_ERR_ACCOUNT_NOT_FOUND, "no account %s in %s", name,
+                             dir->realm);
+    if (!ret)
+        ret = sd_flags_control(dir, &ctrl);
+    if (ret)
+        goto cleanup;
+    ctrls[0] = ctrl;
+    rc = ldap_search_ext_s(A(dir)->ld, f.dn, LDAP_SCOPE_BASE, "(objectClass=*)", attrs, 0, ctrls,
+                           NULL, &tv, 1, &res);
+    if (rc != LDAP_SUCCESS) {
+        ret = fail(dir, rc, "cannot read the security descriptor of", f.dn);
+        goto cleanup;
+    }
+    e = ldap_first_entry(A(dir)->ld, res);
+    sd = e != NULL ? ldap_get_values_len(A(dir)->ld, e, "nTSecurityDescriptor") : NULL;
+    if (sd == NULL || sd[0] == NULL ||
+        kasa_ad_sd_deny_change_password((const uint8_t *)sd[0]->bv_val, sd[0]->bv_len, &nsd,
+                                        &nlen) != 0) {
+        ret = kasa_set_error(dir->ctx, KASA_ERR_DIR,
+                             "cannot read the security descriptor of %s (it needs a DACL that "
+                             "kasa's principal may read)",
+                             f.dn);
+        goto cleanup;
+    }
+    if (nsd != NULL) {
+        struct berval v = {(ber_len_t)nlen, (char *)nsd}, *vals[] = {&v, NULL};
+        LDAPMod mod = {LDAP_MOD_REPLACE | LDAP_MOD_BVALUES, "nTSecurityDescriptor", {NULL}};
+        LDAPMod *mods[] = {&mod, NULL};
+        mod.mod_bvalues = vals;
+        rc = ldap_modify_ext_s(A(dir)->ld, f.dn, mods, ctrls, NULL);
+        if (rc != LDAP_SUCCESS)
+            ret = fail(dir, rc, "cannot deny Change Password on", f.dn);
+    }
+
+cleanup:
+    free(nsd);
+    ldap_value_free_len(sd);
+    ldap_msgfree(res);
+    ldap_control_free(ctrl);
+    found_free(&f);
+    return ret;
+}
+
 /* The DN of a new account: CN=NAME (no '$') in the container. */
 static long new_dn(kasa_dir *dir, const char *name, kasa_account_kind kind, char **out)
 {
@@ -1350,7 +1437,7 @@ const struct kasa_dir_ops kasa_dir_ad_ops = {
     .key_set = ad_key_set,
     .keys_from_password = true,
     .password_set = ad_password_set,
-    .protect_keys = NULL,
+    .protect_keys = ad_protect_keys,
     .record_create = ad_record_create,
     .record_get = ad_record_get,
     .record_set = ad_record_set,

@@ -6,6 +6,8 @@
 #ifndef KASA_DIRECTORY_PRIV_H
 #define KASA_DIRECTORY_PRIV_H
 
+#include <stdint.h>
+
 #include "kasa/directory.h"
 
 /* One named string of a record. */
@@ -85,5 +87,12 @@ extern const struct kasa_dir_ops kasa_dir_ad_ops;
  * when out of memory. */
 char *kasa_ldap_filter_escape(const char *in, size_t len);
 char *kasa_ldap_dn_escape(const char *in, size_t len);
+
+/* For the AD backend (lib/adsd.c): the self-relative security descriptor sd (len bytes,
+ * from the directory, untrusted) with "Change Password" denied to SELF and Everyone at the
+ * head of its DACL. 0 with *out malloc'd, or with *out NULL when sd denies it already;
+ * -1 when sd is malformed or has no DACL (out of memory too). */
+int kasa_ad_sd_deny_change_password(const uint8_t *sd, size_t len, uint8_t **out,
+                                    size_t *out_len);
 
 #endif

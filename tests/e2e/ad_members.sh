@@ -84,6 +84,21 @@ done
 every_member_decrypts "$next"
 expect 0 "status: all OK after the second roll" "$KASA" status $ARRAY
 
+# The ASA's keys are kasa's alone: Change Password is denied to SELF and Everyone on it
+# (AD's "User cannot change password"), so a copy of a member's keytab cannot change the
+# ASA's password through kpasswd; kasa's own resets go on working.
+# ldbsearch folds long LDIF lines: unfold them.
+run sh -c "ldbsearch -H '$SAM' '(sAMAccountName=$ASA)' nTSecurityDescriptor | sed -e ':a' -e 'N' -e '\$!ba' -e 's/\\n //g'"
+out_has "(OD;;CR;ab721a53-1e2f-11d0-9819-00aa0040529b;;PS)" "AD denies SELF Change Password on the ASA"
+out_has "(OD;;CR;ab721a53-1e2f-11d0-9819-00aa0040529b;;WD)" "and Everyone"
+check "once each, after two rolls" test "$(printf '%s' "$T_OUT" | grep -o 'OD;;CR;ab721a53-1e2f-11d0-9819-00aa0040529b;;PS' | wc -l)" -eq 1
+cp "$(member 1 managed_keytab)" "$T_WORK/copy.keytab"
+expect 1 "kpasswd with the ASA's keys from a member's keytab is refused" \
+	python3 "$(dirname "$0")/kpasswd_keytab.py" "$T_WORK/copy.keytab" "$ASA@PROSEWARE.LAB"
+out_has "Not permitted to change password" "by the DC"
+check "AD's kvno is unchanged" test "$(ad_kvno "$ASA")" = "$next"
+expect 0 "status: all OK" "$KASA" status $ARRAY
+
 # A member down: nothing is committed in AD.
 expect 0 "stop cas2" "$KASA" lab member stop cas2 --dir "$LAB"
 expect 1 "lab status says a member is down" "$KASA" lab status --dir "$LAB"
