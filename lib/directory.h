@@ -92,7 +92,6 @@ char *kasa_ldap_dn_escape(const char *in, size_t len);
  * from the directory, untrusted) with "Change Password" denied to SELF and Everyone at the
  * head of its DACL. 0 with *out malloc'd, or with *out NULL when sd denies it already;
  * -1 when sd is malformed or has no DACL (out of memory too). */
-int kasa_ad_sd_deny_change_password(const uint8_t *sd, size_t len, uint8_t **out,
-                                    size_t *out_len);
+int kasa_ad_sd_deny_change_password(const uint8_t *sd, size_t len, uint8_t **out, size_t *out_len);
 
 #endif
