@@ -142,6 +142,11 @@ int kasa_ad_sd_deny_change_password(const uint8_t *sd, size_t len, uint8_t **out
         if (n[i] == 0)
             return -1;
     }
+    /* AD writes each part once; parts that overlap are refused rather than copied twice. */
+    for (int i = 0; i < 4; i++)
+        for (int j = i + 1; j < 4; j++)
+            if (n[i] > 0 && n[j] > 0 && off[i] < off[j] + n[j] && off[j] < off[i] + n[i])
+                return -1;
     /* No DACL means everyone may do anything; a DACL of two denials would then lock
      * everyone out of the object. Never made by AD: refuse it. */
     if (off[3] == 0 || !(get16(sd + 2) & SE_DACL_PRESENT))

@@ -135,6 +135,10 @@ static void refuses_hostile_bytes(void **state)
     memcpy(copy, sd, len);
     copy[48 + 4] = 200;
     assert_int_equal(kasa_ad_sd_deny_change_password(copy, len, &out, &out_len), -1);
+    /* The owner inside the DACL: parts that overlap are refused. */
+    memcpy(copy, sd, len);
+    put32(copy + 4, 48 + 8 + 8);
+    assert_int_equal(kasa_ad_sd_deny_change_password(copy, len, &out, &out_len), -1);
     /* Not self-relative, wrong revision. */
     memcpy(copy, sd, len);
     copy[3] = 0;
