@@ -854,6 +854,7 @@ static const char usage[] =
     "      --pidfile FILE      written once listening\n"
     "  -c, --config FILE       settings from FILE's [kasa-httpd] section (krb5.conf syntax)\n"
     "      --log FILE          messages (default: stderr)\n"
+    "      --version           print the version\n"
     "  -h, --help              this help\n"
     "See kasa-httpd(8).\n";
 
@@ -870,6 +871,7 @@ int main(int argc, char **argv)
         {"log", required_argument, NULL, 'L'},
         {"foreground", no_argument, NULL, 'f'},
         {"help", no_argument, NULL, 'h'},
+        {"version", no_argument, NULL, 'V'},
         {"tls-cert", required_argument, NULL, 'C'},
         {"tls-key", required_argument, NULL, 'K'},
         {"config", required_argument, NULL, 'c'},
@@ -956,6 +958,9 @@ int main(int argc, char **argv)
         case 'X':
             o.proxy_from = optarg;
             break;
+        case 'V':
+            printf("kasa-httpd %s\n", kasa_version());
+            return 0;
         case 'h':
             fputs(usage, stdout);
             return 0;

@@ -61,6 +61,7 @@ static const char usage[] =
     "      --clock-offset S       report the clock S seconds off (to test kasa diagnose)\n"
     "  -c, --config FILE          read these settings from FILE's [kasad] section\n"
     "                             (krb5.conf syntax: managed_keytab = ..., acl = ...)\n"
+    "      --version              print the version\n"
     "  -h, --help                 this help\n"
     "See kasad(8).\n";
 
@@ -284,6 +285,7 @@ int main(int argc, char **argv)
         {"config", required_argument, NULL, 'c'},
         {"keytab-group", required_argument, NULL, 'g'},
         {"clock-offset", required_argument, NULL, 'O'},
+        {"version", no_argument, NULL, 'V'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -366,6 +368,9 @@ int main(int argc, char **argv)
         case 'f':
             o.foreground = true;
             break;
+        case 'V':
+            printf("kasad %s\n", kasa_version());
+            return 0;
         case 'h':
             fputs(usage, stdout);
             return 0;

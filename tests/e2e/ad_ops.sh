@@ -162,6 +162,18 @@ expect 0 "copy the keys from cas1 to cas2" "$KASA" copy $ARRAY \
 	--from cas1.proseware.lab --to cas2.proseware.lab
 healthy $next
 
+# 3b. The same with cas3, brought back by kasa heal (what the timer runs): AD untouched.
+next=$((next + 1))
+expect 0 "stop cas3" "$KASA" lab member stop cas3 --dir "$LAB"
+expect 3 "a forced roll with cas3 down exits 3" "$KASA" roll $ARRAY --force
+expect 0 "start cas3 again" "$KASA" lab member start cas3 --dir "$LAB"
+expect 1 "kasa status: not all OK" "$KASA" status $ARRAY
+check "cas3 is STALE" verdict cas3 STALE
+expect 0 "kasa heal" "$KASA" heal $ARRAY
+out_has "healed cas3.proseware.lab: copied kvno $next" "says it healed cas3"
+check "AD's kvno is unchanged by heal" test "$(ad_kvno)" = "$next"
+healthy $next
+
 # 4. kasa diagnose on the healthy AD array, through the balancer.
 expect 0 "kasa diagnose: healthy" \
 	"$KASA" diagnose $ARRAY --port "$BPORT" --address 127.0.0.10

@@ -216,7 +216,9 @@ verb "array show" 1 1 $ARRAY "" "" "" "--json"
 verb "array list" 1 0 "" "" "" "" "--json"
 verb "array delete" 2 1 $ARRAY "" "" "" ""
 
-verb "roll" 2 1 $ARRAY "" "" "-m --members -t --timeout" "--dry-run -n --force --resume -v"
+verb "roll" 2 1 $ARRAY "" "" "-m --members -t --timeout --if-older-than" "--dry-run -n --force --resume -v"
+k 2 roll $ARRAY --if-older-than 0
+k 2 roll $ARRAY --if-older-than 1y
 k 2 roll $ARRAY --members ,,,
 k 2 roll $ARRAY --timeout 99
 k 2 roll $ARRAY --timeout 4294967396
@@ -226,6 +228,8 @@ k 2 copy $ARRAY --from cas1
 k 2 copy $ARRAY --to cas2
 k 2 copy $ARRAY --from cas1 --to cas1
 k 2 copy $ARRAY --from cas1 --to ,
+verb "heal" 1 1 $ARRAY "" "" "-t --timeout" "-v"
+k 2 heal $ARRAY --timeout 99
 verb "status" 1 1 $ARRAY "" "" "--timeout" "--json"
 verb "verify" 2 1 $ARRAY "" "" "--as --timeout" "--json"
 verb "diagnose" 2 1 $ARRAY "" "" "-p --port --address --as --max-skew" "--json"

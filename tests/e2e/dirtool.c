@@ -8,18 +8,25 @@
  *   dirtool meta-get OBJECT KEY
  *   dirtool meta-set OBJECT KEY VALUE
  *   dirtool newkeys ACCOUNT KEYTAB [HOOK]
+ *   dirtool age ARRAY SECONDS
  *
  * newkeys is the roll's key step without members: new keys at the next kvno as the
  * directory makes them (on AD: derived from a new password), HOOK run through the shell
  * where the roll stages (a test resets the password there behind kasa's back), the
  * commit, and the keys written to KEYTAB for the account and its SPNs at the kvno the
  * directory holds, so that kvno -k KEYTAB proves them against the KDC.
+ *
+ * age moves the array's recorded commit SECONDS into the past, as if its last roll were
+ * that old (for roll --if-older-than, without waiting).
  */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include <time.h>
+
+#include "kasa/array.h"
 #include "kasa/config.h"
 #include "kasa/directory.h"
 #include "kasa/keys.h"
@@ -150,6 +157,14 @@ int main(int argc, char **argv)
             printf("%s\n", value);
     } else if (strcmp(argv[1], "meta-set") == 0 && argc == 5) {
         ret = kasa_meta_set(dir, argv[2], argv[3], argv[4]);
+    } else if (strcmp(argv[1], "age") == 0 && argc == 4) {
+        kasa_array *a = NULL;
+        ret = kasa_array_get(dir, argv[2], &a);
+        if (!ret) {
+            a->committed_at = (int64_t)time(NULL) - strtoll(argv[3], NULL, 10);
+            ret = kasa_array_save_state(dir, a);
+        }
+        kasa_array_free(a);
     } else {
         fprintf(stderr, "dirtool: bad usage\n");
         status = 2;

@@ -96,6 +96,7 @@ int cmd_spn(struct cli *cli, int argc, char **argv);
 int cmd_array(struct cli *cli, int argc, char **argv);
 int cmd_roll(struct cli *cli, int argc, char **argv);
 int cmd_copy(struct cli *cli, int argc, char **argv);
+int cmd_heal(struct cli *cli, int argc, char **argv);
 int cmd_status(struct cli *cli, int argc, char **argv);
 int cmd_log(struct cli *cli, int argc, char **argv);
 int cmd_inspect(struct cli *cli, int argc, char **argv);

@@ -25,6 +25,7 @@ static const char usage[] =
     "                               the load-balanced name and its members\n"
     "  roll ARRAY                   new keys: staged on every member, then committed\n"
     "  copy ARRAY --from H --to H   copy a member's keys to others\n"
+    "  heal [ARRAY]                 copy the keys to members that are STALE or MISSING\n"
     "  status [ARRAY]               what each member holds: OK/STALE/MISSING/UNREACHABLE/\n"
     "                               FOREIGN\n"
     "  log summary FILE...          Kerberos and NTLM counts per member and hour\n"
@@ -112,6 +113,8 @@ int main(int argc, char **argv)
         status = cmd_roll(&cli, argc, argv);
     } else if (strcmp(argv[0], "copy") == 0) {
         status = cmd_copy(&cli, argc, argv);
+    } else if (strcmp(argv[0], "heal") == 0) {
+        status = cmd_heal(&cli, argc, argv);
     } else if (strcmp(argv[0], "status") == 0) {
         status = cmd_status(&cli, argc, argv);
     } else if (strcmp(argv[0], "log") == 0) {

@@ -7,8 +7,10 @@
 #include <getopt.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "cli.h"
+#include "kasa/array.h"
 #include "kasa/roll.h"
 
 /* Split a comma-separated list in place into *out (which points into s). */
@@ -62,6 +64,61 @@ static int parse_timeout(struct cli *cli, const char *s, int *out)
     return 0;
 }
 
+/* A duration: whole seconds, or a number with s, m, h or d after it; at least 1 s. */
+static int parse_duration(struct cli *cli, const char *opt, const char *s, int64_t *out)
+{
+    char *end;
+    long long v = strtoll(s, &end, 10);
+    int64_t unit = *end == 'd' ? 86400 : *end == 'h' ? 3600 : *end == 'm' ? 60 : 1;
+
+    if (*s < '0' || *s > '9' || (*end != '\0' && end[1] != '\0') ||
+        (*end != '\0' && strchr("smhd", *end) == NULL) || v < 1 || v > 36500LL * 86400 / unit)
+        return cli_usage(cli, "%s takes a duration: seconds, or a number with s, m, h or d", opt);
+    *out = (int64_t)v * unit;
+    return 0;
+}
+
+/* A duration in words: 29d, 5h, 12m, 40s (its largest unit, rounded down). */
+static const char *duration_words(int64_t s, char *buf, size_t len)
+{
+    if (s >= 86400)
+        snprintf(buf, len, "%lldd", (long long)(s / 86400));
+    else if (s >= 3600)
+        snprintf(buf, len, "%lldh", (long long)(s / 3600));
+    else if (s >= 60)
+        snprintf(buf, len, "%lldm", (long long)(s / 60));
+    else
+        snprintf(buf, len, "%llds", (long long)(s > 0 ? s : 0));
+    return buf;
+}
+
+/*
+ * --if-older-than: whether the array's last commit is younger than max_age (then nothing is
+ * rolled). Only a commit kasa recorded counts: an array never rolled, or with a roll left
+ * interrupted, is rolled (and the roll itself says what to do about the latter).
+ */
+static int young_enough(struct cli *cli, const char *fqdn, int64_t max_age, bool *young)
+{
+    kasa_array *a = NULL;
+    char when[32], age[32], limit[32];
+    int64_t now = (int64_t)time(NULL);
+    long ret;
+
+    *young = false;
+    ret = kasa_array_get(cli->dir, fqdn, &a);
+    if (ret)
+        return cli_fail(cli, ret);
+    if (a->committed_at > 0 && a->roll_kvno == 0 && now - a->committed_at < max_age) {
+        printf("%s: kvno %u was committed %s ago (%s), younger than %s: nothing to roll\n", fqdn,
+               a->committed_kvno, duration_words(now - a->committed_at, age, sizeof(age)),
+               cli_time(a->committed_at, when, sizeof(when)),
+               duration_words(max_age, limit, sizeof(limit)));
+        *young = true;
+    }
+    kasa_array_free(a);
+    return EXIT_OK;
+}
+
 int cmd_roll(struct cli *cli, int argc, char **argv)
 {
     static const struct option opts[] = {
@@ -71,13 +128,15 @@ int cmd_roll(struct cli *cli, int argc, char **argv)
         {"resume", no_argument, NULL, 'R'},
         {"verbose", no_argument, NULL, 'v'},
         {"timeout", required_argument, NULL, 't'},
+        {"if-older-than", required_argument, NULL, 'O'},
         {NULL, 0, NULL, 0},
     };
     kasa_roll_opts o = {0};
     kasa_roll_result r;
     const char **members = NULL;
     char *member_arg = NULL;
-    bool verbose = cli->verbose;
+    bool verbose = cli->verbose, young = false;
+    int64_t max_age = 0;
     int c, st;
     long ret;
 
@@ -87,6 +146,7 @@ int cmd_roll(struct cli *cli, int argc, char **argv)
         switch (c) {
         case 'h':
             fputs("usage: kasa roll ARRAY [--members H1,H2] [--dry-run] [--force] [-v]\n"
+                  "                 [--if-older-than DURATION]\n"
                   "       kasa roll --resume ARRAY\n"
                   "\n"
                   "Give the array's ASA fresh keys: stage them on every member (or those\n"
@@ -97,6 +157,9 @@ int cmd_roll(struct cli *cli, int argc, char **argv)
                   "      --resume          finish an interrupted roll\n"
                   "  -v, --verbose         each step for each member as it happens\n"
                   "      --timeout MS      per member (default 10000)\n"
+                  "      --if-older-than DURATION\n"
+                  "                        only when the last commit is older (30d, 12h,\n"
+                  "                        90m, or seconds): for a timer; exit 0 otherwise\n"
                   "Exit status 3 when a member failed (the directory is unchanged).\n",
                   stdout);
             return EXIT_OK;
@@ -119,6 +182,10 @@ int cmd_roll(struct cli *cli, int argc, char **argv)
             if ((st = parse_timeout(cli, optarg, &o.timeout_ms)) != 0)
                 return st;
             break;
+        case 'O':
+            if ((st = parse_duration(cli, "--if-older-than", optarg, &max_age)) != 0)
+                return st;
+            break;
         default:
             return EXIT_USAGE;
         }
@@ -128,13 +195,17 @@ int cmd_roll(struct cli *cli, int argc, char **argv)
         st = cli_check(cli, kasa_hostname_check(cli->ctx, "array", argv[optind]));
     if (!st && o.resume && (o.dry_run || member_arg != NULL))
         st = cli_usage(cli, "--resume takes no --dry-run or --members");
+    if (!st && o.resume && max_age > 0)
+        st = cli_usage(cli, "--resume finishes a roll whatever its age: no --if-older-than");
     if (!st && member_arg != NULL) {
         st = split_list(cli, member_arg, &members, &o.n_members, "--members");
         o.members = members;
     }
     if (!st)
         st = cli_open_dir(cli);
-    if (st) {
+    if (!st && max_age > 0)
+        st = young_enough(cli, argv[optind], max_age, &young);
+    if (st || young) {
         free(members);
         return st;
     }
@@ -650,4 +721,141 @@ int cmd_verify(struct cli *cli, int argc, char **argv)
     }
     kasa_verify_result_clear(&r);
     return all ? EXIT_OK : EXIT_FAILED;
+}
+
+/*
+ * Heal one array: copy the keys of a healthy member (OK) to each member that is STALE or
+ * MISSING and answers, as kasa copy does, never touching the directory's keys. Says what
+ * it did and what it left (a roll to resume, keys changed outside kasa, members it cannot
+ * heal: unreachable, foreign, wrong key); true when every member is OK at the end.
+ */
+static bool heal_array(struct cli *cli, const char *fqdn, const kasa_roll_opts *o)
+{
+    kasa_array_status s;
+    kasa_roll_result r;
+    const char **to = NULL, *from = NULL;
+    size_t n_to = 0, left = 0;
+    bool healthy;
+    long ret;
+
+    ret = kasa_status(cli->dir, cli->cfg, fqdn, o->timeout_ms, &s);
+    if (ret) {
+        cli_fail(cli, ret);
+        return false;
+    }
+    if (s.roll_note != NULL || s.foreign_change != NULL) {
+        /* The directory itself is not where the members think it is: a copy between
+         * members cannot fix that, a roll can. */
+        printf("%s: %s; heal copies between members and leaves this to kasa roll\n", fqdn,
+               s.roll_note != NULL ? s.roll_note : s.foreign_change);
+        kasa_array_status_clear(&s);
+        return false;
+    }
+    to = calloc(s.n + 1, sizeof(*to));
+    for (size_t i = 0; to != NULL && i < s.n; i++) {
+        const kasa_member_status *m = &s.members[i];
+        if (m->verdict == KASA_VERDICT_OK && from == NULL)
+            from = m->host;
+        else if (m->verdict == KASA_VERDICT_STALE || m->verdict == KASA_VERDICT_MISSING)
+            to[n_to++] = m->host;
+        else if (m->verdict != KASA_VERDICT_OK) {
+            printf("%s: %s is %s, which heal does not fix%s%s\n", fqdn, m->host,
+                   kasa_verdict_name(m->verdict), m->error != NULL ? ": " : "",
+                   m->error != NULL ? m->error : "");
+            left++;
+        }
+    }
+    healthy = to != NULL && left == 0;
+    if (to == NULL) {
+        cli_fail(cli, kasa_set_error(cli->ctx, KASA_ERR_NOMEM, NULL));
+    } else if (n_to == 0) {
+        if (left == 0)
+            printf("%s: every member holds kvno %u; nothing to heal\n", fqdn, s.dir_kvno);
+    } else if (from == NULL) {
+        printf("%s: no member holds kvno %u to copy from; kasa roll %s gives every member new "
+               "keys\n",
+               fqdn, s.dir_kvno, fqdn);
+        healthy = false;
+    } else {
+        ret = kasa_copy(cli->dir, cli->cfg, fqdn, from, to, n_to, o, &r);
+        for (size_t i = 0; i < r.n; i++) {
+            if (r.members[i].code == 0)
+                printf("%s: healed %s: copied kvno %u from %s\n", fqdn, r.members[i].host,
+                       s.dir_kvno, from);
+            else
+                printf("%s: cannot heal %s: %s\n", fqdn, r.members[i].host,
+                       r.members[i].message != NULL ? r.members[i].message : "failed");
+        }
+        if (ret) {
+            cli_fail(cli, ret);
+            healthy = false;
+        }
+        kasa_roll_result_clear(&r);
+    }
+    free(to);
+    kasa_array_status_clear(&s);
+    return healthy;
+}
+
+int cmd_heal(struct cli *cli, int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"verbose", no_argument, NULL, 'v'},
+        {"timeout", required_argument, NULL, 't'},
+        {NULL, 0, NULL, 0},
+    };
+    kasa_roll_opts o = {0};
+    kasa_array *arrays = NULL;
+    size_t n = 0;
+    bool healthy = true;
+    int c, st;
+    long ret;
+
+    snprintf(cli->cmd, sizeof(cli->cmd), "heal");
+    optind = 0;
+    while ((c = cli_getopt(cli, argc, argv, "vt:", opts, NULL)) != -1) {
+        switch (c) {
+        case 'h':
+            fputs("usage: kasa heal [ARRAY] [-v] [-t|--timeout MS]\n"
+                  "\n"
+                  "Give every member that is STALE or MISSING and answers again the keys a\n"
+                  "healthy member holds (as kasa copy does), in one array or all of them;\n"
+                  "the directory is not touched. For a timer, beside kasa roll\n"
+                  "--if-older-than. Exit 0 only when every member is OK at the end.\n",
+                  stdout);
+            return EXIT_OK;
+        case 'v':
+            o.progress = print_progress;
+            break;
+        case 't':
+            if ((st = parse_timeout(cli, optarg, &o.timeout_ms)) != 0)
+                return st;
+            break;
+        default:
+            return EXIT_USAGE;
+        }
+    }
+    st = cli_operands(cli, argc - optind, 0, 1, "at most ARRAY");
+    if (!st && argc - optind == 1)
+        st = cli_check(cli, kasa_hostname_check(cli->ctx, "array", argv[optind]));
+    if (!st)
+        st = cli_open_dir(cli);
+    if (st)
+        return st;
+    if (cli->verbose)
+        o.progress = print_progress;
+    if (argc - optind == 1) {
+        ret = kasa_array_get(cli->dir, argv[optind], &arrays);
+        n = ret ? 0 : 1;
+    } else {
+        ret = kasa_array_list(cli->dir, &arrays, &n);
+    }
+    if (ret)
+        return cli_fail(cli, ret);
+    for (size_t i = 0; i < n; i++)
+        healthy = heal_array(cli, arrays[i].fqdn, &o) && healthy;
+    if (n == 0)
+        printf("no arrays; create one with kasa array create\n");
+    kasa_array_list_free(arrays, n);
+    return healthy ? EXIT_OK : EXIT_FAILED;
 }
