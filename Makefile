@@ -28,9 +28,10 @@ demo: all
 bench: all
 	@scripts/bench $(BUILD)
 
-install: all
-	meson install -C $(BUILD)
-	-ldconfig
+# kasa alone, into PREFIX (a build/ set up for another prefix is reconfigured) under
+# DESTDIR; no package is installed, and building, if needed, stops on a missing -dev one.
+install:
+	@MESON_OPTS='$(MESON_OPTS)' scripts/install $(BUILD) $(PREFIX) "$(DESTDIR)"
 
 format:
 	clang-format -i $$(git ls-files --cached --others --exclude-standard '*.c' '*.h')

@@ -45,6 +45,7 @@
 #include "kasa/httpauth.h"
 #include "kasa/kasa.h"
 #include "kasa/token.h"
+#include "metrics.h"
 #include "proxy.h"
 #include "ntlmcompat.h"
 #include "tlsbind.h"
@@ -57,7 +58,7 @@ struct num_opt {
     bool given; /* on the command line */
 };
 
-enum { N_PORT, N_THREADS, N_PER_IP, N_CONN_LIMIT, N_TIMEOUT, N_MAX_BODY, N_NUMS };
+enum { N_PORT, N_THREADS, N_PER_IP, N_CONN_LIMIT, N_TIMEOUT, N_MAX_BODY, N_METRICS_PORT, N_NUMS };
 
 /* Extended Protection for Authentication, as IIS names its levels. */
 enum cb_level { CB_OFF, CB_ACCEPT, CB_REQUIRE };
@@ -74,6 +75,7 @@ struct opts {
     const char *schemes;         /* "negotiate,ntlm": offered in this order, accepted */
     const char *channel_binding; /* off, accept, require */
     const char *proxy_from;      /* balancers whose PROXY header names the client */
+    const char *metrics_listen;  /* /metrics, when a metrics port is set */
     bool offer_negotiate, offer_ntlm;
     enum cb_level cb;
     struct num_opt num[N_NUMS];
@@ -101,6 +103,7 @@ static struct opts o = {
             [N_CONN_LIMIT] = {"connection_limit", 16, 1000000, 10000, false},
             [N_TIMEOUT] = {"connection_timeout", 1, 3600, 10, false},
             [N_MAX_BODY] = {"max_body", 0, 1U << 30, 10U << 20, false},
+            [N_METRICS_PORT] = {"metrics_port", 1, 65535, 0, false}, /* 0: no metrics */
         },
 };
 static char *config_strings[16];
@@ -173,11 +176,12 @@ static void mhd_log(void *cls, const char *fmt, va_list ap)
     say("libmicrohttpd: %s", msg);
 }
 
-/* One auth log line. seen is what the token itself says (no key needed): the SPN, kvno
- * and enctype of a Kerberos ticket, the mechanism of a token that failed. */
+/* One auth log line, and its count in the metrics. seen is what the token itself says (no
+ * key needed): the SPN, kvno and enctype of a Kerberos ticket, the mechanism of a token
+ * that failed. why is the reason's class, for the metrics. */
 static void log_event(kasa_ctx *kctx, const char *client, const kasa_token_info *seen,
                       const char *principal, const char *spn, const char *mech, bool ok,
-                      const char *reason)
+                      enum metrics_reason why, const char *reason)
 {
     kasa_auth_event e = {
         .time = (int64_t)time(NULL),
@@ -203,6 +207,7 @@ static void log_event(kasa_ctx *kctx, const char *client, const kasa_token_info 
     }
     if (seen != NULL && *e.mechanism == '\0')
         e.mechanism = seen->inner;
+    metrics_count(e.mechanism, ok, why);
     if (kasa_authlog_format(kctx, &e, &line) == 0) {
         flockfile(auth_log); /* one whole line at a time from the worker threads */
         fputs(line, auth_log);
@@ -432,6 +437,30 @@ static void failure_words(OM_uint32 major, OM_uint32 minor, const char *mech,
     }
 }
 
+/* A failed accept's class, for the metrics: from the codes, not from the words. */
+static enum metrics_reason failure_class(OM_uint32 major, OM_uint32 minor, const char *mech)
+{
+    if (GSS_ROUTINE_ERROR(major) == GSS_S_BAD_BINDINGS)
+        return MR_CHANNEL_BINDING;
+    if (strcmp(mech, "NTLM") == 0)
+        return MR_NTLM_REFUSED;
+    switch ((krb5_error_code)minor) {
+    case KRB5KRB_AP_ERR_REPEAT:
+        return MR_REPLAY;
+    case KRB5KRB_AP_ERR_BAD_INTEGRITY:
+    case KRB5KRB_AP_ERR_BADKEYVER:
+    case KRB5KRB_AP_ERR_NOKEY:
+    case KRB5_KT_NOTFOUND:
+    case KRB5_KT_KVNONOTFOUND:
+    case KRB5_BAD_ENCTYPE:
+    case KRB5_KT_END:
+    case ENOENT: /* no keytab yet */
+        return MR_WRONG_KEY;
+    default:
+        return MR_OTHER;
+    }
+}
+
 /* A request that carries an Authorization header: one leg of an exchange. */
 static enum MHD_Result authenticate(struct MHD_Connection *c, kasa_ctx *kctx, struct conn *st,
                                     const char *client, const char *url, const char *auth)
@@ -452,7 +481,7 @@ static enum MHD_Result authenticate(struct MHD_Connection *c, kasa_ctx *kctx, st
 
     if (kasa_httpauth_parse(kctx, auth, &scheme, &tok, &len) != 0) {
         conn_reset(st, NULL);
-        log_event(kctx, client, NULL, NULL, NULL, NULL, false, kasa_error(kctx));
+        log_event(kctx, client, NULL, NULL, NULL, NULL, false, MR_MALFORMED, kasa_error(kctx));
         ret = reply(c, MHD_HTTP_BAD_REQUEST, "malformed Authorization header\n", NULL, NULL, NULL,
                     NULL);
         goto cleanup;
@@ -464,7 +493,7 @@ static enum MHD_Result authenticate(struct MHD_Connection *c, kasa_ctx *kctx, st
         snprintf(why, sizeof(why), "the %s scheme is not accepted here (schemes: %s)", sname,
                  o.schemes);
         log_event(kctx, client, NULL, NULL, NULL, scheme == KASA_HTTP_NTLM ? "NTLM" : NULL, false,
-                  why);
+                  MR_SCHEME_REFUSED, why);
         ret = reply(c, MHD_HTTP_UNAUTHORIZED, "scheme not accepted\n", NULL, NULL, NULL, NULL);
         goto cleanup;
     }
@@ -497,6 +526,7 @@ static enum MHD_Result authenticate(struct MHD_Connection *c, kasa_ctx *kctx, st
          * been relayed from another. */
         gss_delete_sec_context(&scratch, &st->gctx, GSS_C_NO_BUFFER);
         log_event(kctx, client, seen, ntlm_user(seen, user, sizeof(user)), NULL, mname, false,
+                  MR_CHANNEL_BINDING,
                   "no channel binding: the client did not bind its token to this TLS channel, "
                   "and channel_binding is require");
         ret = reply(c, MHD_HTTP_UNAUTHORIZED, "authentication failed\n", NULL, NULL, NULL, NULL);
@@ -505,7 +535,8 @@ static enum MHD_Result authenticate(struct MHD_Connection *c, kasa_ctx *kctx, st
     if (GSS_ERROR(major)) {
         failure_words(major, minor, mname, seen, why, sizeof(why));
         gss_delete_sec_context(&scratch, &st->gctx, GSS_C_NO_BUFFER);
-        log_event(kctx, client, seen, ntlm_user(seen, user, sizeof(user)), NULL, mname, false, why);
+        log_event(kctx, client, seen, ntlm_user(seen, user, sizeof(user)), NULL, mname, false,
+                  failure_class(major, minor, mname), why);
         ret = reply(c, MHD_HTTP_UNAUTHORIZED, "authentication failed\n", NULL, NULL, NULL, NULL);
         goto cleanup;
     }
@@ -526,7 +557,7 @@ static enum MHD_Result authenticate(struct MHD_Connection *c, kasa_ctx *kctx, st
     gss_release_buffer(&minor, &nb);
     gss_delete_sec_context(&minor, &st->gctx, GSS_C_NO_BUFFER);
 
-    log_event(kctx, client, seen, principal, spn, mname, true, "");
+    log_event(kctx, client, seen, principal, spn, mname, true, MR_NONE, "");
     /* NTLM authenticates the connection (as IIS does, header-less requests that follow on
      * it are that user's), except for auth_request: there a balancer's connection
      * carries many users' subrequests, so each must bring its own header. */
@@ -603,7 +634,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     if (auth == NULL) {
         if (st->principal != NULL) /* NTLM authenticated this connection (not auth_request) */
             return serve(c, url, st->principal, "NTLM", "NTLM", NULL);
-        log_event(st->kctx, client, NULL, NULL, NULL, NULL, false,
+        log_event(st->kctx, client, NULL, NULL, NULL, NULL, false, MR_NO_TOKEN,
                   "no token: the client was asked to authenticate");
         return reply(c, MHD_HTTP_UNAUTHORIZED, "Negotiate, please\n", NULL, NULL, NULL, NULL);
     }
@@ -691,11 +722,11 @@ static int parse_num(struct num_opt *n, const char *text, const char *from)
 static int read_config(const char *path, bool listen_set)
 {
     static const char *const keys[] = {
-        "keytab",   "member",  "auth_log", "listen",          "pidfile",    "log",
-        "tls_cert", "tls_key", "schemes",  "channel_binding", "proxy_from", NULL};
-    const char **fields[] = {&o.keytab,    &o.member,   &o.auth_log, &o.listen,  &o.pidfile,
-                             &o.log,       &o.tls_cert, &o.tls_key,  &o.schemes, &o.channel_binding,
-                             &o.proxy_from};
+        "keytab",  "member",  "auth_log",        "listen",     "pidfile",        "log", "tls_cert",
+        "tls_key", "schemes", "channel_binding", "proxy_from", "metrics_listen", NULL};
+    const char **fields[] = {
+        &o.keytab,   &o.member,  &o.auth_log, &o.listen,          &o.pidfile,    &o.log,
+        &o.tls_cert, &o.tls_key, &o.schemes,  &o.channel_binding, &o.proxy_from, &o.metrics_listen};
     profile_t prof = NULL;
     long ret = profile_init_path(path, &prof);
     char *v = NULL;
@@ -851,6 +882,8 @@ static const char usage[] =
     "      --channel-binding off|accept|require  TLS channel binding (Extended\n"
     "                          Protection; default accept)\n"
     "      --proxy-from ADDRS  balancer addresses that send a PROXY protocol header\n"
+    "      --metrics-port PORT serve Prometheus metrics at /metrics on this port ...\n"
+    "      --metrics-listen ADDR  ... and address (default 127.0.0.1; no authentication)\n"
     "      --pidfile FILE      written once listening\n"
     "  -c, --config FILE       settings from FILE's [kasa-httpd] section (krb5.conf syntax)\n"
     "      --log FILE          messages (default: stderr)\n"
@@ -883,6 +916,8 @@ int main(int argc, char **argv)
         {"schemes", required_argument, NULL, 'S'},
         {"channel-binding", required_argument, NULL, 'B'},
         {"proxy-from", required_argument, NULL, 'X'},
+        {"metrics-listen", required_argument, NULL, 'm'},
+        {"metrics-port", required_argument, NULL, 0x100 + N_METRICS_PORT},
         {NULL, 0, NULL, 0},
     };
     struct sockaddr_storage ss;
@@ -922,7 +957,8 @@ int main(int argc, char **argv)
         case 0x100 + N_PER_IP:
         case 0x100 + N_CONN_LIMIT:
         case 0x100 + N_TIMEOUT:
-        case 0x100 + N_MAX_BODY: {
+        case 0x100 + N_MAX_BODY:
+        case 0x100 + N_METRICS_PORT: {
             struct num_opt *n = &o.num[c == 'p' ? N_PORT : c - 0x100];
             if (parse_num(n, optarg, NULL) != 0)
                 return 2;
@@ -958,6 +994,9 @@ int main(int argc, char **argv)
         case 'X':
             o.proxy_from = optarg;
             break;
+        case 'm':
+            o.metrics_listen = optarg;
+            break;
         case 'V':
             printf("kasa-httpd %s\n", kasa_version());
             return 0;
@@ -983,6 +1022,29 @@ int main(int argc, char **argv)
         fprintf(stderr, "kasa-httpd: --keytab %s is not a file name; see kasa-httpd --help\n",
                 o.keytab[0] == '\0' ? "''" : "(too long)");
         return 2;
+    }
+    if (o.metrics_listen != NULL && o.num[N_METRICS_PORT].value == 0) {
+        fprintf(stderr,
+                "kasa-httpd: metrics listen address %s given without a metrics port; "
+                "see kasa-httpd --help\n",
+                o.metrics_listen);
+        return 2;
+    }
+    if (o.num[N_METRICS_PORT].value != 0) {
+        if (o.metrics_listen == NULL)
+            o.metrics_listen = "127.0.0.1";
+        memset(&hints, 0, sizeof(hints));
+        hints.ai_flags = AI_NUMERICHOST | AI_PASSIVE;
+        hints.ai_socktype = SOCK_STREAM;
+        if (getaddrinfo(o.metrics_listen, NULL, &hints, &res) != 0) {
+            fprintf(stderr,
+                    "kasa-httpd: metrics listen address %.60s is not a numeric IPv4 or IPv6 "
+                    "address; see kasa-httpd --help\n",
+                    o.metrics_listen);
+            return 2;
+        }
+        freeaddrinfo(res);
+        res = NULL;
     }
     if (o.member == NULL) {
         gethostname(hostname, sizeof(hostname));
@@ -1078,6 +1140,12 @@ int main(int argc, char **argv)
         MHD_stop_daemon(d);
         return c;
     }
+    if (o.num[N_METRICS_PORT].value != 0 &&
+        metrics_start(o.metrics_listen, o.num[N_METRICS_PORT].value, o.keytab, mhd_log) != 0) {
+        proxy_stop();
+        MHD_stop_daemon(d);
+        return 1;
+    }
     if (o.pidfile != NULL) {
         FILE *f = fopen(o.pidfile, "w");
         if (f != NULL) {
@@ -1089,14 +1157,21 @@ int main(int argc, char **argv)
         "%u s idle timeout",
         o.listen, o.num[N_PORT].value, o.member, o.keytab, threads > 1 ? threads : 1,
         o.num[N_CONN_LIMIT].value, o.num[N_PER_IP].value, o.num[N_TIMEOUT].value);
+    if (o.num[N_METRICS_PORT].value != 0)
+        say("metrics at http://%s%s%s:%u/metrics (no authentication)",
+            strchr(o.metrics_listen, ':') != NULL ? "[" : "", o.metrics_listen,
+            strchr(o.metrics_listen, ':') != NULL ? "]" : "", o.num[N_METRICS_PORT].value);
     if (o.offer_ntlm && ntlm_by_domain)
         say("NTLM logins are checked by the domain through winbindd");
     else if (o.offer_ntlm)
         say("NTLM logins are checked against NTLM_USER_FILE %s", getenv("NTLM_USER_FILE"));
     signal(SIGTERM, on_signal);
     signal(SIGINT, on_signal);
+    kasa_notify("READY=1");
     while (!stopping)
         pause();
+    kasa_notify("STOPPING=1");
+    metrics_stop();
     proxy_stop();
     MHD_stop_daemon(d);
     free(cert_pem);

@@ -117,10 +117,12 @@ static int number_parse(struct number *n, const char *text, const char *where, c
 static int read_config(const char *path, struct kasad_opts *o, struct number *numbers,
                        bool listen_set)
 {
-    static const char *const strings[] = {
-        "keytab", "principal", "managed_keytab", "acl", "listen", "pidfile", "log", NULL};
-    const char **fields[] = {&o->keytab,  &o->principal, &o->managed_keytab, &o->acl, &o->listen,
-                             &o->pidfile, &o->log};
+    static const char *const strings[] = {"keytab",  "principal", "managed_keytab", "acl", "listen",
+                                          "pidfile", "log",       "keytab_group",   NULL};
+    const char *group = NULL;
+    const char **fields[] = {&o->keytab, &o->principal, &o->managed_keytab,
+                             &o->acl,    &o->listen,    &o->pidfile,
+                             &o->log,    &group};
     const char *section[] = {"kasad", NULL};
     char where[4200];
     profile_t prof = NULL;
@@ -163,6 +165,16 @@ static int read_config(const char *path, struct kasad_opts *o, struct number *nu
         profile_release_string(v);
     }
     profile_release(prof);
+    /* keytab_group = www-data: as --keytab-group, which wins. */
+    if (st == 0 && group != NULL && o->keytab_gid < 0) {
+        struct group *g = getgrnam(group);
+        if (g == NULL) {
+            fprintf(stderr, "kasad: %skeytab_group %s is not a group; see kasad --help\n", where,
+                    group);
+            return 2;
+        }
+        o->keytab_gid = (int)g->gr_gid;
+    }
     return st;
 }
 
@@ -196,31 +208,6 @@ static int fit_descriptors(struct kasad_opts *o)
     if (o->max_per_source > o->max_pending)
         o->max_per_source = o->max_pending;
     return 0;
-}
-
-/* Tell a service manager we are ready (sd_notify(3)'s protocol: one datagram to
- * $NOTIFY_SOCKET). Written here rather than linking libsystemd for these few lines. */
-static void notify_ready(void)
-{
-    const char *path = getenv("NOTIFY_SOCKET");
-    struct sockaddr_un sun;
-    size_t len;
-    int fd;
-
-    if (path == NULL || (path[0] != '/' && path[0] != '@') ||
-        (len = strlen(path)) >= sizeof(sun.sun_path))
-        return;
-    memset(&sun, 0, sizeof(sun));
-    sun.sun_family = AF_UNIX;
-    memcpy(sun.sun_path, path, len);
-    if (path[0] == '@')
-        sun.sun_path[0] = '\0';
-    fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-    if (fd < 0)
-        return;
-    (void)sendto(fd, "READY=1", 7, MSG_NOSIGNAL, (struct sockaddr *)&sun,
-                 (socklen_t)(offsetof(struct sockaddr_un, sun_path) + len));
-    close(fd);
 }
 
 static int listen_on(const struct kasad_opts *o)
@@ -426,8 +413,9 @@ int main(int argc, char **argv)
         return 1;
     }
     kasad_log("listening on %s port %d; keeping %s", o.listen, o.port, o.managed_keytab);
-    notify_ready();
+    kasa_notify("READY=1");
     status = net_run(&o, sv[0], listen_fd);
+    kasa_notify("STOPPING=1");
     close(listen_fd);
     close(sv[0]); /* the keeper sees EOF and ends */
     waitpid(keeper, NULL, 0);

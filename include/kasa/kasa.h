@@ -61,6 +61,10 @@ KASA_API void kasa_log_line(FILE *f, const char *who, const char *fmt, va_list a
 /* The library's version string. */
 KASA_API const char *kasa_version(void);
 
+/* Tell a service manager how the daemon stands ("READY=1", "STOPPING=1"): sd_notify(3)'s
+ * protocol, one datagram to $NOTIFY_SOCKET; nothing when it is not set. */
+KASA_API void kasa_notify(const char *state);
+
 #ifdef __cplusplus
 }
 #endif

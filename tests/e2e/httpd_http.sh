@@ -122,13 +122,23 @@ expect 0 "kasa log summary counts the failures by reason" "$KASA" log summary "$
 out_has "no token" "including no token"
 
 # --schemes: Negotiate only refuses NTLM and offers only Negotiate.
+# (Started as systemd's Type=notify would: READY=1 once it serves, STOPPING=1 at the end.)
 kill "$SPID"; wait "$SPID" 2>/dev/null
 rm -f "$T_WORK/s.pid"
-NTLM_USER_FILE="$T_WORK/server.users" "$KASA_HTTPD" --keytab "$T_WORK/post.keytab" --member post \
-	--listen $ADDR --port "$SP" --schemes negotiate --auth-log "$T_WORK/s2.log" --log "$T_WORK/s2.err" \
-	--pidfile "$T_WORK/s.pid" &
+python3 -c '
+import socket, sys
+s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+s.bind(sys.argv[1]); s.settimeout(20)
+print(s.recv(64).decode(), flush=True)
+print(s.recv(64).decode())' "$T_WORK/notify" >"$T_WORK/notify.out" 2>&1 &
+NOTIFY=$!
+for _ in $(seq 50); do [ -S "$T_WORK/notify" ] && break; sleep 0.1; done
+NOTIFY_SOCKET="$T_WORK/notify" NTLM_USER_FILE="$T_WORK/server.users" "$KASA_HTTPD" \
+	--keytab "$T_WORK/post.keytab" --member post --listen $ADDR --port "$SP" --schemes negotiate \
+	--auth-log "$T_WORK/s2.log" --log "$T_WORK/s2.err" --pidfile "$T_WORK/s.pid" &
 SPID=$!
 for _ in $(seq 50); do [ -s "$T_WORK/s.pid" ] && break; sleep 0.1; done
+check "kasa-httpd told the service manager READY=1" eventually grep -qx "READY=1" "$T_WORK/notify.out"
 check "our kasa-httpd listens on $ADDR:$SP" test -s "$T_WORK/s.pid"
 curl -s -D "$T_WORK/h2" -o /dev/null --resolve "$R" "http://$NAME:$SP/whoami"
 check "--schemes negotiate offers Negotiate alone" test "$(grep -ci '^WWW-Authenticate' "$T_WORK/h2")" -eq 1
@@ -140,5 +150,9 @@ expect 2 "--max-body -1 is bad usage" "$KASA_HTTPD" --keytab x --max-body -1
 printf '[kasa-httpd]\n\tkeytab = x\n\tschemes = ntlm, kerberos\n' >"$T_WORK/bad.conf"
 expect 2 "schemes = ntlm, kerberos in the config is bad usage" "$KASA_HTTPD" --config "$T_WORK/bad.conf"
 err_has "kerberos is not negotiate or ntlm" "naming the word"
+kill "$SPID"; wait "$SPID" 2>/dev/null
+SPID=
+wait $NOTIFY
+check "and STOPPING=1 when it stopped" grep -qx "STOPPING=1" "$T_WORK/notify.out"
 
 done_testing

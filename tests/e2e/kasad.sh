@@ -96,25 +96,64 @@ cat >"$T_WORK/kasad.conf" <<EOF2
 	port = $PORT
 	pidfile = $T_WORK/second.pid
 	log = $T_WORK/second.log
+	keytab_group = nogroup
 EOF2
 python3 -c '
 import socket, sys
 s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
 s.bind(sys.argv[1]); s.settimeout(20)
+print(s.recv(64).decode(), flush=True)
 print(s.recv(64).decode())' "$T_WORK/notify" >"$T_WORK/notify.out" 2>&1 &
 NOTIFY=$!
 sleep 0.3
 NOTIFY_SOCKET="$T_WORK/notify" "$KASAD" --foreground --config "$T_WORK/kasad.conf" &
 SECOND=$!
-wait $NOTIFY
+eventually grep -qx "READY=1" "$T_WORK/notify.out"
 check "kasad told the service manager READY=1" grep -qx "READY=1" "$T_WORK/notify.out"
 check "and wrote its pidfile" test "$(cat "$T_WORK/second.pid" 2>/dev/null)" = "$SECOND"
 expect 0 "kasad from --config serves" "$MEMBERTOOL" status $HOST 127.0.0.21 "$PORT"
+expect 0 "and takes staged keys" "$MEMBERTOOL" stage $HOST 127.0.0.21 "$PORT" 1 "$P1"
+check "keytab_group = nogroup: the keytab is 0640 and nogroup's" \
+	test "$(stat -c '%a %G' "$T_WORK/second.keytab")" = "640 nogroup"
 kill "$SECOND"
 wait "$SECOND"
 check "a clean stop exits 0 and removes the pidfile" test $? -eq 0 -a ! -e "$T_WORK/second.pid"
+wait $NOTIFY
+check "and told the service manager STOPPING=1" grep -qx "STOPPING=1" "$T_WORK/notify.out"
+
+# kasad as an unprivileged user (what its systemd unit does: User=kasa), here nobody
+# (65534): its own keytab, config and state readable and writable by it alone.
+NB="$T_WORK/nobody"
+mkdir -p "$NB"
+chmod 711 "$T_WORK"
+cp "$(m host_keytab)" "$NB/host.keytab"
+cp "$(m acl)" "$NB/acl"
+cp "$KRB5_CONFIG" "$NB/krb5.conf"
+sed "s|^\tkeytab = .*|\tkeytab = $NB/host.keytab|; s|^\tmanaged_keytab = .*|\tmanaged_keytab = $NB/array.keytab|;
+	s|^\tacl = .*|\tacl = $NB/acl|; s|^\tpidfile = .*|\tpidfile = $NB/kasad.pid|; s|^\tlog = .*|\tlog = $NB/kasad.log|;
+	/keytab_group/d" \
+	"$T_WORK/kasad.conf" >"$NB/kasad.conf"
+chown -R 65534:65534 "$NB"
+chmod 600 "$NB/host.keytab"
+KRB5_CONFIG="$NB/krb5.conf" KRB5RCACHEDIR="$NB" setpriv --reuid=65534 --regid=65534 --clear-groups \
+	"$KASAD" --foreground --config "$NB/kasad.conf" &
+NOBODY=$!
+for _ in $(seq 50); do [ -s "$NB/kasad.pid" ] && break; sleep 0.1; done
+check "kasad runs as uid 65534" sh -c "grep -q '^Uid:[[:space:]]*65534[[:space:]]' /proc/\$(cat '$NB/kasad.pid')/status"
+expect 0 "it answers a status request" "$MEMBERTOOL" status $HOST 127.0.0.21 "$PORT"
+expect 0 "and takes staged keys" "$MEMBERTOOL" stage $HOST 127.0.0.21 "$PORT" 1 "$P1" "$P2"
+check "into a keytab of its own (owner 65534, mode 0600) that klist reads" sh -c "
+	test \"\$(stat -c '%u %a' '$NB/array.keytab')\" = '65534 600' &&
+	test \"\$(klist -k '$NB/array.keytab' | awk '\$1 == 1' | wc -l)\" -eq 4"
+kill "$NOBODY"
+wait "$NOBODY"
+check "and stops cleanly" test $? -eq 0
 
 # kasad's own usage errors.
+printf '[kasad]\n\tmanaged_keytab = x\n\tacl = y\n\tkeytab_group = no-such-group\n' >"$T_WORK/nogroup.conf"
+expect 2 "kasad with a keytab_group that is no group" "$KASAD" --config "$T_WORK/nogroup.conf"
+err_has "keytab_group no-such-group is not a group" "names it"
+check "in one line" test "$(printf '%s\n' "$T_ERR" | wc -l)" -eq 1
 expect 2 "kasad without --managed-keytab" "$KASAD" --acl /dev/null
 expect 2 "kasad with a bad port" "$KASAD" --managed-keytab x --acl y --port 99999
 expect 2 "kasad with an empty --max-pending" "$KASAD" --managed-keytab x --acl y --max-pending ''

@@ -1,0 +1,292 @@
+/*
+ * Prometheus metrics for kasa-httpd (text exposition format 0.0.4): counters of
+ * authentication attempts that the request threads bump with atomics, and what the array
+ * keytab holds, read when /metrics is scraped. They are served by a second libmicrohttpd
+ * daemon of one thread, with no authentication: it belongs on loopback or a management
+ * network. Label values come from small fixed sets, except the keytab's principal names,
+ * which are escaped; no key, and no client-chosen text, is ever printed.
+ */
+#include <netdb.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include <krb5/krb5.h>
+
+#include "kasa/kasa.h"
+#include "metrics.h"
+
+enum { MM_NONE, MM_KERBEROS, MM_NTLM, MM_OTHER, MM_COUNT };
+
+static const char *const mech_label[MM_COUNT] = {"none", "kerberos", "ntlm", "other"};
+static const char *const reason_label[MR_COUNT] = {
+    "",          "no_token",     "malformed",       "scheme_refused", "replay",
+    "wrong_key", "ntlm_refused", "channel_binding", "other"};
+
+static atomic_ullong auths[MM_COUNT][2]; /* [mechanism][ok] */
+static atomic_ullong failures[MR_COUNT];
+static atomic_ullong replays;
+static time_t started;
+static const char *keytab_path;
+static struct MHD_Daemon *daemon_;
+
+/* The most a scrape lists, and the largest request body it reads (and drops). */
+enum { MAX_PRINCIPALS = 1000, MAX_BODY = 65536 };
+
+void metrics_count(const char *mechanism, bool ok, enum metrics_reason why)
+{
+    int m = MM_OTHER;
+
+    if (mechanism == NULL || *mechanism == '\0')
+        m = MM_NONE;
+    else if (strcmp(mechanism, "Kerberos") == 0)
+        m = MM_KERBEROS;
+    else if (strcmp(mechanism, "NTLM") == 0)
+        m = MM_NTLM;
+    atomic_fetch_add_explicit(&auths[m][ok ? 1 : 0], 1, memory_order_relaxed);
+    if (ok)
+        return;
+    if (why <= MR_NONE || why >= MR_COUNT)
+        why = MR_OTHER;
+    atomic_fetch_add_explicit(&failures[why], 1, memory_order_relaxed);
+    if (why == MR_REPLAY)
+        atomic_fetch_add_explicit(&replays, 1, memory_order_relaxed);
+}
+
+/* A label value as the format wants it: backslash, double quote and newline escaped. */
+static void put_label(FILE *f, const char *s)
+{
+    for (; *s != '\0'; s++) {
+        if (*s == '\\')
+            fputs("\\\\", f);
+        else if (*s == '"')
+            fputs("\\\"", f);
+        else if (*s == '\n')
+            fputs("\\n", f);
+        else
+            fputc(*s, f);
+    }
+}
+
+struct kvno_of {
+    char *principal;
+    krb5_kvno kvno;
+};
+
+/* The highest kvno of each principal in the keytab; nothing when it cannot be read
+ * (kasad has not written it yet). Entries are freed at once: their keys are never kept. */
+static void put_keytab(FILE *f)
+{
+    krb5_context kc = NULL;
+    krb5_keytab kt = NULL;
+    krb5_kt_cursor cur;
+    krb5_keytab_entry ent;
+    struct kvno_of *seen = NULL;
+    size_t n = 0;
+    char name[4200], *p = NULL;
+    struct stat sb;
+    bool iterating = false;
+
+    if (keytab_path == NULL || krb5_init_context(&kc) != 0)
+        return;
+    snprintf(name, sizeof(name), "FILE:%s", keytab_path);
+    if (krb5_kt_resolve(kc, name, &kt) != 0 || krb5_kt_start_seq_get(kc, kt, &cur) != 0)
+        goto cleanup;
+    iterating = true;
+    if ((seen = calloc(MAX_PRINCIPALS, sizeof(*seen))) == NULL)
+        goto cleanup;
+    while (krb5_kt_next_entry(kc, kt, &ent, &cur) == 0) {
+        size_t i = 0;
+        if (krb5_unparse_name(kc, ent.principal, &p) == 0) {
+            while (i < n && strcmp(seen[i].principal, p) != 0)
+                i++;
+            if (i < n && ent.vno > seen[i].kvno) {
+                seen[i].kvno = ent.vno;
+            } else if (i == n && n < MAX_PRINCIPALS && (seen[n].principal = strdup(p)) != NULL) {
+                seen[n++].kvno = ent.vno;
+            }
+            krb5_free_unparsed_name(kc, p);
+            p = NULL;
+        }
+        krb5_free_keytab_entry_contents(kc, &ent); /* wipes the key */
+    }
+    fputs("# HELP kasa_httpd_keytab_kvno The highest key version the array keytab holds for "
+          "the principal.\n"
+          "# TYPE kasa_httpd_keytab_kvno gauge\n",
+          f);
+    for (size_t i = 0; i < n; i++) {
+        fputs("kasa_httpd_keytab_kvno{principal=\"", f);
+        put_label(f, seen[i].principal);
+        fprintf(f, "\"} %u\n", (unsigned)seen[i].kvno);
+    }
+    if (stat(keytab_path, &sb) == 0)
+        fprintf(f,
+                "# HELP kasa_httpd_keytab_mtime_seconds When the array keytab was last "
+                "replaced (kasad), in seconds since the epoch.\n"
+                "# TYPE kasa_httpd_keytab_mtime_seconds gauge\n"
+                "kasa_httpd_keytab_mtime_seconds %lld\n",
+                (long long)sb.st_mtim.tv_sec);
+
+cleanup:
+    for (size_t i = 0; i < n; i++)
+        free(seen[i].principal);
+    free(seen);
+    if (iterating)
+        krb5_kt_end_seq_get(kc, kt, &cur);
+    if (kt != NULL)
+        krb5_kt_close(kc, kt);
+    krb5_free_context(kc);
+}
+
+/* The whole exposition, in a malloc'd string. */
+static char *exposition(size_t *len)
+{
+    char *buf = NULL;
+    FILE *f = open_memstream(&buf, len);
+
+    if (f == NULL)
+        return NULL;
+    fputs("# HELP kasa_httpd_authentications_total Authentication attempts, by inner "
+          "mechanism and result (one per auth log line).\n"
+          "# TYPE kasa_httpd_authentications_total counter\n",
+          f);
+    for (int m = 0; m < MM_COUNT; m++) {
+        for (int ok = 1; ok >= 0; ok--) {
+            if (m == MM_NONE && ok)
+                continue; /* success always has a mechanism */
+            fprintf(f, "kasa_httpd_authentications_total{mechanism=\"%s\",result=\"%s\"} %llu\n",
+                    mech_label[m], ok ? "ok" : "failed",
+                    atomic_load_explicit(&auths[m][ok], memory_order_relaxed));
+        }
+    }
+    fputs("# HELP kasa_httpd_authentication_failures_total Failed authentication attempts, "
+          "by class of reason.\n"
+          "# TYPE kasa_httpd_authentication_failures_total counter\n",
+          f);
+    for (int r = MR_NONE + 1; r < MR_COUNT; r++)
+        fprintf(f, "kasa_httpd_authentication_failures_total{reason=\"%s\"} %llu\n",
+                reason_label[r], atomic_load_explicit(&failures[r], memory_order_relaxed));
+    fprintf(f,
+            "# HELP kasa_httpd_replays_total Kerberos authenticators refused as replays.\n"
+            "# TYPE kasa_httpd_replays_total counter\n"
+            "kasa_httpd_replays_total %llu\n",
+            atomic_load_explicit(&replays, memory_order_relaxed));
+    put_keytab(f);
+    fprintf(f,
+            "# HELP kasa_httpd_start_time_seconds When kasa-httpd started, in seconds since "
+            "the epoch.\n"
+            "# TYPE kasa_httpd_start_time_seconds gauge\n"
+            "kasa_httpd_start_time_seconds %lld\n"
+            "# HELP kasa_httpd_build_info The kasa version kasa-httpd was built from.\n"
+            "# TYPE kasa_httpd_build_info gauge\n"
+            "kasa_httpd_build_info{version=\"",
+            (long long)started);
+    put_label(f, kasa_version());
+    fputs("\"} 1\n", f);
+    if (fclose(f) != 0) {
+        free(buf);
+        return NULL;
+    }
+    return buf;
+}
+
+static enum MHD_Result respond(struct MHD_Connection *c, unsigned status, char *body, size_t len,
+                               const char *type)
+{
+    struct MHD_Response *r;
+    enum MHD_Result ret;
+
+    r = MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_FREE);
+    if (r == NULL) {
+        free(body);
+        return MHD_NO;
+    }
+    MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, type);
+    ret = MHD_queue_response(c, status, r);
+    MHD_destroy_response(r);
+    return ret;
+}
+
+/* GET /metrics, and 404 for anything else, once the request (and any body) is in. */
+static enum MHD_Result on_scrape(void *cls, struct MHD_Connection *c, const char *url,
+                                 const char *method, const char *version, const char *upload_data,
+                                 size_t *upload_size, void **req_cls)
+{
+    size_t len = 0;
+    char *body;
+
+    (void)cls;
+    (void)version;
+    (void)upload_data;
+    if (*req_cls == NULL) { /* the head */
+        *req_cls = calloc(1, sizeof(size_t));
+        return *req_cls != NULL ? MHD_YES : MHD_NO;
+    }
+    if (*upload_size > 0) { /* a body: counted and dropped */
+        size_t *got = *req_cls;
+        *got += *upload_size;
+        *upload_size = 0;
+        return *got <= MAX_BODY ? MHD_YES : MHD_NO;
+    }
+    if (strcmp(method, "GET") != 0 || strcmp(url, "/metrics") != 0)
+        return respond(c, MHD_HTTP_NOT_FOUND, strdup("not found\n"), 10,
+                       "text/plain; charset=utf-8");
+    if ((body = exposition(&len)) == NULL)
+        return MHD_NO;
+    return respond(c, MHD_HTTP_OK, body, len, "text/plain; version=0.0.4; charset=utf-8");
+}
+
+static void on_done(void *cls, struct MHD_Connection *c, void **req_cls,
+                    enum MHD_RequestTerminationCode code)
+{
+    (void)cls;
+    (void)c;
+    (void)code;
+    free(*req_cls);
+    *req_cls = NULL;
+}
+
+int metrics_start(const char *listen, unsigned port, const char *keytab, MHD_LogCallback log)
+{
+    struct addrinfo hints, *res = NULL;
+    struct sockaddr_storage ss;
+    char portstr[16];
+
+    started = time(NULL);
+    keytab_path = keytab;
+    memset(&hints, 0, sizeof(hints));
+    hints.ai_flags = AI_NUMERICHOST | AI_PASSIVE;
+    hints.ai_socktype = SOCK_STREAM;
+    snprintf(portstr, sizeof(portstr), "%u", port);
+    if (getaddrinfo(listen, portstr, &hints, &res) != 0) {
+        fprintf(stderr, "kasa-httpd: cannot listen on %s for metrics\n", listen);
+        return 1;
+    }
+    memset(&ss, 0, sizeof(ss));
+    memcpy(&ss, res->ai_addr, res->ai_addrlen);
+    freeaddrinfo(res);
+    daemon_ =
+        MHD_start_daemon(MHD_USE_AUTO_INTERNAL_THREAD | MHD_USE_ERROR_LOG |
+                             (ss.ss_family == AF_INET6 ? MHD_USE_IPv6 : 0),
+                         (uint16_t)port, NULL, NULL, on_scrape, NULL, MHD_OPTION_EXTERNAL_LOGGER,
+                         log, NULL, MHD_OPTION_SOCK_ADDR, &ss, MHD_OPTION_NOTIFY_COMPLETED, on_done,
+                         NULL, MHD_OPTION_CONNECTION_LIMIT, (unsigned)16,
+                         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)10, MHD_OPTION_END);
+    if (daemon_ == NULL) {
+        fprintf(stderr, "kasa-httpd: cannot listen on %s port %u for metrics\n", listen, port);
+        return 1;
+    }
+    return 0;
+}
+
+void metrics_stop(void)
+{
+    if (daemon_ != NULL)
+        MHD_stop_daemon(daemon_);
+    daemon_ = NULL;
+}
