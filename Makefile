@@ -4,7 +4,7 @@ PREFIX ?= /usr/local
 DEPS = scripts/install-deps
 MESON_OPTS ?=
 
-.PHONY: all deps setup check test demo bench install format format-check asan clang fuzz clean
+.PHONY: all deps setup check test demo bench install format format-check asan clang fuzz clean deb deb-check
 
 all: deps setup
 	ninja -C $(BUILD)
@@ -32,6 +32,14 @@ bench: all
 # DESTDIR; no package is installed, and building, if needed, stops on a missing -dev one.
 install:
 	@MESON_OPTS='$(MESON_OPTS)' scripts/install $(BUILD) $(PREFIX) "$(DESTDIR)"
+
+# The Debian packages (into build-deb/), and their install, run and purge on this machine
+# (deb-check installs packages: not part of make check).
+deb: deps
+	@scripts/deb build-deb
+
+deb-check: deb
+	@scripts/deb-check build-deb
 
 format:
 	clang-format -i $$(git ls-files --cached --others --exclude-standard '*.c' '*.h')
