@@ -29,6 +29,28 @@ free_port() { python3 -c 'import socket,sys; s=socket.socket(); s.bind((sys.argv
 expect 0 "promtool check rules kasa.rules.yml" promtool check rules "$PROM/kasa.rules.yml"
 expect 0 "promtool test rules kasa.rules.test.yml (STALE fires, healthy fires none, NTLM share fires)" \
 	promtool test rules "$PROM/kasa.rules.test.yml"
+# The Grafana dashboard: JSON, every query valid PromQL (checked by promtool as recording
+# rules) and naming only metrics kasa-httpd serves.
+GRAFANA="$(cd "$(dirname "$0")/../../packaging/grafana" && pwd)"
+SRC="$(cd "$(dirname "$0")/../../daemons/kasa-httpd" && pwd)"
+expect 0 "the dashboard is JSON with panels, each query a recording rule" python3 -c '
+import json, re, sys
+d = json.load(open(sys.argv[1]))
+exprs = [t["expr"] for p in d["panels"] for t in p["targets"]]
+assert len(exprs) >= 6, exprs
+served = set(re.findall(r"\"(kasa_httpd_[a-z_]+)\"", open(sys.argv[2]).read()))
+for e in exprs:
+    for m in re.findall(r"kasa_httpd_[a-z_]+", e):
+        assert m in served, m
+print("groups:\n  - name: dashboard\n    rules:")
+for i, e in enumerate(exprs):
+    print("      - record: kasa:dashboard:%d\n        expr: %s" % (i, json.dumps(e)))
+' "$GRAFANA/kasa-dashboard.json" "$SRC/metrics.c"
+printf '%s\n' "$T_OUT" >"$T_WORK/dashboard.rules.yml"
+expect 0 "promtool check rules accepts every dashboard query" promtool check rules "$T_WORK/dashboard.rules.yml"
+printf 'groups:\n  - name: x\n    rules:\n      - record: kasa:x\n        expr: "sum(rate(kasa_httpd_x[5m]) by"\n' >"$T_WORK/bad.rules.yml"
+check "and refuses a query that is not PromQL (so that check can fail)" \
+	sh -c "! promtool check rules '$T_WORK/bad.rules.yml' >/dev/null 2>&1"
 printf '# TYPE kasa_httpd_x_total counter\nkasa_httpd_x_total{a="b"} one\n' >"$T_WORK/broken.prom"
 check "promtool check metrics fails on a broken exposition (so the checks below can fail)" \
 	sh -c "! promtool check metrics <'$T_WORK/broken.prom' >/dev/null 2>&1"
