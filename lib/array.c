@@ -490,7 +490,7 @@ long kasa_array_remove_member(kasa_dir *dir, const char *fqdn, const char *host)
         goto cleanup;
     m = kasa_array_member(a, host);
     if (m == NULL) {
-        ret = kasa_set_error(dir->ctx, KASA_ERR_ARRAY_NOT_FOUND, "%s is not a member of %s", host,
+        ret = kasa_set_error(dir->ctx, KASA_ERR_MEMBER_NOT_FOUND, "%s is not a member of %s", host,
                              fqdn);
         goto cleanup;
     }

@@ -6,6 +6,7 @@
 
 #include <errno.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -176,6 +177,85 @@ static long get_seconds(kasa_ctx *ctx, profile_t prof, const kasa_config *cfg, c
     return ret;
 }
 
+/* One line of a profile inside a section: is it valid, and does it open or close a group?
+ * The rules are those of MIT's prof_parse.c, restated. */
+static bool syntax_ok(char *line, int *level, bool *want_brace)
+{
+    char *p = line + strspn(line, " \t"), *eq, *tag_end;
+
+    if (*want_brace) {
+        *want_brace = false;
+        if (*p != '{')
+            return false;
+        p += 1 + strspn(p + 1, " \t");
+        if (*p != '\0' && *p != '#' && *p != ';')
+            return false;
+        (*level)++;
+        return true;
+    }
+    if (*p == '\0' || *p == '#' || *p == ';')
+        return true;
+    if (*p == '[') {
+        char *close = strchr(p, ']');
+        if (*level > 0 || close == NULL || close == p + 1)
+            return false;
+        p = close + 1 + (close[1] == '*');
+        return p[strspn(p, " \t")] == '\0';
+    }
+    if (*p == '}')
+        return (*level)-- > 0;
+    eq = strchr(p, '=');
+    if (eq == NULL || eq == p)
+        return false;
+    /* The tag is one word, or a quoted string. */
+    tag_end = *p == '"' ? strchr(p + 1, '"') : p + strcspn(p, " \t=");
+    if (tag_end == NULL || tag_end > eq)
+        return false;
+    tag_end += *p == '"';
+    if (tag_end + strspn(tag_end, " \t") != eq)
+        return false;
+    p = eq + 1 + strspn(eq + 1, " \t");
+    if (*p == '\0') {
+        *want_brace = true;
+    } else if (*p == '{') {
+        p += 1 + strspn(p + 1, " \t");
+        if (*p != '\0' && *p != '#' && *p != ';')
+            return false;
+        (*level)++;
+    }
+    return true;
+}
+
+unsigned kasa_config_syntax_line(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    char buf[4096];
+    unsigned n = 0, bad = 0, open_at = 0;
+    bool in_section = false, want_brace = false;
+    int level = 0;
+
+    if (f == NULL)
+        return 0;
+    while (bad == 0 && fgets(buf, sizeof(buf), f) != NULL) {
+        n++;
+        buf[strcspn(buf, "\r\n")] = '\0';
+        /* Before the first section, lines are comments; include directives are not syntax. */
+        if ((!in_section && buf[0] != '[') || strncmp(buf, "include", 7) == 0 ||
+            strncmp(buf, "module ", 7) == 0)
+            continue;
+        in_section = true;
+        if (level == 0)
+            open_at = n;
+        if (!syntax_ok(buf, &level, &want_brace))
+            bad = n;
+    }
+    fclose(f);
+    /* A group still open at the end: the line that opened it. */
+    if (bad == 0 && (level > 0 || want_brace))
+        bad = open_at;
+    return bad;
+}
+
 long kasa_config_load(kasa_ctx *ctx, const char *path, kasa_config **cfg_out)
 {
     kasa_config *cfg = NULL;
@@ -201,7 +281,12 @@ long kasa_config_load(kasa_ctx *ctx, const char *path, kasa_config **cfg_out)
     }
     ret = profile_init_path(cfg->path, &prof);
     if (ret) {
-        ret = kasa_set_error(ctx, KASA_ERR_CONFIG, "%s: %s", cfg->path, error_message(ret));
+        unsigned line = kasa_config_syntax_line(cfg->path);
+        if (line != 0)
+            ret = kasa_set_error(ctx, KASA_ERR_CONFIG, "%s:%u: %s", cfg->path, line,
+                                 error_message(ret));
+        else
+            ret = kasa_set_error(ctx, KASA_ERR_CONFIG, "%s: %s", cfg->path, error_message(ret));
         goto cleanup;
     }
     warn_unknown(ctx, prof, cfg, "directory", directory_keys);

@@ -196,7 +196,7 @@ static long targets(kasa_ctx *ctx, const kasa_array *a, const char *const *names
     *out = NULL;
     *n_out = 0;
     if (count == 0)
-        return kasa_set_error(ctx, KASA_ERR_ARRAY_INVALID,
+        return kasa_set_error(ctx, KASA_ERR_MEMBER_NOT_FOUND,
                               "array %s has no members; add them with kasa array add-member",
                               a->fqdn);
     t = calloc(count, sizeof(*t));
@@ -205,9 +205,12 @@ static long targets(kasa_ctx *ctx, const kasa_array *a, const char *const *names
     for (size_t i = 0; i < count; i++) {
         t[i] = names != NULL ? kasa_array_member(a, names[i]) : &a->members[i];
         if (t[i] == NULL) {
+            long ret = kasa_hostname_check(ctx, "member", names[i]);
             free(t);
-            return kasa_set_error(ctx, KASA_ERR_ARRAY_INVALID, "%s is not a member of %s", names[i],
-                                  a->fqdn);
+            /* A malformed name is bad usage; a well-formed one the array lacks, not. */
+            return ret ? ret
+                       : kasa_set_error(ctx, KASA_ERR_MEMBER_NOT_FOUND, "%s is not a member of %s",
+                                        names[i], a->fqdn);
         }
     }
     *out = t;
@@ -1195,8 +1198,8 @@ long kasa_verify(kasa_dir *dir, const kasa_config *cfg, const char *fqdn, const 
         goto cleanup;
     n_spn = set.n_principals - 1;
     if (n_spn == 0 || a->n_members == 0) {
-        ret = kasa_set_error(ctx, KASA_ERR_ARRAY_INVALID, "%s has no %s to verify", fqdn,
-                             n_spn == 0 ? "SPNs" : "members");
+        ret = kasa_set_error(ctx, n_spn == 0 ? KASA_ERR_SPN_NOT_FOUND : KASA_ERR_MEMBER_NOT_FOUND,
+                             "%s has no %s to verify", fqdn, n_spn == 0 ? "SPNs" : "members");
         goto cleanup;
     }
     jobs = calloc(a->n_members * n_spn + 1, sizeof(*jobs));

@@ -18,6 +18,7 @@
  */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <limits.h>
 #include <netdb.h>
@@ -42,6 +43,7 @@
 #include <profile.h>
 
 #include "kasa/authlog.h"
+#include "kasa/config.h"
 #include "kasa/httpauth.h"
 #include "kasa/kasa.h"
 #include "kasa/token.h"
@@ -733,7 +735,11 @@ static int read_config(const char *path, bool listen_set)
     int st = 0;
 
     if (ret) {
-        fprintf(stderr, "kasa-httpd: %s: %s\n", path, error_message(ret));
+        unsigned line = kasa_config_syntax_line(path);
+        if (line != 0)
+            fprintf(stderr, "kasa-httpd: %s:%u: %s\n", path, line, error_message(ret));
+        else
+            fprintf(stderr, "kasa-httpd: %s: %s\n", path, error_message(ret));
         return 1;
     }
     for (size_t k = 0; keys[k] != NULL; k++) {
@@ -855,10 +861,35 @@ static void tls_audit(gnutls_session_t session, const char *msg)
     say("GnuTLS: %.*s", (int)n, msg);
 }
 
+static volatile sig_atomic_t reopen_logs;
+
 static void on_signal(int sig)
 {
-    (void)sig;
-    stopping = 1;
+    if (sig == SIGHUP)
+        reopen_logs = 1;
+    else
+        stopping = 1;
+}
+
+/* SIGHUP: reopen the logs at their paths (after logrotate moved them). The new file takes
+ * the old stream's descriptor under its lock, so a worker thread writing a line never
+ * sees a closed stream. */
+static void reopen_log(FILE *f, const char *path)
+{
+    int fd;
+
+    if (path == NULL)
+        return;
+    fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0) {
+        say("cannot reopen %s: %s; still writing to the old file", path, strerror(errno));
+        return;
+    }
+    flockfile(f);
+    fflush(f);
+    dup2(fd, fileno(f));
+    funlockfile(f);
+    close(fd);
 }
 
 static const char usage[] =
@@ -1167,9 +1198,17 @@ int main(int argc, char **argv)
         say("NTLM logins are checked against NTLM_USER_FILE %s", getenv("NTLM_USER_FILE"));
     signal(SIGTERM, on_signal);
     signal(SIGINT, on_signal);
+    signal(SIGHUP, on_signal);
     kasa_notify("READY=1");
-    while (!stopping)
+    while (!stopping) {
         pause();
+        if (reopen_logs) {
+            reopen_logs = 0;
+            reopen_log(log_file, o.log);
+            reopen_log(auth_log, o.auth_log);
+            say("reopened the logs (SIGHUP)");
+        }
+    }
     kasa_notify("STOPPING=1");
     metrics_stop();
     proxy_stop();

@@ -19,6 +19,7 @@
 #include <krb5/krb5.h>
 
 #include "kasa/kasa.h"
+#include "kasa/promtext.h"
 #include "metrics.h"
 
 enum { MM_NONE, MM_KERBEROS, MM_NTLM, MM_OTHER, MM_COUNT };
@@ -56,21 +57,6 @@ void metrics_count(const char *mechanism, bool ok, enum metrics_reason why)
     atomic_fetch_add_explicit(&failures[why], 1, memory_order_relaxed);
     if (why == MR_REPLAY)
         atomic_fetch_add_explicit(&replays, 1, memory_order_relaxed);
-}
-
-/* A label value as the format wants it: backslash, double quote and newline escaped. */
-static void put_label(FILE *f, const char *s)
-{
-    for (; *s != '\0'; s++) {
-        if (*s == '\\')
-            fputs("\\\\", f);
-        else if (*s == '"')
-            fputs("\\\"", f);
-        else if (*s == '\n')
-            fputs("\\n", f);
-        else
-            fputc(*s, f);
-    }
 }
 
 struct kvno_of {
@@ -115,22 +101,19 @@ static void put_keytab(FILE *f)
         }
         krb5_free_keytab_entry_contents(kc, &ent); /* wipes the key */
     }
-    fputs("# HELP kasa_httpd_keytab_kvno The highest key version the array keytab holds for "
-          "the principal.\n"
-          "# TYPE kasa_httpd_keytab_kvno gauge\n",
-          f);
+    kasa_prom_family(f, "kasa_httpd_keytab_kvno", "gauge",
+                     "The highest key version the array keytab holds for the principal.");
     for (size_t i = 0; i < n; i++) {
         fputs("kasa_httpd_keytab_kvno{principal=\"", f);
-        put_label(f, seen[i].principal);
+        kasa_prom_label(f, seen[i].principal);
         fprintf(f, "\"} %u\n", (unsigned)seen[i].kvno);
     }
-    if (stat(keytab_path, &sb) == 0)
-        fprintf(f,
-                "# HELP kasa_httpd_keytab_mtime_seconds When the array keytab was last "
-                "replaced (kasad), in seconds since the epoch.\n"
-                "# TYPE kasa_httpd_keytab_mtime_seconds gauge\n"
-                "kasa_httpd_keytab_mtime_seconds %lld\n",
-                (long long)sb.st_mtim.tv_sec);
+    if (stat(keytab_path, &sb) == 0) {
+        kasa_prom_family(f, "kasa_httpd_keytab_mtime_seconds", "gauge",
+                         "When the array keytab was last replaced (kasad), in seconds since "
+                         "the epoch.");
+        fprintf(f, "kasa_httpd_keytab_mtime_seconds %lld\n", (long long)sb.st_mtim.tv_sec);
+    }
 
 cleanup:
     for (size_t i = 0; i < n; i++)
@@ -151,10 +134,9 @@ static char *exposition(size_t *len)
 
     if (f == NULL)
         return NULL;
-    fputs("# HELP kasa_httpd_authentications_total Authentication attempts, by inner "
-          "mechanism and result (one per auth log line).\n"
-          "# TYPE kasa_httpd_authentications_total counter\n",
-          f);
+    kasa_prom_family(f, "kasa_httpd_authentications_total", "counter",
+                     "Authentication attempts, by inner mechanism and result (one per auth "
+                     "log line).");
     for (int m = 0; m < MM_COUNT; m++) {
         for (int ok = 1; ok >= 0; ok--) {
             if (m == MM_NONE && ok)
@@ -164,29 +146,23 @@ static char *exposition(size_t *len)
                     atomic_load_explicit(&auths[m][ok], memory_order_relaxed));
         }
     }
-    fputs("# HELP kasa_httpd_authentication_failures_total Failed authentication attempts, "
-          "by class of reason.\n"
-          "# TYPE kasa_httpd_authentication_failures_total counter\n",
-          f);
+    kasa_prom_family(f, "kasa_httpd_authentication_failures_total", "counter",
+                     "Failed authentication attempts, by class of reason.");
     for (int r = MR_NONE + 1; r < MR_COUNT; r++)
         fprintf(f, "kasa_httpd_authentication_failures_total{reason=\"%s\"} %llu\n",
                 reason_label[r], atomic_load_explicit(&failures[r], memory_order_relaxed));
-    fprintf(f,
-            "# HELP kasa_httpd_replays_total Kerberos authenticators refused as replays.\n"
-            "# TYPE kasa_httpd_replays_total counter\n"
-            "kasa_httpd_replays_total %llu\n",
+    kasa_prom_family(f, "kasa_httpd_replays_total", "counter",
+                     "Kerberos authenticators refused as replays.");
+    fprintf(f, "kasa_httpd_replays_total %llu\n",
             atomic_load_explicit(&replays, memory_order_relaxed));
     put_keytab(f);
-    fprintf(f,
-            "# HELP kasa_httpd_start_time_seconds When kasa-httpd started, in seconds since "
-            "the epoch.\n"
-            "# TYPE kasa_httpd_start_time_seconds gauge\n"
-            "kasa_httpd_start_time_seconds %lld\n"
-            "# HELP kasa_httpd_build_info The kasa version kasa-httpd was built from.\n"
-            "# TYPE kasa_httpd_build_info gauge\n"
-            "kasa_httpd_build_info{version=\"",
-            (long long)started);
-    put_label(f, kasa_version());
+    kasa_prom_family(f, "kasa_httpd_start_time_seconds", "gauge",
+                     "When kasa-httpd started, in seconds since the epoch.");
+    fprintf(f, "kasa_httpd_start_time_seconds %lld\n", (long long)started);
+    kasa_prom_family(f, "kasa_httpd_build_info", "gauge",
+                     "The kasa version kasa-httpd was built from.");
+    fputs("kasa_httpd_build_info{version=\"", f);
+    kasa_prom_label(f, kasa_version());
     fputs("\"} 1\n", f);
     if (fclose(f) != 0) {
         free(buf);

@@ -30,14 +30,17 @@ struct kasad_opts {
     int max_pending;    /* connections not yet authorized, from everyone */
     int max_per_source; /* ... and from one address */
     long clock_offset;  /* seconds added to the clock kasad reports (tests) */
+    const char *metrics_listen; /* /metrics, when metrics_port is not 0 */
+    int metrics_port;
 };
 
 /* Log one line: time, "kasad", the message. Never pass key material. */
 void kasad_log(const char *fmt, ...) KASA_PRINTF(1, 2);
 
-/* The keeper's loop on fd (a SOCK_SEQPACKET socket to the network process); returns
- * when the network process goes away. */
-int keeper_run(const struct kasad_opts *opts, int fd);
+/* The keeper's loop on fd (a SOCK_SEQPACKET socket to the network process) and, when
+ * not -1, metrics_fd (the metrics' own, which may ask for status alone); returns when the
+ * network process goes away. */
+int keeper_run(const struct kasad_opts *opts, int fd, int metrics_fd);
 
 /* The network process's loop; returns the exit status. */
 int net_run(const struct kasad_opts *opts, int keeper_fd, int listen_fd);

@@ -6,6 +6,7 @@
  */
 #include <errno.h>
 #include <glob.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -195,7 +196,48 @@ static void remove_leftovers(const char *keytab)
     }
 }
 
-int keeper_run(const struct kasad_opts *opts, int fd)
+/* One request on fd and its reply; false when fd is closed. The metrics' socket
+ * (status_only) may ask for status alone: never keys, never a change. */
+static bool serve_one(kasa_ctx *ctx, const struct kasad_opts *opts, int fd, unsigned char *buf,
+                      bool status_only)
+{
+    kasa_request req;
+    kasa_reply rep;
+    unsigned char *out = NULL;
+    size_t out_len = 0;
+    ssize_t n = recv(fd, buf, KASA_FRAME_MAX + 1, MSG_DONTWAIT);
+
+    if (n < 0 && (errno == EINTR || errno == EAGAIN))
+        return true;
+    if (n <= 0)
+        return false;
+    memset(&rep, 0, sizeof(rep));
+    rep.message = strdup("");
+    if (kasa_request_decode(ctx, buf, (size_t)n, &req) != 0)
+        reply_error(&rep, KASA_REPLY_BAD, kasa_error(ctx));
+    else if (status_only && req.op != KASA_OP_STATUS)
+        reply_error(&rep, KASA_REPLY_BAD, "only status is asked here");
+    else
+        handle(ctx, opts, &req, &rep);
+    kasa_zap(buf, (size_t)n);
+    kasa_request_clear(&req);
+    if (kasa_reply_encode(ctx, &rep, &out, &out_len) != 0) {
+        /* Too much to say: say that instead, without the payload. */
+        kasa_reply_clear(&rep);
+        rep.message = strdup("");
+        reply_error(&rep, KASA_REPLY_FAILED, "the reply would exceed the message limit");
+        (void)kasa_reply_encode(ctx, &rep, &out, &out_len);
+    }
+    if (out != NULL) {
+        /* The metrics' thread may have stopped waiting: never block on it. */
+        (void)send(fd, out, out_len, MSG_NOSIGNAL | (status_only ? MSG_DONTWAIT : 0));
+        kasa_proto_buf_free(out, KASA_FRAME_MAX);
+    }
+    kasa_reply_clear(&rep);
+    return true;
+}
+
+int keeper_run(const struct kasad_opts *opts, int fd, int metrics_fd)
 {
     unsigned char *buf = malloc(KASA_FRAME_MAX + 1);
     kasa_ctx *ctx = NULL;
@@ -204,35 +246,19 @@ int keeper_run(const struct kasad_opts *opts, int fd)
         return 1;
     remove_leftovers(opts->managed_keytab);
     for (;;) {
-        kasa_request req;
-        kasa_reply rep;
-        unsigned char *out = NULL;
-        size_t out_len = 0;
-        ssize_t n = recv(fd, buf, KASA_FRAME_MAX + 1, 0);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
+        struct pollfd p[2] = {{.fd = fd, .events = POLLIN}, {.fd = metrics_fd, .events = POLLIN}};
+        if (poll(p, metrics_fd >= 0 ? 2 : 1, -1) < 0) {
+            if (errno == EINTR)
+                continue;
             break;
-        memset(&rep, 0, sizeof(rep));
-        rep.message = strdup("");
-        if (kasa_request_decode(ctx, buf, (size_t)n, &req) != 0)
-            reply_error(&rep, KASA_REPLY_BAD, kasa_error(ctx));
-        else
-            handle(ctx, opts, &req, &rep);
-        kasa_zap(buf, (size_t)n);
-        kasa_request_clear(&req);
-        if (kasa_reply_encode(ctx, &rep, &out, &out_len) != 0) {
-            /* Too much to say: say that instead, without the payload. */
-            kasa_reply_clear(&rep);
-            rep.message = strdup("");
-            reply_error(&rep, KASA_REPLY_FAILED, "the reply would exceed the message limit");
-            (void)kasa_reply_encode(ctx, &rep, &out, &out_len);
         }
-        if (out != NULL) {
-            (void)send(fd, out, out_len, MSG_NOSIGNAL);
-            kasa_proto_buf_free(out, KASA_FRAME_MAX);
+        /* The network process first: a controller never waits behind two scrapes. */
+        if (p[0].revents != 0 && !serve_one(ctx, opts, fd, buf, false))
+            break;
+        if (metrics_fd >= 0 && p[1].revents != 0 && !serve_one(ctx, opts, metrics_fd, buf, true)) {
+            close(metrics_fd);
+            metrics_fd = -1;
         }
-        kasa_reply_clear(&rep);
     }
     kasa_zap(buf, KASA_FRAME_MAX + 1);
     free(buf);

@@ -24,8 +24,10 @@
 #include <com_err.h>
 #include <profile.h>
 
+#include "kasa/config.h"
 #include "kasa/proto.h"
 #include "kasad.h"
+#include "metrics.h"
 
 static FILE *log_file;
 
@@ -58,7 +60,8 @@ static const char usage[] =
     "                             full, the oldest makes room for the new one\n"
     "      --max-per-source N     ... of them from one address (default 32)\n"
     "      --keytab-group GROUP   let GROUP read the array keytab (0640), e.g. www-data\n"
-    "      --clock-offset S       report the clock S seconds off (to test kasa diagnose)\n"
+    "      --metrics-port PORT    serve Prometheus metrics at /metrics on this port ...\n"
+    "      --metrics-listen ADDR  ... and address (default 127.0.0.1; no authentication)\n"
     "  -c, --config FILE          read these settings from FILE's [kasad] section\n"
     "                             (krb5.conf syntax: managed_keytab = ..., acl = ...)\n"
     "      --version              print the version\n"
@@ -117,12 +120,13 @@ static int number_parse(struct number *n, const char *text, const char *where, c
 static int read_config(const char *path, struct kasad_opts *o, struct number *numbers,
                        bool listen_set)
 {
-    static const char *const strings[] = {"keytab",  "principal", "managed_keytab", "acl", "listen",
-                                          "pidfile", "log",       "keytab_group",   NULL};
+    static const char *const strings[] = {
+        "keytab", "principal",    "managed_keytab", "acl", "listen", "pidfile",
+        "log",    "keytab_group", "metrics_listen", NULL};
     const char *group = NULL;
     const char **fields[] = {&o->keytab, &o->principal, &o->managed_keytab,
                              &o->acl,    &o->listen,    &o->pidfile,
-                             &o->log,    &group};
+                             &o->log,    &group,        &o->metrics_listen};
     const char *section[] = {"kasad", NULL};
     char where[4200];
     profile_t prof = NULL;
@@ -132,7 +136,11 @@ static int read_config(const char *path, struct kasad_opts *o, struct number *nu
 
     ret = profile_init_path(path, &prof);
     if (ret) {
-        fprintf(stderr, "kasad: %s: %s\n", path, error_message(ret));
+        unsigned line = kasa_config_syntax_line(path);
+        if (line != 0)
+            fprintf(stderr, "kasad: %s:%u: %s\n", path, line, error_message(ret));
+        else
+            fprintf(stderr, "kasad: %s: %s\n", path, error_message(ret));
         return 1;
     }
     if (profile_get_relation_names(prof, section, &names) == 0) {
@@ -271,7 +279,11 @@ int main(int argc, char **argv)
         {"max-per-source", required_argument, NULL, 'S'},
         {"config", required_argument, NULL, 'c'},
         {"keytab-group", required_argument, NULL, 'g'},
+        /* A test hook, not in --help or kasad(8): report the clock this many seconds off,
+         * so tests/e2e/diagnose.sh can show kasa diagnose a skewed member. */
         {"clock-offset", required_argument, NULL, 'O'},
+        {"metrics-listen", required_argument, NULL, 'M'},
+        {"metrics-port", required_argument, NULL, 'Q'},
         {"version", no_argument, NULL, 'V'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
@@ -291,9 +303,10 @@ int main(int argc, char **argv)
         {"--handshake-timeout", "handshake_timeout", &o.handshake_ms, 100, 600000, false},
         {"--max-pending", "max_pending", &o.max_pending, 1, 65536, false},
         {"--max-per-source", "max_per_source", &o.max_per_source, 1, 65536, false},
+        {"--metrics-port", "metrics_port", &o.metrics_port, 1, 65535, false},
         {NULL, NULL, NULL, 0, 0, false},
     };
-    int c, sv[2], listen_fd, status;
+    int c, sv[2], msv[2] = {-1, -1}, listen_fd, status;
     pid_t keeper;
     char *end;
 
@@ -339,13 +352,17 @@ int main(int argc, char **argv)
         case 't':
         case 'H':
         case 'N':
-        case 'S': {
-            struct number *n = &numbers[strchr("ptHNS", c) - "ptHNS"];
+        case 'S':
+        case 'Q': {
+            struct number *n = &numbers[strchr("ptHNSQ", c) - "ptHNSQ"];
             if (number_parse(n, optarg, "", n->flag) != 0)
                 return 2;
             n->set = true;
             break;
         }
+        case 'M':
+            o.metrics_listen = optarg;
+            break;
         case 'i':
             o.pidfile = optarg;
             break;
@@ -375,6 +392,20 @@ int main(int argc, char **argv)
         return fail_usage("--managed-keytab is required");
     if (o.acl == NULL)
         return fail_usage("--acl is required");
+    if (o.metrics_listen != NULL && o.metrics_port == 0)
+        return fail_usage("metrics listen address %.60s given without a metrics port",
+                          o.metrics_listen);
+    if (o.metrics_port != 0) {
+        struct addrinfo hints = {.ai_flags = AI_NUMERICHOST | AI_PASSIVE,
+                                 .ai_socktype = SOCK_STREAM},
+                        *res = NULL;
+        if (o.metrics_listen == NULL)
+            o.metrics_listen = "127.0.0.1";
+        if (getaddrinfo(o.metrics_listen, NULL, &hints, &res) != 0)
+            return fail_usage("metrics listen address %.60s is not a numeric IPv4 or IPv6 address",
+                              o.metrics_listen);
+        freeaddrinfo(res);
+    }
     if (fit_descriptors(&o) != 0)
         return 1;
     if (o.log != NULL) {
@@ -390,7 +421,8 @@ int main(int argc, char **argv)
     }
 
     /* The keeper is forked before any socket faces the network. */
-    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0) {
+    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0 ||
+        (o.metrics_port != 0 && socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, msv) != 0)) {
         kasad_log("socketpair: %s", strerror(errno));
         return 1;
     }
@@ -401,21 +433,34 @@ int main(int argc, char **argv)
     }
     if (keeper == 0) {
         close(sv[0]);
+        if (msv[0] >= 0)
+            close(msv[0]);
         signal(SIGINT, SIG_IGN); /* the network process decides when to stop */
-        _exit(keeper_run(&o, sv[1]));
+        _exit(keeper_run(&o, sv[1], msv[1]));
     }
     close(sv[1]);
+    if (msv[1] >= 0)
+        close(msv[1]);
 
     listen_fd = listen_on(&o);
-    if (listen_fd < 0 || (o.pidfile != NULL && write_pidfile(o.pidfile) != 0)) {
+    if (listen_fd < 0 ||
+        (o.metrics_port != 0 &&
+         metrics_start(o.metrics_listen, (unsigned)o.metrics_port, msv[0]) != 0) ||
+        (o.pidfile != NULL && write_pidfile(o.pidfile) != 0)) {
+        metrics_stop();
         close(sv[0]);
         waitpid(keeper, NULL, 0);
         return 1;
     }
     kasad_log("listening on %s port %d; keeping %s", o.listen, o.port, o.managed_keytab);
+    if (o.metrics_port != 0)
+        kasad_log("metrics at http://%s%s%s:%d/metrics (no authentication)",
+                  strchr(o.metrics_listen, ':') != NULL ? "[" : "", o.metrics_listen,
+                  strchr(o.metrics_listen, ':') != NULL ? "]" : "", o.metrics_port);
     kasa_notify("READY=1");
     status = net_run(&o, sv[0], listen_fd);
     kasa_notify("STOPPING=1");
+    metrics_stop();
     close(listen_fd);
     close(sv[0]); /* the keeper sees EOF and ends */
     waitpid(keeper, NULL, 0);

@@ -33,6 +33,7 @@
 #include "kasa/member.h"
 #include "kasa/proto.h"
 #include "kasad.h"
+#include "metrics.h"
 
 #define INBUF_MAX (KASA_FRAME_MAX + 16)
 #define ACCEPTS_PER_TURN 64 /* drain the backlog, but serve the others in between */
@@ -162,10 +163,11 @@ static void queue(struct conn *c, unsigned type, const void *body, size_t len)
     c->out_len += 5 + len;
 }
 
-/* A plain error before authentication, then close. */
-static void refuse(struct conn *c, const char *why)
+/* A plain error before authentication, then close; counted under reason. */
+static void refuse(struct conn *c, enum metrics_refusal reason, const char *why)
 {
     refusals.refused++;
+    metrics_refused(reason);
     log_refusal("%s: refused: %s", c->peer, why);
     queue(c, KASA_FRAME_ERROR, why, strlen(why));
     c->close_after_write = true;
@@ -232,7 +234,7 @@ static void send_status(struct conn *c, kasa_ctx *ctx, unsigned status, const ch
 }
 
 /* Forward a decoded-and-checked request's bytes to the keeper; its reply comes back. */
-static void ask_keeper(struct conn *c, kasa_ctx *ctx, int keeper_fd, const char *me,
+static void ask_keeper(struct conn *c, kasa_ctx *ctx, int keeper_fd, const char *me, unsigned op,
                        const unsigned char *msg, size_t len)
 {
     unsigned char *buf = malloc(KASA_FRAME_MAX + 1);
@@ -245,6 +247,7 @@ static void ask_keeper(struct conn *c, kasa_ctx *ctx, int keeper_fd, const char 
         kasad_log("the keeper did not answer; stopping");
         free(buf);
         stopping = 1;
+        metrics_request(op, MRES_FAILED);
         send_status(c, ctx, KASA_REPLY_FAILED, "kasad's keeper failed");
         return;
     }
@@ -253,6 +256,9 @@ static void ask_keeper(struct conn *c, kasa_ctx *ctx, int keeper_fd, const char 
     free(rep.member);
     rep.member = strdup(me);
     rep.now = (int64_t)time(NULL) + opts_clock_offset;
+    metrics_request(op, rep.status == KASA_REPLY_OK       ? MRES_OK
+                        : rep.status == KASA_REPLY_FAILED ? MRES_FAILED
+                                                          : MRES_REFUSED);
     if (rep.status != KASA_REPLY_OK)
         kasad_log("%s (%s): request failed: %s", c->peer, c->client, rep.message);
     send_reply(c, ctx, &rep);
@@ -277,7 +283,17 @@ static const char *op_name(unsigned op)
     }
 }
 
-/* One wrapped request from an authenticated, authorized peer. */
+/* A request's op, from its second XDR word (after the protocol version); 0 when short. */
+static unsigned op_peek(const void *msg, size_t len)
+{
+    const unsigned char *p = msg;
+
+    if (len < 8)
+        return 0;
+    return (unsigned)p[4] << 24 | (unsigned)p[5] << 16 | (unsigned)p[6] << 8 | (unsigned)p[7];
+}
+
+/* One wrapped request from an authenticated peer (refused when not on the ACL). */
 static void on_request(struct conn *c, kasa_ctx *ctx, int keeper_fd, const char *me,
                        const unsigned char *body, size_t len)
 {
@@ -289,6 +305,7 @@ static void on_request(struct conn *c, kasa_ctx *ctx, int keeper_fd, const char 
     major = gss_unwrap(&minor, c->gctx, &in, &out, &conf, NULL);
     if (GSS_ERROR(major) || !conf) {
         kasad_log("%s (%s): a message that does not unwrap; closing", c->peer, c->client);
+        metrics_refused(MREF_MALFORMED);
         c->close_after_write = true;
         gss_release_buffer(&minor, &out);
         return;
@@ -298,20 +315,24 @@ static void on_request(struct conn *c, kasa_ctx *ctx, int keeper_fd, const char 
     if (major & (GSS_S_DUPLICATE_TOKEN | GSS_S_OLD_TOKEN | GSS_S_UNSEQ_TOKEN | GSS_S_GAP_TOKEN)) {
         kasad_log("%s (%s): a %s message; closing", c->peer, c->client,
                   major & (GSS_S_DUPLICATE_TOKEN | GSS_S_OLD_TOKEN) ? "replayed" : "reordered");
+        metrics_refused(MREF_REPLAY);
         kasa_zap(out.value, out.length);
         gss_release_buffer(&minor, &out);
         send_status(c, ctx, KASA_REPLY_BAD, "a replayed or reordered message");
         return;
     }
     if (c->denied) {
+        /* Never decoded: only the op's number is read, for the metrics' label. */
+        metrics_request(op_peek(out.value, out.length), MRES_REFUSED);
         send_status(c, ctx, KASA_REPLY_DENIED,
                     "this principal is not on the member's ACL; add it to kasad's --acl file");
     } else if (kasa_request_decode(ctx, out.value, out.length, &req) != 0) {
+        metrics_request(0, MRES_REFUSED);
         kasad_log("%s (%s): %s", c->peer, c->client, kasa_error(ctx));
         send_status(c, ctx, KASA_REPLY_BAD, kasa_error(ctx));
     } else {
         kasad_log("%s (%s): %s", c->peer, c->client, op_name(req.op));
-        ask_keeper(c, ctx, keeper_fd, me, out.value, out.length);
+        ask_keeper(c, ctx, keeper_fd, me, req.op, out.value, out.length);
         kasa_request_clear(&req);
     }
     kasa_zap(out.value, out.length);
@@ -335,7 +356,8 @@ static void on_token(struct server *sv, struct conn *c, const unsigned char *bod
     gss_release_buffer(&scratch, &out);
     if (GSS_ERROR(major)) {
         kasa_set_gss_error(sv->ctx, KASA_ERR_MEMBER_AUTH, major, minor, "authentication failed");
-        refuse(c, kasa_error(sv->ctx));
+        refuse(c, minor == (OM_uint32)KRB5KRB_AP_ERR_REPEAT ? MREF_REPLAY : MREF_AUTH,
+               kasa_error(sv->ctx));
         gss_release_name(&minor, &src);
         return;
     }
@@ -351,23 +373,25 @@ static void on_token(struct server *sv, struct conn *c, const unsigned char *bod
     c->established = true;
     /* The credential allows Kerberos alone; this says so again where it matters. */
     if (mech == GSS_C_NO_OID || !gss_oid_equal(mech, gss_mech_krb5)) {
-        refuse(c, "only Kerberos is accepted");
+        refuse(c, MREF_AUTH, "only Kerberos is accepted");
         return;
     }
     if (c->client == NULL || (flags & need) != need) {
-        refuse(c, "mutual authentication, confidentiality, replay and sequence protection are "
-                  "required");
+        refuse(c, MREF_AUTH,
+               "mutual authentication, confidentiality, replay and sequence protection are "
+               "required");
         return;
     }
     if (!acl_allows(sv->opts->acl, c->client)) {
         /* Answered at its first request, so the peer reads the refusal, not a reset; it
          * stays in the pending budget and under the handshake deadline until then. */
         log_refusal("%s: refused %s: not on the ACL %s", c->peer, c->client, sv->opts->acl);
+        metrics_refused(MREF_ACL);
         c->denied = true;
         return;
     }
     if (sv->n_authorized >= KASAD_MAX_AUTHORIZED) {
-        refuse(c, "too many controllers are connected; try again");
+        refuse(c, MREF_BUSY, "too many controllers are connected; try again");
         return;
     }
     c->authorized = true;
@@ -398,7 +422,7 @@ static bool on_readable(struct server *sv, struct conn *c)
         if (ret == KASA_ERR_AGAIN)
             break;
         if (ret) {
-            refuse(c, kasa_error(sv->ctx));
+            refuse(c, MREF_MALFORMED, kasa_error(sv->ctx));
             break;
         }
         if (type == KASA_FRAME_TOKEN && !c->established)
@@ -406,7 +430,7 @@ static bool on_readable(struct server *sv, struct conn *c)
         else if (type == KASA_FRAME_WRAPPED && c->established)
             on_request(c, sv->ctx, sv->keeper_fd, sv->me, body, blen);
         else
-            refuse(c, "a frame out of turn");
+            refuse(c, MREF_MALFORMED, "a frame out of turn");
         kasa_zap(c->in, used);
         memmove(c->in, c->in + used, c->in_len - used);
         c->in_len -= used;
@@ -561,6 +585,7 @@ static void make_room(struct server *sv, const char *source)
     if (victim < 0)
         return;
     refusals.evicted++;
+    metrics_refused(MREF_BUDGET);
     log_refusal("%s: dropped for a newer connection: %zu of %d unauthenticated connections in use",
                 sv->conns[victim]->peer, sv->n_pending, sv->opts->max_pending);
     drop(sv, (size_t)victim);
@@ -604,6 +629,7 @@ static bool accept_one(struct server *sv, int listen_fd, long long now)
             size_t count;
             long victim = oldest_pending(sv, NULL, &count);
             refusals.refused++;
+            metrics_refused(MREF_DESCRIPTORS);
             log_refusal("accept: %s", strerror(errno));
             if (victim >= 0)
                 drop(sv, (size_t)victim);
@@ -643,6 +669,7 @@ static void expire(struct server *sv, struct conn *c)
                   sv->opts->timeout_ms);
     } else {
         refusals.timed_out++;
+        metrics_refused(MREF_HANDSHAKE_TIMEOUT);
         log_refusal("%s: no handshake within %d ms; closing", c->peer, sv->opts->handshake_ms);
     }
 }

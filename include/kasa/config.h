@@ -61,6 +61,14 @@ KASA_API void kasa_config_free(kasa_config *cfg);
 /* The path kasa_config_load() would read for path (NULL: the environment, the default). */
 KASA_API const char *kasa_config_path(const char *path);
 
+/*
+ * The number of the first line of the krb5.conf-style file at path that MIT's profile
+ * library refuses (a relation without "=", an unclosed "[section", a stray "}", ...), or
+ * 0 when there is none or the file cannot be read. The profile library reports a syntax
+ * error without its line; kasa.conf, kasad's and kasa-httpd's --config add it with this.
+ */
+KASA_API unsigned kasa_config_syntax_line(const char *path);
+
 #ifdef __cplusplus
 }
 #endif

@@ -121,6 +121,17 @@ check "no token: a line too" grep -q '"failed","no token' "$T_WORK/s.log"
 expect 0 "kasa log summary counts the failures by reason" "$KASA" log summary "$T_WORK/s.log"
 out_has "no token" "including no token"
 
+# logrotate: the logs moved away, SIGHUP, and the next lines go to new files there.
+mv "$T_WORK/s.log" "$T_WORK/s.log.1"
+mv "$T_WORK/s.err" "$T_WORK/s.err.1"
+old_lines=$(wc -l <"$T_WORK/s.log.1")
+kill -HUP "$SPID"
+check "kasa-httpd says it reopened its logs, in a new log file" eventually grep -q "reopened the logs (SIGHUP)" "$T_WORK/s.err"
+curl -s -o /dev/null --resolve "$R" "$U"
+check "the next attempt's line is in a new auth log" grep -q '"failed","no token' "$T_WORK/s.log"
+check "the old one kept its $old_lines lines and got no new one" test "$(wc -l <"$T_WORK/s.log.1")" -eq "$old_lines" -a "$old_lines" -ge 3
+check "kasa-httpd still serves" test "$(c --negotiate -u : "$U")" = 200
+
 # --schemes: Negotiate only refuses NTLM and offers only Negotiate.
 # (Started as systemd's Type=notify would: READY=1 once it serves, STOPPING=1 at the end.)
 kill "$SPID"; wait "$SPID" 2>/dev/null

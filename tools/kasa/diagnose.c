@@ -938,16 +938,17 @@ int cmd_diagnose(struct cli *cli, int argc, char **argv)
         long v;
         switch (c) {
         case 'h':
-            fputs(
-                "usage: kasa diagnose NAME [--port P] [--address ADDR] [--as PRINCIPAL] [--json]\n"
-                "\n"
-                "Why does NAME (outlook.proseware.lab, or the short name outlook) fall back to\n"
-                "NTLM, or get 401? The SPNs clients ask for (after resolving NAME as browsers\n"
-                "and MIT Kerberos do), their owners, the state of the roll, each member's\n"
-                "keys and a live request to each member's HTTP endpoint, clock skew, and with\n"
-                "--port a live request through the balancer (to ADDR when NAME does not\n"
-                "resolve). One line per finding with the fix; exit 0 only when healthy.\n",
-                stdout);
+            fputs("usage: kasa diagnose NAME [--port P] [--address ADDR] [--as PRINCIPAL]\n"
+                  "                     [--max-skew SECONDS] [--json]\n"
+                  "\n"
+                  "Why does NAME (outlook.proseware.lab, or the short name outlook) fall back to\n"
+                  "NTLM, or get 401? The SPNs clients ask for (after resolving NAME as browsers\n"
+                  "and MIT Kerberos do), their owners, the state of the roll, each member's\n"
+                  "keys and a live request to each member's HTTP endpoint, clock skew, and with\n"
+                  "--port a live request through the balancer (to ADDR when NAME does not\n"
+                  "resolve). --max-skew: the clock difference a member may have (default 300).\n"
+                  "One line per finding with the fix; exit 0 only when healthy.\n",
+                  stdout);
             return EXIT_OK;
         case 'p':
             v = strtol(optarg, &end, 10);

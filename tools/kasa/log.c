@@ -62,6 +62,24 @@ static int bucket_cmp(const void *x, const void *y)
     return c != 0 ? c : strcmp(a->hour, b->hour);
 }
 
+static const char summary_help[] =
+    "usage: kasa log summary FILE... [--json]\n"
+    "\n"
+    "Reads kasa-httpd auth logs (one CSV line per attempt, kasa-httpd --auth-log) and\n"
+    "prints, per member and per hour (UTC): Kerberos and NTLM authentications, failures,\n"
+    "and the failures by reason. Many Kerberos failures or much NTLM for a name that\n"
+    "should use Kerberos is the sign to run kasa diagnose.\n"
+    "\n"
+    "  FILE...     auth logs, one per member or several; - reads standard input. An\n"
+    "              empty file counts nothing; a file with lines but no auth-log line is\n"
+    "              an error; other lines that are not auth-log lines are skipped with a\n"
+    "              warning\n"
+    "  --json      the same counts as a JSON array, one object per member and hour\n"
+    "  -h, --help  this help\n"
+    "\n"
+    "exit status: 0 counted, 1 a file cannot be read or holds no auth-log line,\n"
+    "2 bad usage. See kasa(1), THE AUTH LOG.\n";
+
 int cmd_log(struct cli *cli, int argc, char **argv)
 {
     struct bucket *b = NULL;
@@ -73,7 +91,7 @@ int cmd_log(struct cli *cli, int argc, char **argv)
     snprintf(cli->cmd, sizeof(cli->cmd), "log");
     if (argc < 2 || strcmp(argv[1], "summary") != 0) {
         if (argc >= 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
-            fputs("usage: kasa log summary FILE... [--json]\n", stdout);
+            fputs(summary_help, stdout);
             return EXIT_OK;
         }
         return cli_usage(cli, "the log command is: kasa log summary FILE...");
@@ -82,11 +100,7 @@ int cmd_log(struct cli *cli, int argc, char **argv)
     argc--;
     argv++;
     optind = 0;
-    st = cli_simple_opts(cli, argc, argv, &json,
-                         "usage: kasa log summary FILE... [--json]\n"
-                         "\n"
-                         "Per member and per hour: Kerberos and NTLM authentications, and\n"
-                         "failures by reason, from kasa-httpd auth logs.\n");
+    st = cli_simple_opts(cli, argc, argv, &json, summary_help);
     if (st)
         return st < 0 ? EXIT_OK : st;
     st = cli_operands(cli, argc - optind, 1, 4096, "FILE...");
@@ -96,6 +110,7 @@ int cmd_log(struct cli *cli, int argc, char **argv)
         FILE *fp = strcmp(argv[f], "-") == 0 ? stdin : fopen(argv[f], "r");
         char *line = NULL;
         size_t len = 0;
+        unsigned long lines = 0, good = 0;
         if (fp == NULL) {
             cli_say(cli, "cannot read %s: %s", argv[f], strerror(errno));
             free(b);
@@ -104,10 +119,12 @@ int cmd_log(struct cli *cli, int argc, char **argv)
         while (getline(&line, &len, fp) > 0) {
             char *fields[KASA_AUTHLOG_FIELDS];
             struct bucket *k;
+            lines++;
             if (kasa_authlog_parse(cli->ctx, line, fields) != 0) {
                 bad_lines++;
                 continue;
             }
+            good++;
             k = find(&b, &n, &cap, fields[1], fields[0]);
             if (k != NULL) {
                 if (strcmp(fields[8], "ok") != 0) {
@@ -126,6 +143,14 @@ int cmd_log(struct cli *cli, int argc, char **argv)
         free(line);
         if (fp != stdin)
             fclose(fp);
+        /* An empty log is a member nobody has used yet; lines that are all something else
+         * mean the wrong file was given, which counting nothing would hide. */
+        if (lines > 0 && good == 0) {
+            cli_say(cli, "%s holds no kasa-httpd auth-log line",
+                    fp == stdin ? "standard input" : argv[f]);
+            free(b);
+            return EXIT_FAILED;
+        }
     }
     if (n > 1)
         qsort(b, n, sizeof(*b), bucket_cmp);

@@ -40,8 +40,9 @@ static const char usage[] =
     "      --version       print the version\n"
     "  -h, --help          this help; kasa COMMAND --help for a command's\n"
     "\n"
-    "exit status: 0 ok, 1 failed (nothing changed), 2 bad usage or bad input,\n"
-    "3 a member failed during a roll (the directory is unchanged).\n"
+    "exit status: 0 ok, 1 failed (nothing changed) or a check found a problem; a name\n"
+    "not in the directory is 1; 2 bad usage or a malformed name; 3 partly done (a member\n"
+    "failed during a roll or copy; the directory is unchanged).\n"
     "See kasa(1) and kasa.conf(5).\n";
 
 static void print_warning(void *data, const char *msg)

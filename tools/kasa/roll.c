@@ -253,10 +253,12 @@ int cmd_copy(struct cli *cli, int argc, char **argv)
     while ((c = cli_getopt(cli, argc, argv, "v", opts, NULL)) != -1) {
         switch (c) {
         case 'h':
-            fputs("usage: kasa copy ARRAY --from HOST --to HOST[,HOST]\n"
+            fputs("usage: kasa copy ARRAY --from HOST --to HOST[,HOST] [--timeout MS] [-v]\n"
                   "\n"
                   "Copy the keys HOST holds to other members, for a new or rebuilt member;\n"
-                  "the directory is not touched (-CopyFrom ... -ToSpecificServers).\n",
+                  "the directory is not touched (-CopyFrom ... -ToSpecificServers).\n"
+                  "      --timeout MS  per member (default 10000)\n"
+                  "  -v, --verbose     each step for each member as it happens\n",
                   stdout);
             return EXIT_OK;
         case 'f':
