@@ -31,6 +31,7 @@
 #include "kasa/proto.h"
 #include "kasad.h"
 #include "metrics.h"
+#include "../promserve.h"
 
 /* Ops by their wire number; 0 collects any other. */
 enum { OP_LABELS = 6 };
@@ -225,64 +226,6 @@ static char *exposition(size_t *len)
     return buf;
 }
 
-static enum MHD_Result respond(struct MHD_Connection *c, unsigned status, char *body, size_t len,
-                               const char *type)
-{
-    struct MHD_Response *r;
-    enum MHD_Result ret;
-
-    if (body == NULL)
-        return MHD_NO;
-    r = MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_FREE);
-    if (r == NULL) {
-        free(body);
-        return MHD_NO;
-    }
-    MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, type);
-    ret = MHD_queue_response(c, status, r);
-    MHD_destroy_response(r);
-    return ret;
-}
-
-/* GET /metrics, and 404 for anything else, once the request (and any body) is in. */
-static enum MHD_Result on_scrape(void *cls, struct MHD_Connection *c, const char *url,
-                                 const char *method, const char *version, const char *upload_data,
-                                 size_t *upload_size, void **req_cls)
-{
-    size_t len = 0;
-    char *body;
-
-    (void)cls;
-    (void)version;
-    (void)upload_data;
-    if (*req_cls == NULL) { /* the head */
-        *req_cls = calloc(1, sizeof(size_t));
-        return *req_cls != NULL ? MHD_YES : MHD_NO;
-    }
-    if (*upload_size > 0) { /* a body: counted and dropped */
-        size_t *got = *req_cls;
-        *got += *upload_size;
-        *upload_size = 0;
-        return *got <= MAX_BODY ? MHD_YES : MHD_NO;
-    }
-    if (strcmp(method, "GET") != 0 || strcmp(url, "/metrics") != 0)
-        return respond(c, MHD_HTTP_NOT_FOUND, strdup("not found\n"), 10,
-                       "text/plain; charset=utf-8");
-    if ((body = exposition(&len)) == NULL)
-        return MHD_NO;
-    return respond(c, MHD_HTTP_OK, body, len, "text/plain; version=0.0.4; charset=utf-8");
-}
-
-static void on_done(void *cls, struct MHD_Connection *c, void **req_cls,
-                    enum MHD_RequestTerminationCode code)
-{
-    (void)cls;
-    (void)c;
-    (void)code;
-    free(*req_cls);
-    *req_cls = NULL;
-}
-
 static void on_mhd_log(void *cls, const char *fmt, va_list ap) KASA_PRINTF(2, 0);
 
 /* libmicrohttpd's messages, at most five every ten seconds: a flood of connections to the
@@ -308,54 +251,21 @@ static void on_mhd_log(void *cls, const char *fmt, va_list ap)
 
 int metrics_start(const char *listen, unsigned port, int keeper_fd)
 {
-    struct addrinfo hints, *res = NULL;
-    struct sockaddr_storage ss;
-    sigset_t stop, old;
-    char portstr[16];
-
     started = time(NULL);
     keeper = keeper_fd;
     if (kasa_ctx_new(&kctx) != 0 || (keeper_buf = malloc(KASA_FRAME_MAX + 1)) == NULL) {
         fprintf(stderr, "kasad: out of memory for metrics\n");
         return 1;
     }
-    memset(&hints, 0, sizeof(hints));
-    hints.ai_flags = AI_NUMERICHOST | AI_PASSIVE;
-    hints.ai_socktype = SOCK_STREAM;
-    snprintf(portstr, sizeof(portstr), "%u", port);
-    if (getaddrinfo(listen, portstr, &hints, &res) != 0) {
-        fprintf(stderr, "kasad: cannot listen on %s for metrics\n", listen);
+    daemon_ = promserve_start("kasad", listen, port, exposition, on_mhd_log);
+    if (daemon_ == NULL)
         return 1;
-    }
-    memset(&ss, 0, sizeof(ss));
-    memcpy(&ss, res->ai_addr, res->ai_addrlen);
-    freeaddrinfo(res);
-    /* The network loop's signals are for the loop's thread: poll() there must see them. */
-    sigemptyset(&stop);
-    sigaddset(&stop, SIGTERM);
-    sigaddset(&stop, SIGINT);
-    sigaddset(&stop, SIGHUP);
-    sigaddset(&stop, SIGPIPE);
-    pthread_sigmask(SIG_BLOCK, &stop, &old);
-    daemon_ =
-        MHD_start_daemon(MHD_USE_AUTO_INTERNAL_THREAD | MHD_USE_ERROR_LOG |
-                             (ss.ss_family == AF_INET6 ? MHD_USE_IPv6 : 0),
-                         (uint16_t)port, NULL, NULL, on_scrape, NULL, MHD_OPTION_EXTERNAL_LOGGER,
-                         on_mhd_log, NULL, MHD_OPTION_SOCK_ADDR, &ss, MHD_OPTION_NOTIFY_COMPLETED,
-                         on_done, NULL, MHD_OPTION_CONNECTION_LIMIT, (unsigned)16,
-                         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)10, MHD_OPTION_END);
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
-    if (daemon_ == NULL) {
-        fprintf(stderr, "kasad: cannot listen on %s port %u for metrics\n", listen, port);
-        return 1;
-    }
     return 0;
 }
 
 void metrics_stop(void)
 {
-    if (daemon_ != NULL)
-        MHD_stop_daemon(daemon_);
+    promserve_stop(daemon_);
     daemon_ = NULL;
     kasa_reply_clear(&held);
     free(keeper_buf);
