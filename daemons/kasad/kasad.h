@@ -7,6 +7,8 @@
 #ifndef KASAD_H
 #define KASAD_H
 
+#include <signal.h>
+#include <sys/types.h>
 #include <stdbool.h>
 #include <stddef.h>
 
@@ -36,6 +38,14 @@ struct kasad_opts {
 
 /* Log one line: time, "kasad", the message. Never pass key material. */
 void kasad_log(const char *fmt, ...) KASA_PRINTF(1, 2);
+
+/* SIGHUP (logrotate): the handler sets kasad_reopen in whichever process got it; each
+ * process's loop then calls kasad_log_reopen(), and the network process tells the keeper
+ * (kasad_keeper_pid) too. */
+extern volatile sig_atomic_t kasad_reopen;
+extern pid_t kasad_keeper_pid;
+void kasad_on_hup(int sig);
+void kasad_log_reopen(void);
 
 /* The keeper's loop on fd (a SOCK_SEQPACKET socket to the network process) and, when
  * not -1, metrics_fd (the metrics' own, which may ask for status alone); returns when the

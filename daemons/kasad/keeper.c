@@ -247,6 +247,10 @@ int keeper_run(const struct kasad_opts *opts, int fd, int metrics_fd)
     remove_leftovers(opts->managed_keytab);
     for (;;) {
         struct pollfd p[2] = {{.fd = fd, .events = POLLIN}, {.fd = metrics_fd, .events = POLLIN}};
+        if (kasad_reopen) {
+            kasad_reopen = 0;
+            kasad_log_reopen();
+        }
         if (poll(p, metrics_fd >= 0 ? 2 : 1, -1) < 0) {
             if (errno == EINTR)
                 continue;

@@ -30,6 +30,33 @@
 #include "metrics.h"
 
 static FILE *log_file;
+static const char *log_path; /* --log; NULL: stderr, which is not reopened */
+volatile sig_atomic_t kasad_reopen;
+pid_t kasad_keeper_pid;
+
+void kasad_on_hup(int sig)
+{
+    (void)sig;
+    kasad_reopen = 1;
+}
+
+/* The log again at its path (logrotate moved it): the new file takes the stream's
+ * descriptor, so nothing holding the stream notices. */
+void kasad_log_reopen(void)
+{
+    int fd;
+
+    if (log_path == NULL)
+        return;
+    fd = open(log_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0) {
+        kasad_log("cannot reopen %s: %s; still writing to the old file", log_path, strerror(errno));
+        return;
+    }
+    fflush(log_file);
+    dup2(fd, fileno(log_file));
+    close(fd);
+}
 
 void kasad_log(const char *fmt, ...)
 {
@@ -410,6 +437,7 @@ int main(int argc, char **argv)
         return 1;
     if (o.log != NULL) {
         log_file = fopen(o.log, "a");
+        log_path = o.log;
         if (log_file == NULL) {
             fprintf(stderr, "kasad: cannot open log %s: %s\n", o.log, strerror(errno));
             return 1;
@@ -426,6 +454,7 @@ int main(int argc, char **argv)
         kasad_log("socketpair: %s", strerror(errno));
         return 1;
     }
+    signal(SIGHUP, kasad_on_hup); /* both processes reopen the log on SIGHUP */
     keeper = fork();
     if (keeper < 0) {
         kasad_log("fork: %s", strerror(errno));
@@ -439,6 +468,7 @@ int main(int argc, char **argv)
         _exit(keeper_run(&o, sv[1], msv[1]));
     }
     close(sv[1]);
+    kasad_keeper_pid = keeper;
     if (msv[1] >= 0)
         close(msv[1]);
 

@@ -727,6 +727,13 @@ int net_run(const struct kasad_opts *opts, int keeper_fd, int listen_fd)
             status = 1;
             break;
         }
+        if (kasad_reopen) {
+            kasad_reopen = 0;
+            kasad_log_reopen();
+            if (kasad_keeper_pid > 0)
+                kill(kasad_keeper_pid, SIGHUP);
+            kasad_log("reopened the log (SIGHUP)");
+        }
         now = now_ms();
         refusals_roll(now);
         /* Existing connections first, in the order they were polled. */

@@ -115,6 +115,16 @@ expect 0 "kasad from --config serves" "$MEMBERTOOL" status $HOST 127.0.0.21 "$PO
 expect 0 "and takes staged keys" "$MEMBERTOOL" stage $HOST 127.0.0.21 "$PORT" 1 "$P1"
 check "keytab_group = nogroup: the keytab is 0640 and nogroup's" \
 	test "$(stat -c '%a %G' "$T_WORK/second.keytab")" = "640 nogroup"
+# logrotate: the log moved away, SIGHUP; both processes (the network one and the keeper)
+# write the next lines to a new file there, and kasad goes on serving.
+mv "$T_WORK/second.log" "$T_WORK/second.log.1"
+old_lines=$(wc -l <"$T_WORK/second.log.1")
+kill -HUP "$SECOND"
+check "kasad says it reopened its log, in a new log file" eventually grep -q "reopened the log (SIGHUP)" "$T_WORK/second.log"
+expect 0 "a stage after SIGHUP" "$MEMBERTOOL" stage $HOST 127.0.0.21 "$PORT" 2 "$P1"
+check "the keeper's line about it is in the new log" grep -q "kvno 2" "$T_WORK/second.log"
+check "the old log got no new line" test "$(wc -l <"$T_WORK/second.log.1")" -eq "$old_lines"
+check "kasad still runs" kill -0 "$SECOND"
 kill "$SECOND"
 wait "$SECOND"
 check "a clean stop exits 0 and removes the pidfile" test $? -eq 0 -a ! -e "$T_WORK/second.pid"
