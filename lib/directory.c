@@ -456,6 +456,18 @@ long kasa_spn_duplicates(kasa_dir *dir, kasa_spn_claim **claims_out, size_t *n_o
             ret = dir->ops->spn_claims(dir, all[i].spn, true, &grp, &n_grp);
             if (ret)
                 goto cleanup;
+            /* One account's own case pair (HTTP/ next to http/, which spn add allows on MIT
+             * with a warning, since MIT's KDC matches names exactly): one owner, no rival. */
+            bool one_owner = n_grp > 1 && grp[0].owner != NULL;
+            for (size_t k = 1; one_owner && k < n_grp; k++)
+                one_owner = grp[k].owner != NULL && strcmp(grp[k].owner, grp[0].owner) == 0;
+            if (one_owner || n_grp < 2) {
+                kasa_spn_claims_free(grp, n_grp);
+                grp = NULL;
+                n_grp = 0;
+                i = j;
+                continue;
+            }
             if (n_dups + n_grp > cap) {
                 size_t ncap = (n_dups + n_grp) * 2;
                 kasa_spn_claim *p = realloc(dups, ncap * sizeof(*dups));
