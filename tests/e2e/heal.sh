@@ -50,6 +50,17 @@ err_has "takes a duration" "saying what it takes"
 expect 2 "--resume with --if-older-than is bad usage" "$KASA" roll --resume $ARRAY --if-older-than 1d
 check "none of that rolled" test "$(mit_kvno)" = 4
 
+# status --nagios: one line, the monitoring plugins' exit codes.
+expect 0 "status --nagios on a healthy array: OK" "$KASA" status $ARRAY --nagios
+check "one line: KASA OK, members and kvno, perfdata" test "$T_OUT" = \
+	"KASA OK - $ARRAY: 3 of 3 members OK at kvno 4 | '${ARRAY}_ok'=3;;;0;3 '${ARRAY}_kvno'=4"
+expect 3 "status --nagios of an array that does not exist: UNKNOWN" "$KASA" status nothere.proseware.lab --nagios
+out_has "KASA UNKNOWN - " "says UNKNOWN"
+sed 's/^\tadmin_server = .*/\tadmin_server = 127.0.0.1:1/' "$KASA_CONFIG" >"$T_WORK/down.conf"
+KASA_CONFIG="$T_WORK/down.conf" expect 3 "status --nagios with kadmind unreachable: UNKNOWN" "$KASA" status $ARRAY --nagios
+out_has "KASA UNKNOWN - cannot ask the directory" "says why"
+expect 2 "--nagios with --json is bad usage" "$KASA" status $ARRAY --nagios --json
+
 # heal: nothing to do on a healthy array.
 expect 0 "heal a healthy array" "$KASA" heal $ARRAY
 out_has "every member holds kvno 4; nothing to heal" "says there is nothing to heal"
@@ -63,6 +74,8 @@ out_has "cas2.proseware.lab is UNREACHABLE, which heal does not fix" "says so"
 expect 0 "start cas2 again" "$KASA" lab member start cas2 --dir "$LAB"
 expect 1 "status: cas2 is STALE" "$KASA" status $ARRAY
 out_has "STALE" "STALE"
+expect 2 "status --nagios: CRITICAL" "$KASA" status $ARRAY --nagios
+out_has "KASA CRITICAL - $ARRAY: cas2.proseware.lab STALE 2 of 3 members OK at kvno 5" "naming cas2 and its verdict"
 check "cas2 cannot decrypt a kvno 5 ticket yet" sh -c "! kvno -k '$(member 2 managed_keytab)' HTTP/$ARRAY >/dev/null 2>&1"
 expect 0 "heal" "$KASA" heal $ARRAY
 out_has "healed cas2.proseware.lab: copied kvno 5 from cas1.proseware.lab" "says what it did"
@@ -83,6 +96,8 @@ check "the directory's kvno is still 5" test "$(mit_kvno)" = 5
 KASA_TEST_KILL_AT=staged "$KASA" roll $ARRAY >/dev/null 2>&1
 expect 1 "heal with an interrupted roll" "$KASA" heal $ARRAY
 out_has "kasa roll --resume" "points at the resume"
+expect 2 "status --nagios with an interrupted roll: CRITICAL" "$KASA" status $ARRAY --nagios
+out_has "a roll was interrupted (kasa roll --resume $ARRAY)" "saying so"
 expect 0 "roll --resume" "$KASA" roll --resume $ARRAY
 expect 0 "heal after the resume: nothing to heal" "$KASA" heal $ARRAY
 

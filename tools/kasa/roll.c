@@ -558,16 +558,100 @@ static int status_offline(struct cli *cli, const char *fqdn, int timeout, bool j
     return EXIT_FAILED;
 }
 
+/*
+ * kasa status --nagios: one line and the monitoring plugins' exit status (0 OK, 1 WARNING,
+ * 2 CRITICAL, 3 UNKNOWN), the way Nagios, Icinga and their kin run checks: CRITICAL for a
+ * member not OK, an interrupted roll or keys changed outside kasa; WARNING for a roll in
+ * progress; UNKNOWN when the directory or the array cannot be read.
+ */
+enum { NAGIOS_OK, NAGIOS_WARNING, NAGIOS_CRITICAL, NAGIOS_UNKNOWN };
+
+static int status_nagios(struct cli *cli, const char *fqdn, int timeout)
+{
+    static const char *const words[] = {"OK", "WARNING", "CRITICAL", "UNKNOWN"};
+    kasa_array *arrays = NULL;
+    char text[2048] = "", perf[512] = "";
+    size_t n = 0, used = 0, pused = 0;
+    int worst = NAGIOS_OK;
+    long ret;
+
+    if (cli_try_open_dir(cli, &ret) != 0) {
+        printf("KASA UNKNOWN - cannot ask the directory: %s\n", kasa_error(cli->ctx));
+        return NAGIOS_UNKNOWN;
+    }
+    ret = fqdn != NULL ? kasa_array_get(cli->dir, fqdn, &arrays)
+                       : kasa_array_list(cli->dir, &arrays, &n);
+    if (fqdn != NULL && ret == 0)
+        n = 1;
+    if (ret || n == 0) {
+        printf("KASA UNKNOWN - %s\n", ret ? kasa_error(cli->ctx) : "no arrays");
+        kasa_array_list_free(arrays, n);
+        return NAGIOS_UNKNOWN;
+    }
+    for (size_t i = 0; i < n; i++) {
+        kasa_array_status s;
+        size_t ok = 0;
+        int level = NAGIOS_OK;
+        if (kasa_status(cli->dir, cli->cfg, arrays[i].fqdn, timeout, &s) != 0) {
+            used += (size_t)snprintf(text + used, sizeof(text) - used, "%s%s: %s", used ? "; " : "",
+                                     arrays[i].fqdn, kasa_error(cli->ctx));
+            worst = NAGIOS_UNKNOWN;
+            continue;
+        }
+        used += (size_t)snprintf(text + used, sizeof(text) - used, "%s%s:", used ? "; " : "",
+                                 arrays[i].fqdn);
+        for (size_t m = 0; m < s.n && used < sizeof(text); m++) {
+            if (s.members[m].verdict == KASA_VERDICT_OK) {
+                ok++;
+                continue;
+            }
+            level = NAGIOS_CRITICAL;
+            used += (size_t)snprintf(text + used, sizeof(text) - used, " %s %s", s.members[m].host,
+                                     kasa_verdict_name(s.members[m].verdict));
+        }
+        if (used < sizeof(text) && s.roll_interrupted) {
+            level = NAGIOS_CRITICAL;
+            used +=
+                (size_t)snprintf(text + used, sizeof(text) - used,
+                                 " a roll was interrupted (kasa roll --resume %s)", arrays[i].fqdn);
+        } else if (used < sizeof(text) && s.roll_note != NULL && level < NAGIOS_WARNING) {
+            level = NAGIOS_WARNING;
+            used += (size_t)snprintf(text + used, sizeof(text) - used, " a roll is in progress");
+        }
+        if (used < sizeof(text) && s.foreign_change != NULL) {
+            level = NAGIOS_CRITICAL;
+            used += (size_t)snprintf(text + used, sizeof(text) - used,
+                                     " keys changed outside kasa (kasa roll %s)", arrays[i].fqdn);
+        }
+        if (s.n == 0)
+            level = NAGIOS_CRITICAL;
+        if (used < sizeof(text))
+            used += (size_t)snprintf(text + used, sizeof(text) - used,
+                                     " %zu of %zu members OK at kvno %u", ok, s.n, s.dir_kvno);
+        if (pused < sizeof(perf))
+            pused += (size_t)snprintf(perf + pused, sizeof(perf) - pused,
+                                      "%s'%s_ok'=%zu;;;0;%zu '%s_kvno'=%u", pused ? " " : "",
+                                      arrays[i].fqdn, ok, s.n, arrays[i].fqdn, s.dir_kvno);
+        if (level > worst)
+            worst = level;
+        kasa_array_status_clear(&s);
+    }
+    printf("KASA %s - %s | %s\n", words[worst], text, perf);
+    kasa_array_list_free(arrays, n);
+    return worst;
+}
+
 int cmd_status(struct cli *cli, int argc, char **argv)
 {
     static const struct option opts[] = {
         {"timeout", required_argument, NULL, 't'},
+        {"nagios", no_argument, NULL, 'N'},
         {NULL, 0, NULL, 0},
     };
     kasa_array *arrays = NULL;
     json_object *all = NULL;
     size_t n = 0;
-    bool json = false, healthy = true;
+    bool json = false, healthy = true, nagios = false;
     int c, st, timeout = 0;
     long ret;
 
@@ -575,20 +659,24 @@ int cmd_status(struct cli *cli, int argc, char **argv)
     optind = 0;
     while ((c = cli_getopt(cli, argc, argv, "", opts, &json)) != -1) {
         if (c == 'h') {
-            fputs("usage: kasa status [ARRAY] [--json] [--timeout MS]\n"
+            fputs("usage: kasa status [ARRAY] [--json | --nagios] [--timeout MS]\n"
                   "\n"
                   "For each member: the kvnos it holds (latest, previous: kept until when),\n"
                   "against the directory's kvno and key: OK, STALE, MISSING, UNREACHABLE,\n"
                   "FOREIGN (holds a principal or kvno the array does not own) or WRONG-KEY\n"
                   "(the right kvno, not the directory's key). Also a roll in progress or\n"
                   "interrupted, and keys changed outside kasa. With the directory down, what\n"
-                  "each member holds (UNCHECKED). Exit 0 only when all is well.\n",
+                  "each member holds (UNCHECKED). Exit 0 only when all is well.\n"
+                  "  --nagios   one line, and exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN\n"
+                  "             (for Nagios, Icinga and other monitoring plugins' runners)\n",
                   stdout);
             return EXIT_OK;
         }
         if (c == 't') {
             if ((st = parse_timeout(cli, optarg, &timeout)) != 0)
                 return st;
+        } else if (c == 'N') {
+            nagios = true;
         } else if (c != 'j') {
             return EXIT_USAGE;
         }
@@ -596,8 +684,12 @@ int cmd_status(struct cli *cli, int argc, char **argv)
     st = cli_operands(cli, argc - optind, 0, 1, "at most ARRAY");
     if (!st && argc - optind == 1)
         st = cli_check(cli, kasa_hostname_check(cli->ctx, "array", argv[optind]));
+    if (!st && nagios && json)
+        st = cli_usage(cli, "give --json or --nagios, not both");
     if (st)
         return st;
+    if (nagios)
+        return status_nagios(cli, argc - optind == 1 ? argv[optind] : NULL, timeout);
     if (cli_try_open_dir(cli, &ret) != 0) {
         if (cli->cfg == NULL)
             return cli_fail(cli, ret);
