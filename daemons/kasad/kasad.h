@@ -34,6 +34,7 @@ struct kasad_opts {
     long clock_offset;  /* seconds added to the clock kasad reports (tests) */
     const char *metrics_listen; /* /metrics, when metrics_port is not 0 */
     int metrics_port;
+    const char *user; /* --user: become this user once the sockets are open; NULL: stay */
 };
 
 /* Log one line: time, "kasad", the message. Never pass key material. */

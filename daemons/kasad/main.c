@@ -7,6 +7,7 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <grp.h>
+#include <pwd.h>
 #include <netdb.h>
 #include <stddef.h>
 #include <signal.h>
@@ -87,6 +88,8 @@ static const char usage[] =
     "                             full, the oldest makes room for the new one\n"
     "      --max-per-source N     ... of them from one address (default 32)\n"
     "      --keytab-group GROUP   let GROUP read the array keytab (0640), e.g. www-data\n"
+    "      --user USER            started as root, become USER once listening (both\n"
+    "                             processes; its groups too, for --keytab-group)\n"
     "      --metrics-port PORT    serve Prometheus metrics at /metrics on this port ...\n"
     "      --metrics-listen ADDR  ... and address (default 127.0.0.1; no authentication)\n"
     "  -c, --config FILE          read these settings from FILE's [kasad] section\n"
@@ -148,12 +151,12 @@ static int read_config(const char *path, struct kasad_opts *o, struct number *nu
                        bool listen_set)
 {
     static const char *const strings[] = {
-        "keytab", "principal",    "managed_keytab", "acl", "listen", "pidfile",
-        "log",    "keytab_group", "metrics_listen", NULL};
+        "keytab", "principal",    "managed_keytab", "acl",  "listen", "pidfile",
+        "log",    "keytab_group", "metrics_listen", "user", NULL};
     const char *group = NULL;
-    const char **fields[] = {&o->keytab, &o->principal, &o->managed_keytab,
-                             &o->acl,    &o->listen,    &o->pidfile,
-                             &o->log,    &group,        &o->metrics_listen};
+    const char **fields[] = {
+        &o->keytab, &o->principal, &o->managed_keytab, &o->acl, &o->listen, &o->pidfile,
+        &o->log,    &group,        &o->metrics_listen, &o->user};
     const char *section[] = {"kasad", NULL};
     char where[4200];
     profile_t prof = NULL;
@@ -245,6 +248,37 @@ static int fit_descriptors(struct kasad_opts *o)
     return 0;
 }
 
+/*
+ * --user: the identity kasad keeps once its sockets and log are open. Its groups come
+ * with it (initgroups), so that it may give the array keytab to a --keytab-group it
+ * belongs to; setuid() then changes every thread's identity, and getting root back must
+ * fail. NULL or the current user: nothing to do.
+ */
+static int become_user(const char *user)
+{
+    const struct passwd *pw;
+
+    if (user == NULL)
+        return 0;
+    pw = getpwnam(user);
+    if (pw == NULL) {
+        kasad_log("cannot become %s: no such user", user);
+        return 1;
+    }
+    if (pw->pw_uid == geteuid())
+        return 0;
+    if (initgroups(pw->pw_name, pw->pw_gid) != 0 || setgid(pw->pw_gid) != 0 ||
+        setuid(pw->pw_uid) != 0) {
+        kasad_log("cannot become %s: %s", user, strerror(errno));
+        return 1;
+    }
+    if (setuid(0) == 0) {
+        kasad_log("cannot become %s: root could be taken back", user);
+        return 1;
+    }
+    return 0;
+}
+
 static int listen_on(const struct kasad_opts *o)
 {
     struct addrinfo hints, *res = NULL;
@@ -306,6 +340,7 @@ int main(int argc, char **argv)
         {"max-per-source", required_argument, NULL, 'S'},
         {"config", required_argument, NULL, 'c'},
         {"keytab-group", required_argument, NULL, 'g'},
+        {"user", required_argument, NULL, 'u'},
         /* A test hook, not in --help or kasad(8): report the clock this many seconds off,
          * so tests/e2e/diagnose.sh can show kasa diagnose a skewed member. */
         {"clock-offset", required_argument, NULL, 'O'},
@@ -351,6 +386,9 @@ int main(int argc, char **argv)
             if (*optarg == '\0' || *end != '\0' || o.clock_offset < -86400 * 365 ||
                 o.clock_offset > 86400 * 365)
                 return fail_usage("--clock-offset %s is not a number of seconds", optarg);
+            break;
+        case 'u':
+            o.user = optarg;
             break;
         case 'g': {
             struct group *g = getgrnam(optarg);
@@ -433,6 +471,10 @@ int main(int argc, char **argv)
                               o.metrics_listen);
         freeaddrinfo(res);
     }
+    if (o.user != NULL && getpwnam(o.user) == NULL)
+        return fail_usage("--user %.60s is not a user", o.user);
+    if (o.user != NULL && geteuid() != 0 && getpwnam(o.user)->pw_uid != geteuid())
+        return fail_usage("--user %.60s needs kasad to start as root", o.user);
     if (fit_descriptors(&o) != 0)
         return 1;
     if (o.log != NULL) {
@@ -465,6 +507,8 @@ int main(int argc, char **argv)
         if (msv[0] >= 0)
             close(msv[0]);
         signal(SIGINT, SIG_IGN); /* the network process decides when to stop */
+        if (become_user(o.user) != 0)
+            _exit(1);
         _exit(keeper_run(&o, sv[1], msv[1]));
     }
     close(sv[1]);
@@ -476,7 +520,7 @@ int main(int argc, char **argv)
     if (listen_fd < 0 ||
         (o.metrics_port != 0 &&
          metrics_start(o.metrics_listen, (unsigned)o.metrics_port, msv[0]) != 0) ||
-        (o.pidfile != NULL && write_pidfile(o.pidfile) != 0)) {
+        (o.pidfile != NULL && write_pidfile(o.pidfile) != 0) || become_user(o.user) != 0) {
         metrics_stop();
         close(sv[0]);
         waitpid(keeper, NULL, 0);

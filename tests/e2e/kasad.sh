@@ -159,6 +159,25 @@ kill "$NOBODY"
 wait "$NOBODY"
 check "and stops cleanly" test $? -eq 0
 
+# The same started as root with --user nobody: both processes (network and keeper) become
+# 65534 once listening.
+rm -f "$NB/kasad.pid" "$NB/array.keytab" "$NB/array.keytab.state"
+KRB5_CONFIG="$NB/krb5.conf" KRB5RCACHEDIR="$NB" "$KASAD" --foreground --config "$NB/kasad.conf" \
+	--user nobody &
+NOBODY=$!
+for _ in $(seq 50); do [ -s "$NB/kasad.pid" ] && break; sleep 0.1; done
+expect 0 "kasad --user nobody answers a status request" "$MEMBERTOOL" status $HOST 127.0.0.21 "$PORT"
+uid_of() { sed -n 's/^Uid:[[:space:]]*\([0-9]*\).*/\1/p' "/proc/$1/status"; }
+check "its network process is uid 65534" test "$(uid_of "$NOBODY")" = 65534
+check "and so is its keeper" test "$(uid_of "$(pgrep -P "$NOBODY" | head -n 1)")" = 65534
+expect 0 "it takes staged keys" "$MEMBERTOOL" stage $HOST 127.0.0.21 "$PORT" 1 "$P1"
+check "into a keytab that is 65534's" test "$(stat -c '%u' "$NB/array.keytab")" = 65534
+kill "$NOBODY"
+wait "$NOBODY"
+check "and stops cleanly" test $? -eq 0
+expect 2 "--user that is no user" "$KASAD" --managed-keytab x --acl y --user no-such-user
+err_has "--user no-such-user is not a user" "names it"
+
 # kasad's own usage errors.
 printf '[kasad]\n\tmanaged_keytab = x\n\tacl = y\n\tkeytab_group = no-such-group\n' >"$T_WORK/nogroup.conf"
 expect 2 "kasad with a keytab_group that is no group" "$KASAD" --config "$T_WORK/nogroup.conf"
