@@ -7,9 +7,11 @@
 #include <errno.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -179,12 +181,38 @@ void kasa_zap(void *p, size_t len)
         explicit_bzero(p, len);
 }
 
+/* Whether f is the journal's stream: systemd sets $JOURNAL_STREAM to the device and inode
+ * of the stderr it gives a service (systemd.exec(5)). */
+static bool to_journal(FILE *f)
+{
+    const char *js = getenv("JOURNAL_STREAM");
+    unsigned long long dev, ino;
+    struct stat st;
+
+    return js != NULL && sscanf(js, "%llu:%llu", &dev, &ino) == 2 && fstat(fileno(f), &st) == 0 &&
+           (unsigned long long)st.st_dev == dev && (unsigned long long)st.st_ino == ino;
+}
+
 void kasa_log_line(FILE *f, const char *who, const char *fmt, va_list ap)
+{
+    kasa_log_line_at(f, who, KASA_LOG_INFO, fmt, ap);
+}
+
+void kasa_log_line_at(FILE *f, const char *who, int level, const char *fmt, va_list ap)
 {
     char when[32];
     time_t t = time(NULL);
     struct tm tm;
 
+    if (to_journal(f)) {
+        /* The journal stamps the time and the identifier itself, and reads the level
+         * from a "<N>" prefix (sd-daemon(3)). */
+        fprintf(f, "<%d>", level);
+        vfprintf(f, fmt, ap);
+        fputc('\n', f);
+        fflush(f);
+        return;
+    }
     gmtime_r(&t, &tm);
     strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
     fprintf(f, "%s %s[%d]: ", when, who, (int)getpid());

@@ -126,6 +126,19 @@ static krb5_context words_kctx;
 static const gss_OID_desc ntlm_oid = {10, (void *)"\x2b\x06\x01\x04\x01\x82\x37\x02\x02\x0a"};
 
 static void say(const char *fmt, ...) KASA_PRINTF(1, 2);
+static void say_at(int level, const char *fmt, ...) KASA_PRINTF(2, 3);
+
+/* A message-log line at a level (KASA_LOG_*), which the journal keeps. */
+static void say_at(int level, const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    flockfile(log_file);
+    kasa_log_line_at(log_file, "kasa-httpd", level, fmt, ap);
+    funlockfile(log_file);
+    va_end(ap);
+}
 
 /* One line of the message log; flockfile keeps lines from several threads whole. */
 static void say(const char *fmt, ...)
@@ -580,8 +593,8 @@ cleanup:
 /* 413 for a body over max_body; said in the auth log's neighbour, the message log. */
 static enum MHD_Result too_large(struct MHD_Connection *c, const char *client, size_t n)
 {
-    say("%s: a request body of %zu bytes or more is over max_body (%u); 413", client, n,
-        o.num[N_MAX_BODY].value);
+    say_at(KASA_LOG_WARNING, "%s: a request body of %zu bytes or more is over max_body (%u); 413",
+           client, n, o.num[N_MAX_BODY].value);
     return reply(c, MHD_HTTP_CONTENT_TOO_LARGE, "request body too large\n", NULL, NULL, NULL, NULL);
 }
 
@@ -792,16 +805,18 @@ static void fit_descriptors(unsigned threads)
     setrlimit(RLIMIT_NOFILE, &rl);
     getrlimit(RLIMIT_NOFILE, &rl);
     if (rl.rlim_cur > reserve + 16) {
-        say("cannot raise the open file limit to %llu (it is %llu, hard %llu): serving at most "
-            "%llu connections instead of %u; raise the hard limit (ulimit -Hn, LimitNOFILE=)",
-            (unsigned long long)want, (unsigned long long)rl.rlim_cur,
-            (unsigned long long)rl.rlim_max, (unsigned long long)(rl.rlim_cur - reserve),
-            o.num[N_CONN_LIMIT].value);
+        say_at(KASA_LOG_ERR,
+               "cannot raise the open file limit to %llu (it is %llu, hard %llu): serving at most "
+               "%llu connections instead of %u; raise the hard limit (ulimit -Hn, LimitNOFILE=)",
+               (unsigned long long)want, (unsigned long long)rl.rlim_cur,
+               (unsigned long long)rl.rlim_max, (unsigned long long)(rl.rlim_cur - reserve),
+               o.num[N_CONN_LIMIT].value);
         o.num[N_CONN_LIMIT].value = (unsigned)(rl.rlim_cur - reserve);
     } else {
-        say("cannot raise the open file limit to %llu (it is %llu): serving at most 16 "
-            "connections; raise the hard limit (ulimit -Hn, LimitNOFILE=)",
-            (unsigned long long)want, (unsigned long long)rl.rlim_cur);
+        say_at(KASA_LOG_ERR,
+               "cannot raise the open file limit to %llu (it is %llu): serving at most 16 "
+               "connections; raise the hard limit (ulimit -Hn, LimitNOFILE=)",
+               (unsigned long long)want, (unsigned long long)rl.rlim_cur);
         o.num[N_CONN_LIMIT].value = 16;
     }
 }
@@ -882,7 +897,8 @@ static void reopen_log(FILE *f, const char *path)
         return;
     fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
     if (fd < 0) {
-        say("cannot reopen %s: %s; still writing to the old file", path, strerror(errno));
+        say_at(KASA_LOG_ERR, "cannot reopen %s: %s; still writing to the old file", path,
+               strerror(errno));
         return;
     }
     flockfile(f);

@@ -39,6 +39,8 @@ struct kasad_opts {
 
 /* Log one line: time, "kasad", the message. Never pass key material. */
 void kasad_log(const char *fmt, ...) KASA_PRINTF(1, 2);
+/* The same at a level (KASA_LOG_ERR, _WARNING, _INFO), which the journal keeps. */
+void kasad_log_at(int level, const char *fmt, ...) KASA_PRINTF(2, 3);
 
 /* SIGHUP (logrotate): the handler sets kasad_reopen in whichever process got it; each
  * process's loop then calls kasad_log_reopen(), and the network process tells the keeper

@@ -51,7 +51,8 @@ void kasad_log_reopen(void)
         return;
     fd = open(log_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
     if (fd < 0) {
-        kasad_log("cannot reopen %s: %s; still writing to the old file", log_path, strerror(errno));
+        kasad_log_at(KASA_LOG_ERR, "cannot reopen %s: %s; still writing to the old file", log_path,
+                     strerror(errno));
         return;
     }
     fflush(log_file);
@@ -65,6 +66,15 @@ void kasad_log(const char *fmt, ...)
 
     va_start(ap, fmt);
     kasa_log_line(log_file, "kasad", fmt, ap);
+    va_end(ap);
+}
+
+void kasad_log_at(int level, const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    kasa_log_line_at(log_file, "kasad", level, fmt, ap);
     va_end(ap);
 }
 
@@ -262,18 +272,18 @@ static int become_user(const char *user)
         return 0;
     pw = getpwnam(user);
     if (pw == NULL) {
-        kasad_log("cannot become %s: no such user", user);
+        kasad_log_at(KASA_LOG_ERR, "cannot become %s: no such user", user);
         return 1;
     }
     if (pw->pw_uid == geteuid())
         return 0;
     if (initgroups(pw->pw_name, pw->pw_gid) != 0 || setgid(pw->pw_gid) != 0 ||
         setuid(pw->pw_uid) != 0) {
-        kasad_log("cannot become %s: %s", user, strerror(errno));
+        kasad_log_at(KASA_LOG_ERR, "cannot become %s: %s", user, strerror(errno));
         return 1;
     }
     if (setuid(0) == 0) {
-        kasad_log("cannot become %s: root could be taken back", user);
+        kasad_log_at(KASA_LOG_ERR, "cannot become %s: root could be taken back", user);
         return 1;
     }
     return 0;
@@ -493,13 +503,13 @@ int main(int argc, char **argv)
     /* The keeper is forked before any socket faces the network. */
     if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0 ||
         (o.metrics_port != 0 && socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, msv) != 0)) {
-        kasad_log("socketpair: %s", strerror(errno));
+        kasad_log_at(KASA_LOG_ERR, "socketpair: %s", strerror(errno));
         return 1;
     }
     signal(SIGHUP, kasad_on_hup); /* both processes reopen the log on SIGHUP */
     keeper = fork();
     if (keeper < 0) {
-        kasad_log("fork: %s", strerror(errno));
+        kasad_log_at(KASA_LOG_ERR, "fork: %s", strerror(errno));
         return 1;
     }
     if (keeper == 0) {

@@ -127,7 +127,7 @@ static void log_refusal(const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(line, sizeof(line), fmt, ap);
     va_end(ap);
-    kasad_log("%s", line);
+    kasad_log_at(KASA_LOG_WARNING, "%s", line);
 }
 
 static void conn_free(struct conn *c)
@@ -181,7 +181,8 @@ static bool acl_allows(const char *acl, const char *principal)
     FILE *f = fopen(acl, "r");
 
     if (f == NULL) {
-        kasad_log("cannot read ACL %s: %s; refusing everyone", acl, strerror(errno));
+        kasad_log_at(KASA_LOG_ERR, "cannot read ACL %s: %s; refusing everyone", acl,
+                     strerror(errno));
         return false;
     }
     while (!ok && fgets(line, sizeof(line), f) != NULL) {
@@ -244,7 +245,7 @@ static void ask_keeper(struct conn *c, kasa_ctx *ctx, int keeper_fd, const char 
     if (buf == NULL || send(keeper_fd, msg, len, MSG_NOSIGNAL) != (ssize_t)len ||
         (n = recv(keeper_fd, buf, KASA_FRAME_MAX + 1, 0)) <= 0 ||
         kasa_reply_decode(ctx, buf, (size_t)n, &rep) != 0) {
-        kasad_log("the keeper did not answer; stopping");
+        kasad_log_at(KASA_LOG_ERR, "the keeper did not answer; stopping");
         free(buf);
         stopping = 1;
         metrics_request(op, MRES_FAILED);
@@ -260,7 +261,8 @@ static void ask_keeper(struct conn *c, kasa_ctx *ctx, int keeper_fd, const char 
                         : rep.status == KASA_REPLY_FAILED ? MRES_FAILED
                                                           : MRES_REFUSED);
     if (rep.status != KASA_REPLY_OK)
-        kasad_log("%s (%s): request failed: %s", c->peer, c->client, rep.message);
+        kasad_log_at(KASA_LOG_WARNING, "%s (%s): request failed: %s", c->peer, c->client,
+                     rep.message);
     send_reply(c, ctx, &rep);
     kasa_reply_clear(&rep);
 }
@@ -304,7 +306,8 @@ static void on_request(struct conn *c, kasa_ctx *ctx, int keeper_fd, const char 
 
     major = gss_unwrap(&minor, c->gctx, &in, &out, &conf, NULL);
     if (GSS_ERROR(major) || !conf) {
-        kasad_log("%s (%s): a message that does not unwrap; closing", c->peer, c->client);
+        kasad_log_at(KASA_LOG_WARNING, "%s (%s): a message that does not unwrap; closing", c->peer,
+                     c->client);
         metrics_refused(MREF_MALFORMED);
         c->close_after_write = true;
         gss_release_buffer(&minor, &out);
@@ -723,7 +726,7 @@ int net_run(const struct kasad_opts *opts, int keeper_fd, int listen_fd)
         }
         r = poll(pfd, n, (int)(next > now ? next - now : 0));
         if (r < 0 && errno != EINTR) {
-            kasad_log("poll: %s", strerror(errno));
+            kasad_log_at(KASA_LOG_ERR, "poll: %s", strerror(errno));
             status = 1;
             break;
         }

@@ -58,6 +58,14 @@ KASA_API void kasa_zap(void *p, size_t len);
 KASA_API void kasa_log_line(FILE *f, const char *who, const char *fmt, va_list ap)
     __attribute__((format(printf, 3, 0)));
 
+/* The same at a syslog level (KASA_LOG_*): to the journal (when f is the stream systemd's
+ * $JOURNAL_STREAM names) as "<LEVEL>message", with no time or name, which it adds. */
+#define KASA_LOG_ERR 3
+#define KASA_LOG_WARNING 4
+#define KASA_LOG_INFO 6
+KASA_API void kasa_log_line_at(FILE *f, const char *who, int level, const char *fmt, va_list ap)
+    __attribute__((format(printf, 4, 0)));
+
 /* The library's version string. */
 KASA_API const char *kasa_version(void);
 

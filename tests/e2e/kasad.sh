@@ -175,6 +175,22 @@ check "into a keytab that is 65534's" test "$(stat -c '%u' "$NB/array.keytab")" 
 kill "$NOBODY"
 wait "$NOBODY"
 check "and stops cleanly" test $? -eq 0
+# Under systemd, stderr is the journal ($JOURNAL_STREAM names it): lines carry their level
+# as "<N>" and no time or name, which the journal adds.
+JF="$T_WORK/journal.txt"
+: >"$JF"
+JOURNAL_STREAM=$(stat -c '%d:%i' "$JF") "$KASAD" --foreground --listen 127.0.0.21 --port "$PORT" \
+	--keytab "$(m host_keytab)" --principal "host/$HOST@PROSEWARE.LAB" \
+	--managed-keytab "$T_WORK/j.keytab" --acl "$T_WORK/no-such-acl" --pidfile "$T_WORK/j.pid" 2>>"$JF" &
+JPID=$!
+for _ in $(seq 50); do [ -s "$T_WORK/j.pid" ] && break; sleep 0.1; done
+"$MEMBERTOOL" status $HOST 127.0.0.21 "$PORT" >/dev/null 2>&1
+kill "$JPID"
+wait "$JPID"
+check "journal: the start is info (<6>), with no time of its own" grep -q '^<6>listening on 127.0.0.21' "$JF"
+check "an ACL it cannot read is an error (<3>)" grep -q '^<3>cannot read ACL' "$JF"
+check "the refusal is a warning (<4>)" grep -q '^<4>.*refused' "$JF"
+check "every line has a level" sh -c "! grep -qv '^<[346]>' '$JF'"
 expect 2 "--user that is no user" "$KASAD" --managed-keytab x --acl y --user no-such-user
 err_has "--user no-such-user is not a user" "names it"
 
