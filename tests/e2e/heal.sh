@@ -30,7 +30,7 @@ expect 0 "roll --if-older-than 30d on an array never rolled: it rolls" \
 	"$KASA" roll $ARRAY --if-older-than 30d
 out_has "from kvno 1 to kvno 2" "to kvno 2"
 expect 0 "again at once: the key is younger than 30d" "$KASA" roll $ARRAY --if-older-than 30d
-out_has "kvno 2 was committed 0s ago" "says how old the key is"
+check "says how old the key is (seconds)" sh -c "printf '%s' \"\$1\" | grep -Eq 'kvno 2 was committed [0-9]+s ago'" sh "$T_OUT"
 out_has "younger than 30d: nothing to roll" "and that nothing was rolled"
 check "the directory is still at kvno 2" test "$(mit_kvno)" = 2
 expect 0 "the commit made 31 days old (dirtool age)" "$DIRTOOL" age $ARRAY $((31 * 86400))
