@@ -10,7 +10,12 @@ programs) and waits for its READY=1 as systemd does for Type=notify; scp copies 
 the hosts' directories; chown to the kasa user is skipped when there is no such user.
 After the guide, alice authenticates through the balancer with Kerberos.
 
-    python3 deploy.py DEPLOY.md UNITS_DIR
+    python3 deploy.py DEPLOY.md UNITS_DIR [--ad]
+
+With --ad, the guide's Active Directory blocks (hosts dc, ad-member, ad-admin) instead,
+against kasa lab up --ad --members 3: the lab's members' computer accounts stand for the
+domain join (their host keytabs become each member's kasad.keytab), samba-tool runs with
+the DC's own smb.conf, and the lab's own member daemons are stopped first.
 """
 import json
 import os
@@ -184,6 +189,10 @@ exec /bin/chown "$@"
 SHIM_KASA = '#!/bin/sh\nexec "$KASA" "$@"\n'
 
 
+AD = "--ad" in sys.argv[3:]
+HOSTS = ("dc", "ad-member", "ad-admin") if AD else ("kdc", "member", "balancer", "admin")
+
+
 def main():
     guide, units = sys.argv[1], sys.argv[2]
     work = tempfile.mkdtemp(prefix="kasa-deploy.")
@@ -209,7 +218,8 @@ def main():
 
 
 def run(guide, units, work, lab):
-    r = subprocess.run([KASA, "lab", "up", "--dir", lab], capture_output=True, text=True)
+    up = [KASA, "lab", "up", "--dir", lab] + (["--ad", "--members", "3"] if AD else [])
+    r = subprocess.run(up, capture_output=True, text=True)
     if r.returncode != 0:
         print("Bail out! kasa lab up failed: " + r.stdout + r.stderr)
         sys.exit(1)
@@ -219,8 +229,15 @@ def run(guide, units, work, lab):
         env[k] = v
     # kadmind's ACL starts empty, as on a realm that never heard of kasa: only the guide's
     # lines give kasa/admin its rights, so a right the guide forgets fails the roll.
-    with open(os.path.join(lab, "kadm5.acl"), "w") as f:
-        f.write("# emptied by tests/e2e/deploy.py: only DEPLOY.md's lines count\n")
+    if not AD:
+        with open(os.path.join(lab, "kadm5.acl"), "w") as f:
+            f.write("# emptied by tests/e2e/deploy.py: only DEPLOY.md's lines count\n")
+    else:
+        status = json.loads(subprocess.check_output([KASA, "lab", "status", "--dir", lab,
+                                                     "--json"], text=True))
+        for i, m in enumerate(MEMBERS):
+            subprocess.run([KASA, "lab", "member", "stop", m, "--dir", lab],
+                           stdout=subprocess.DEVNULL)
     env.pop("NTLM_USER_FILE", None)
     env.pop("KASA_CONFIG", None)
     bindir = os.path.join(work, "bin")
@@ -234,6 +251,7 @@ def run(guide, units, work, lab):
     with open(hosts, "w") as f:
         f.write("127.0.0.1 localhost\n")
         f.write(f"{BALANCER} outlook.proseware.lab\n")
+        f.write("127.0.0.20 dc1.proseware.lab\n")
         for m, a in MEMBERS.items():
             f.write(f"{a} {m}.proseware.lab\n")
     asan = env.get("ASAN_OPTIONS", "")
@@ -245,13 +263,20 @@ def run(guide, units, work, lab):
     http_port = free_port(list(MEMBERS.values()))
     metrics_port = free_port(list(MEMBERS.values()))
     lb_port = free_port([BALANCER])
-    for h in ["kdc", "admin", "balancer"] + list(MEMBERS):
+    for h in ["kdc", "dc", "admin", "balancer"] + list(MEMBERS):
         for d in ("/etc/kasa", "/var/lib/kasa", "/var/cache/kasa", "/etc/haproxy"):
             os.makedirs(os.path.join(work, "hosts", h) + d)
+    if AD:
+        # The domain join's result: each member's host keys, from its computer account.
+        for i, m in enumerate(MEMBERS):
+            shutil.copy(status["members"][i]["host_keytab"],
+                        os.path.join(work, "hosts", m, "etc/kasa/kasad.keytab"))
 
     def rewrite(text, host, member=None):
         root = os.path.join(work, "hosts", host)
         text = text.replace("/etc/krb5kdc/kadm5.acl", os.path.join(lab, "kadm5.acl"))
+        # The lab's DC, provisioned without DNS, has its ldap/ SPN for its address only.
+        text = text.replace("ldap://dc1.proseware.lab", "ldap://127.0.0.20")
         for d in ("/etc/kasa", "/var/lib/kasa", "/var/cache/kasa", "/etc/haproxy"):
             text = re.sub(r"(?<![\w.:])" + re.escape(d), root + d, text)
         text = text.replace(":7460", f":{kasad_port}").replace("port = 7460", f"port = {kasad_port}")
@@ -266,18 +291,25 @@ def run(guide, units, work, lab):
         return text
 
     for i, (host, text) in enumerate(blocks(guide), 1):
-        targets = list(MEMBERS) if host == "member" else [host]
+        if host not in HOSTS:
+            continue
+        is_member = host in ("member", "ad-member")
+        targets = list(MEMBERS) if is_member else [{"ad-admin": "admin"}.get(host, host)]
         for t in targets:
-            code = rewrite(text, t, t if host == "member" else None)
+            code = rewrite(text, t, t if is_member else None)
             benv = dict(env, DEPLOY_HOST=t, DEPLOY_ROOT=os.path.join(work, "hosts", t))
-            if host == "member":
+            if is_member:
                 benv["MEMBER"] = t
+            if host == "dc":  # samba-tool on the DC reads the DC's own smb.conf
+                benv["SMB_CONF_PATH"] = os.path.join(lab, "ad/etc/smb.conf")
             r = subprocess.run(["sh", "-eu", "-c", code], env=benv, capture_output=True, text=True,
                                timeout=120)
             first = text.strip().splitlines()[0]
             tap(r.returncode == 0, f"DEPLOY.md block {i} on {t}: {first}",
                 f"exit {r.returncode}\n{r.stdout}{r.stderr}")
 
+    if AD:
+        return
     # The guide's promise: alice, with a ticket, through the balancer, with Kerberos.
     subprocess.run(["kinit", "-k", "-t", os.path.join(lab, "alice.keytab"), "alice"], env=env,
                    capture_output=True)
