@@ -718,7 +718,7 @@ int lab_create_member(struct cli *cli, struct lab *lab, int i, lab_host_key_fn h
 /* Start argv unless p runs; wait until addr:port listens. */
 static int spawn_ready(struct cli *cli, const struct lab *lab, const char *const *argv,
                        const char *out, const char *addr, int port, struct proc *p,
-                       const char *what, bool httpd)
+                       const char *what, bool httpd, const char *state_dir)
 {
     struct timespec tick = {0, 50 * 1000 * 1000};
     struct lab_env e;
@@ -729,6 +729,9 @@ static int spawn_ready(struct cli *cli, const struct lab *lab, const char *const
         lab_env_httpd(lab, &e);
     else
         lab_env_init(lab, &e);
+    /* A member is a machine of its own: its replay cache is its own, not the lab's. */
+    if (state_dir != NULL)
+        snprintf(e.rcache, sizeof(e.rcache), "KRB5RCACHEDIR=%s", state_dir);
     if (proc_spawn(argv, e.env, out, p) != 0) {
         cli_say(cli, "cannot start %s: %s", argv[0], strerror(errno));
         return EXIT_FAILED;
@@ -793,10 +796,10 @@ int lab_start_member(struct cli *cli, struct lab *lab, int i)
                            addr,  "--port",       http_port,    "--auth-log", alog, "--log",
                            hlog,  "--proxy-from", LAB_BALANCER, NULL};
     snprintf(what, sizeof(what), "kasad for %s", host);
-    st = spawn_ready(cli, lab, kargv, out, addr, m->port, &m->proc, what, false);
+    st = spawn_ready(cli, lab, kargv, out, addr, m->port, &m->proc, what, false, dir);
     if (!st && m->http_port > 0) {
         snprintf(what, sizeof(what), "kasa-httpd for %s", host);
-        st = spawn_ready(cli, lab, hargv, hout, addr, m->http_port, &m->http, what, true);
+        st = spawn_ready(cli, lab, hargv, hout, addr, m->http_port, &m->http, what, true, dir);
     }
     return st;
 }
@@ -846,7 +849,7 @@ int lab_start_balancer(struct cli *cli, struct lab *lab)
     lab_path(lab, "haproxy.out", out, sizeof(out));
     const char *argv[] = {"haproxy", "-db", "-f", cfg, NULL};
     return spawn_ready(cli, lab, argv, out, LAB_BALANCER, lab->balancer_port, &lab->balancer,
-                       "HAProxy", false);
+                       "HAProxy", false, NULL);
 }
 
 void lab_stop_members(struct lab *lab, bool say)
