@@ -3,6 +3,7 @@
  */
 #include "kasa/token.h"
 
+#include <gnutls/crypto.h>
 #include <libtasn1.h>
 #include <pthread.h>
 #include <stdint.h>
@@ -137,6 +138,16 @@ static long decode_ap_req(kasa_ctx *ctx, const unsigned char *der, size_t len, k
     if (read_int(ap, "ticket.enc-part.kvno", &v) && v >= 0) {
         t->has_kvno = true;
         t->kvno = (unsigned)v;
+    }
+    {
+        int clen = 0;
+        unsigned char *cipher = NULL;
+        if (asn1_read_value(ap, "authenticator.cipher", NULL, &clen) == ASN1_MEM_ERROR &&
+            clen > 0 && (size_t)clen <= len && (cipher = malloc((size_t)clen)) != NULL &&
+            asn1_read_value(ap, "authenticator.cipher", cipher, &clen) == ASN1_SUCCESS &&
+            gnutls_hash_fast(GNUTLS_DIG_SHA256, cipher, (size_t)clen, t->auth_digest) == 0)
+            t->has_auth_digest = true;
+        free(cipher);
     }
     t->has_ap_req = true;
     asn1_delete_structure(&ap);

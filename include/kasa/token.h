@@ -40,6 +40,11 @@ typedef struct kasa_token_info {
     unsigned kvno;
     bool mutual_required; /* AP-REQ options */
     bool use_session_key;
+    /* SHA-256 of the authenticator's ciphertext: what one authenticator is, whoever sends
+     * it and to whichever member (a replay carries the same bytes; other bytes do not
+     * decrypt). The key of the array's replay cache (kasa/replay.h). */
+    bool has_auth_digest;
+    unsigned char auth_digest[32];
     /* NTLM: 1 NEGOTIATE, 2 CHALLENGE, 3 AUTHENTICATE */
     int ntlm_type;
     unsigned ntlm_flags;
