@@ -25,6 +25,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -46,6 +47,7 @@
 #include "kasa/config.h"
 #include "kasa/httpauth.h"
 #include "kasa/kasa.h"
+#include "kasa/replay.h"
 #include "kasa/token.h"
 #include "metrics.h"
 #include "proxy.h"
@@ -74,10 +76,13 @@ struct opts {
     const char *pidfile;
     bool auth_request;
     const char *tls_cert, *tls_key;
-    const char *schemes;         /* "negotiate,ntlm": offered in this order, accepted */
-    const char *channel_binding; /* off, accept, require */
-    const char *proxy_from;      /* balancers whose PROXY header names the client */
-    const char *metrics_listen;  /* /metrics, when a metrics port is set */
+    const char *schemes;              /* "negotiate,ntlm": offered in this order, accepted */
+    const char *channel_binding;      /* off, accept, require */
+    const char *proxy_from;           /* balancers whose PROXY header names the client */
+    const char *metrics_listen;       /* /metrics, when a metrics port is set */
+    const char *replay_cache;         /* local (default) or redis://...: kasa/replay.h */
+    const char *replay_cache_failure; /* refuse (default) or local, when Redis is away */
+    bool replay_fallback;             /* replay_cache_failure = local */
     bool offer_negotiate, offer_ntlm;
     enum cb_level cb;
     struct num_opt num[N_NUMS];
@@ -114,6 +119,11 @@ static gss_cred_id_t acceptor = GSS_C_NO_CREDENTIAL;
 /* This server's TLS channel binding; GSS_C_NO_CHANNEL_BINDINGS without TLS. */
 static gss_channel_bindings_t tls_bindings = GSS_C_NO_CHANNEL_BINDINGS;
 static FILE *auth_log, *log_file;
+/* Authenticators already accepted, by this member or (Redis) by any member of the array.
+ * Each is remembered for twice the clock skew Kerberos allows (5 minutes): a replay of it
+ * is accepted by GSS-API only within that. */
+static kasa_replay *replay;
+#define REPLAY_TTL_S 600
 /* NTLM logins go to the domain through winbindd (gss-ntlmssp does that when NTLM_USER_FILE
  * is not set, as on a member joined to Active Directory), not to a local user file. */
 static bool ntlm_by_domain;
@@ -476,6 +486,43 @@ static enum metrics_reason failure_class(OM_uint32 major, OM_uint32 minor, const
     }
 }
 
+/*
+ * The array's replay cache, after Kerberos accepted the authenticator (so only real ones
+ * are kept): true, with why, when it must be refused. A Redis that cannot be asked is
+ * said at most once a minute, and then either refuses (replay_cache_failure = refuse, the
+ * default: a replay to another member could not be told apart) or falls back to this
+ * member's own cache (local).
+ */
+static bool replay_refused(kasa_ctx *kctx, const kasa_token_info *seen, char *why, size_t len)
+{
+    static _Atomic long long said;
+    long long now = (long long)time(NULL), last = atomic_load(&said);
+    long r = kasa_replay_check(kctx, replay, seen->auth_digest);
+
+    if (r == KASA_ERR_REPLAY_STORE) {
+        if (now - last >= 60 && atomic_compare_exchange_strong(&said, &last, now))
+            say_at(KASA_LOG_ERR, "the array's replay cache cannot be reached (%s): %s",
+                   kasa_error(kctx),
+                   o.replay_fallback ? "checking this member's own cache only, until it is back"
+                                     : "refusing Kerberos logins until it is back "
+                                       "(replay_cache_failure = refuse)");
+        if (!o.replay_fallback) {
+            snprintf(why, len,
+                     "the array's replay cache cannot be reached; refused "
+                     "(replay_cache_failure = refuse)");
+            return true;
+        }
+        r = kasa_replay_check_local(kctx, replay, seen->auth_digest);
+    }
+    if (r == KASA_ERR_REPLAY) {
+        snprintf(why, len, "Request is a replay (%s)",
+                 kasa_replay_shared(replay) ? "the array's replay cache: seen by a member before"
+                                            : "seen by this member before");
+        return true;
+    }
+    return false;
+}
+
 /* A request that carries an Authorization header: one leg of an exchange. */
 static enum MHD_Result authenticate(struct MHD_Connection *c, kasa_ctx *kctx, struct conn *st,
                                     const char *client, const char *url, const char *auth)
@@ -557,6 +604,13 @@ static enum MHD_Result authenticate(struct MHD_Connection *c, kasa_ctx *kctx, st
     }
     if (major & GSS_S_CONTINUE_NEEDED) { /* NTLM: the challenge, on this connection */
         ret = reply(c, MHD_HTTP_UNAUTHORIZED, "continue\n", sname, mutual, NULL, NULL);
+        goto cleanup;
+    }
+    if (strcmp(mname, "Kerberos") == 0 && seen != NULL && seen->has_auth_digest &&
+        replay_refused(kctx, seen, why, sizeof(why))) {
+        gss_delete_sec_context(&scratch, &st->gctx, GSS_C_NO_BUFFER);
+        log_event(kctx, client, seen, NULL, NULL, mname, false, MR_REPLAY, why);
+        ret = reply(c, MHD_HTTP_UNAUTHORIZED, "authentication failed\n", NULL, NULL, NULL, NULL);
         goto cleanup;
     }
     if (gss_display_name(&minor, src, &nb, NULL) == GSS_S_COMPLETE)
@@ -736,12 +790,28 @@ static int parse_num(struct num_opt *n, const char *text, const char *from)
  * syntax, read with MIT's profile library). The strings live as long as the process. */
 static int read_config(const char *path, bool listen_set)
 {
-    static const char *const keys[] = {
-        "keytab",  "member",  "auth_log",        "listen",     "pidfile",        "log", "tls_cert",
-        "tls_key", "schemes", "channel_binding", "proxy_from", "metrics_listen", NULL};
-    const char **fields[] = {
-        &o.keytab,   &o.member,  &o.auth_log, &o.listen,          &o.pidfile,    &o.log,
-        &o.tls_cert, &o.tls_key, &o.schemes,  &o.channel_binding, &o.proxy_from, &o.metrics_listen};
+    static const char *const keys[] = {"keytab",
+                                       "member",
+                                       "auth_log",
+                                       "listen",
+                                       "pidfile",
+                                       "log",
+                                       "tls_cert",
+                                       "tls_key",
+                                       "schemes",
+                                       "channel_binding",
+                                       "proxy_from",
+                                       "metrics_listen",
+                                       "replay_cache",
+                                       "replay_cache_failure",
+                                       NULL};
+    const char **fields[] = {&o.keytab,       &o.member,
+                             &o.auth_log,     &o.listen,
+                             &o.pidfile,      &o.log,
+                             &o.tls_cert,     &o.tls_key,
+                             &o.schemes,      &o.channel_binding,
+                             &o.proxy_from,   &o.metrics_listen,
+                             &o.replay_cache, &o.replay_cache_failure};
     profile_t prof = NULL;
     long ret = profile_init_path(path, &prof);
     char *v = NULL;
@@ -850,6 +920,17 @@ static int parse_policies(void)
                 o.schemes);
         return 2;
     }
+    if (o.replay_cache_failure == NULL || strcmp(o.replay_cache_failure, "refuse") == 0) {
+        o.replay_fallback = false;
+    } else if (strcmp(o.replay_cache_failure, "local") == 0) {
+        o.replay_fallback = true;
+    } else {
+        fprintf(stderr,
+                "kasa-httpd: replay_cache_failure '%.40s' is not refuse or local; see "
+                "kasa-httpd --help\n",
+                o.replay_cache_failure);
+        return 2;
+    }
     if (strcmp(o.channel_binding, "off") == 0) {
         o.cb = CB_OFF;
     } else if (strcmp(o.channel_binding, "accept") == 0) {
@@ -931,6 +1012,12 @@ static const char usage[] =
     "      --proxy-from ADDRS  balancer addresses that send a PROXY protocol header\n"
     "      --metrics-port PORT serve Prometheus metrics at /metrics on this port ...\n"
     "      --metrics-listen ADDR  ... and address (default 127.0.0.1; no authentication)\n"
+    "      --replay-cache local|redis://[:PASSWORD@]HOST[:PORT]\n"
+    "                          where authenticators already seen are kept: this process,\n"
+    "                          or a Redis the array's members share (default local)\n"
+    "      --replay-cache-failure refuse|local\n"
+    "                          with Redis unreachable: refuse Kerberos logins (default),\n"
+    "                          or check this member's own cache and say so\n"
     "      --pidfile FILE      written once listening\n"
     "  -c, --config FILE       settings from FILE's [kasa-httpd] section (krb5.conf syntax)\n"
     "      --log FILE          messages (default: stderr)\n"
@@ -964,6 +1051,8 @@ int main(int argc, char **argv)
         {"channel-binding", required_argument, NULL, 'B'},
         {"proxy-from", required_argument, NULL, 'X'},
         {"metrics-listen", required_argument, NULL, 'm'},
+        {"replay-cache", required_argument, NULL, 0x200},
+        {"replay-cache-failure", required_argument, NULL, 0x201},
         {"metrics-port", required_argument, NULL, 0x100 + N_METRICS_PORT},
         {NULL, 0, NULL, 0},
     };
@@ -1044,6 +1133,12 @@ int main(int argc, char **argv)
         case 'm':
             o.metrics_listen = optarg;
             break;
+        case 0x200:
+            o.replay_cache = optarg;
+            break;
+        case 0x201:
+            o.replay_cache_failure = optarg;
+            break;
         case 'V':
             printf("kasa-httpd %s\n", kasa_version());
             return 0;
@@ -1059,6 +1154,17 @@ int main(int argc, char **argv)
         return 1;
     if (parse_policies() != 0)
         return 2;
+    {
+        kasa_ctx *rctx = NULL;
+        if (kasa_ctx_new(&rctx) != 0 ||
+            kasa_replay_open(rctx, o.replay_cache, REPLAY_TTL_S, &replay) != 0) {
+            fprintf(stderr, "kasa-httpd: %s; see kasa-httpd --help\n",
+                    rctx != NULL ? kasa_error(rctx) : "out of memory");
+            kasa_ctx_free(rctx);
+            return 2;
+        }
+        kasa_ctx_free(rctx);
+    }
     if (o.keytab == NULL || optind < argc) {
         fprintf(stderr, "kasa-httpd: --keytab is required; see kasa-httpd --help\n");
         return 2;

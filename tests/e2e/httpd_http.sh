@@ -158,6 +158,11 @@ check "and logged as a scheme not accepted" grep -q "the NTLM scheme is not acce
 expect 2 "--schemes basic is bad usage" "$KASA_HTTPD" --keytab x --schemes basic
 expect 2 "--channel-binding maybe is bad usage" "$KASA_HTTPD" --keytab x --channel-binding maybe
 expect 2 "--max-body -1 is bad usage" "$KASA_HTTPD" --keytab x --max-body -1
+expect 2 "--replay-cache memcache://x is bad usage" "$KASA_HTTPD" --keytab x --replay-cache memcache://x
+err_has "is neither local nor redis://HOST:PORT" "saying what it takes"
+expect 2 "--replay-cache redis://h:99999 is bad usage" "$KASA_HTTPD" --keytab x --replay-cache redis://h:99999
+expect 2 "--replay-cache-failure maybe is bad usage" "$KASA_HTTPD" --keytab x --replay-cache-failure maybe
+err_has "is not refuse or local" "saying what it takes"
 printf '[kasa-httpd]\n\tkeytab = x\n\tschemes = ntlm, kerberos\n' >"$T_WORK/bad.conf"
 expect 2 "schemes = ntlm, kerberos in the config is bad usage" "$KASA_HTTPD" --config "$T_WORK/bad.conf"
 err_has "kerberos is not negotiate or ntlm" "naming the word"
