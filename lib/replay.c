@@ -202,10 +202,35 @@ fail:
     return NULL;
 }
 
+/* One SET NX PX on r's connection: 0 new, KASA_ERR_REPLAY seen, -1 the connection failed
+ * (why says how; the connection is dropped). */
+static long set_once(kasa_replay *r, const char *key, char *why, size_t why_len)
+{
+    redisReply *rep = redisCommand(r->rc, "SET %s 1 NX PX %u", key, r->ttl * 1000U);
+    long ret;
+
+    if (rep != NULL && rep->type == REDIS_REPLY_STATUS) {
+        ret = 0;
+    } else if (rep != NULL && rep->type == REDIS_REPLY_NIL) {
+        ret = KASA_ERR_REPLAY;
+    } else {
+        snprintf(why, why_len, "%s",
+                 rep != NULL && rep->type == REDIS_REPLY_ERROR ? rep->str
+                 : r->rc->err                                  ? r->rc->errstr
+                                                               : "no answer");
+        redisFree(r->rc); /* a broken connection is not used again */
+        r->rc = NULL;
+        ret = -1;
+    }
+    if (rep != NULL)
+        freeReplyObject(rep);
+    return ret;
+}
+
 long kasa_replay_check(kasa_ctx *ctx, kasa_replay *r, const unsigned char digest[32])
 {
     char key[sizeof(REDIS_KEY_PREFIX) + 64], why[256] = "";
-    redisReply *rep;
+    bool had_connection;
     long ret;
 
     if (!r->shared)
@@ -214,28 +239,19 @@ long kasa_replay_check(kasa_ctx *ctx, kasa_replay *r, const unsigned char digest
     for (size_t i = 0; i < 32; i++)
         snprintf(key + sizeof(REDIS_KEY_PREFIX) - 1 + 2 * i, 3, "%02x", digest[i]);
     pthread_mutex_lock(&r->lock);
-    if (connected(r, why, sizeof(why)) == NULL) {
-        pthread_mutex_unlock(&r->lock);
+    had_connection = r->rc != NULL;
+    ret = connected(r, why, sizeof(why)) != NULL ? set_once(r, key, why, sizeof(why)) : -1;
+    /* A connection that was already open may have died with a Redis that restarted since:
+     * one new connection, at once, before calling Redis unreachable. */
+    if (ret == -1 && had_connection && connected(r, why, sizeof(why)) != NULL)
+        ret = set_once(r, key, why, sizeof(why));
+    if (ret == -1)
+        r->retry_after_ms = now_ms() + REDIS_RETRY_MS;
+    pthread_mutex_unlock(&r->lock);
+    if (ret == KASA_ERR_REPLAY)
+        return kasa_set_error(ctx, KASA_ERR_REPLAY, NULL);
+    if (ret == -1)
         return kasa_set_error(ctx, KASA_ERR_REPLAY_STORE, "Redis at %s:%d: %s", r->host, r->port,
                               why);
-    }
-    /* One atomic step: set if absent, with its expiry. */
-    rep = redisCommand(r->rc, "SET %s 1 NX PX %u", key, r->ttl * 1000U);
-    if (rep != NULL && rep->type == REDIS_REPLY_STATUS)
-        ret = 0;
-    else if (rep != NULL && rep->type == REDIS_REPLY_NIL)
-        ret = kasa_set_error(ctx, KASA_ERR_REPLAY, NULL);
-    else {
-        ret = kasa_set_error(ctx, KASA_ERR_REPLAY_STORE, "Redis at %s:%d: %s", r->host, r->port,
-                             rep != NULL && rep->type == REDIS_REPLY_ERROR ? rep->str
-                             : r->rc->err                                  ? r->rc->errstr
-                                                                           : "no answer");
-        redisFree(r->rc); /* a broken connection is not used again */
-        r->rc = NULL;
-        r->retry_after_ms = now_ms() + REDIS_RETRY_MS;
-    }
-    if (rep != NULL)
-        freeReplyObject(rep);
-    pthread_mutex_unlock(&r->lock);
-    return ret;
+    return 0;
 }

@@ -31,7 +31,7 @@
 #define STOP_TIMEOUT_MS 5000
 
 static const char help_group[] =
-    "usage: kasa lab up [--dir DIR] [--realm REALM] [--members N]\n"
+    "usage: kasa lab up [--dir DIR] [--realm REALM] [--members N] [--replay redis]\n"
     "       kasa lab up --ad [--dir DIR] [--members N]\n"
     "       kasa lab down [--dir DIR]\n"
     "       kasa lab member stop|start NAME [--dir DIR]\n"
@@ -54,6 +54,8 @@ static const char *lab_path(const struct lab *lab, const char *name, char *buf, 
     return buf;
 }
 
+static bool replay_redis; /* lab up --replay redis */
+
 static int parse_dir_opts(struct cli *cli, int argc, char **argv, const char **dir,
                           const char **realm, int *members, bool *json, const char *help)
 {
@@ -61,6 +63,7 @@ static int parse_dir_opts(struct cli *cli, int argc, char **argv, const char **d
         {"dir", required_argument, NULL, 'd'},
         {"realm", required_argument, NULL, 'r'},
         {"members", required_argument, NULL, 'm'},
+        {"replay", required_argument, NULL, 'R'},
         {NULL, 0, NULL, 0},
     };
     char *end;
@@ -77,6 +80,13 @@ static int parse_dir_opts(struct cli *cli, int argc, char **argv, const char **d
             if (*optarg == '\0' || *end != '\0' || v < 0 || v > LAB_MAX_MEMBERS)
                 return cli_usage(cli, "--members takes a number from 0 to %d", LAB_MAX_MEMBERS);
             *members = (int)v;
+            break;
+        case 'R':
+            if (members == NULL)
+                return cli_usage(cli, "unknown option --replay");
+            if (strcmp(optarg, "redis") != 0 && strcmp(optarg, "local") != 0)
+                return cli_usage(cli, "--replay takes local or redis");
+            replay_redis = strcmp(optarg, "redis") == 0;
             break;
         case 'h':
             fputs(help, stdout);
@@ -243,6 +253,12 @@ void lab_read_members(profile_t prof, struct lab *lab)
         profile_get_integer(prof, "lab", "balancer_start", NULL, 0, &start);
         lab->balancer.pid = pid;
         lab->balancer.start = (unsigned long long)(unsigned)start;
+        pid = start = 0;
+        profile_get_integer(prof, "lab", "redis_port", NULL, 0, &lab->redis_port);
+        profile_get_integer(prof, "lab", "redis_pid", NULL, 0, &pid);
+        profile_get_integer(prof, "lab", "redis_start", NULL, 0, &start);
+        lab->redis.pid = pid;
+        lab->redis.start = (unsigned long long)(unsigned)start;
     }
 }
 
@@ -305,6 +321,10 @@ void lab_state_members(const struct lab *lab, char *text, size_t len)
     snprintf(text + strlen(text), len - strlen(text),
              "\tbalancer_port = %d\n\tbalancer_pid = %d\n\tbalancer_start = %llu\n",
              lab->balancer_port, (int)lab->balancer.pid, lab->balancer.start);
+    if (lab->redis_port > 0)
+        snprintf(text + strlen(text), len - strlen(text),
+                 "\tredis_port = %d\n\tredis_pid = %d\n\tredis_start = %llu\n", lab->redis_port,
+                 (int)lab->redis.pid, lab->redis.start);
 }
 
 static int write_state(struct cli *cli, const struct lab *lab)
@@ -750,6 +770,37 @@ static int spawn_ready(struct cli *cli, const struct lab *lab, const char *const
     return EXIT_FAILED;
 }
 
+/* The lab's Redis password (DIR/redis/password, 0600): made once, random. */
+static int redis_password(struct cli *cli, const struct lab *lab, char *pw, size_t len)
+{
+    char path[LAB_PATH_MAX + 32], text[80];
+    unsigned char raw[24];
+    size_t n = 0;
+    FILE *f;
+    int st;
+
+    snprintf(path, sizeof(path), "%s/redis/password", lab->dir);
+    if ((f = fopen(path, "r")) != NULL) {
+        bool ok = fgets(pw, (int)len, f) != NULL;
+        fclose(f);
+        pw[strcspn(pw, "\n")] = '\0';
+        if (ok && *pw != '\0')
+            return 0;
+    }
+    if (getrandom(raw, sizeof(raw), 0) != (ssize_t)sizeof(raw)) {
+        cli_say(cli, "cannot read random bytes: %s", strerror(errno));
+        return EXIT_FAILED;
+    }
+    for (size_t i = 0; i < sizeof(raw); i++)
+        n += (size_t)snprintf(text + n, sizeof(text) - n, "%02x", raw[i]);
+    snprintf(pw, len, "%s", text);
+    snprintf(text + n, sizeof(text) - n, "\n");
+    st = write_file(cli, path, text, 0600);
+    kasa_zap(raw, sizeof(raw));
+    kasa_zap(text, sizeof(text));
+    return st;
+}
+
 /* Start member i's kasad and kasa-httpd, whichever does not run. */
 int lab_start_member(struct cli *cli, struct lab *lab, int i)
 {
@@ -792,9 +843,29 @@ int lab_start_member(struct cli *cli, struct lab *lab, int i)
                            "--log",
                            log,
                            NULL};
+    char hconf[LAB_PATH_MAX + 32];
     const char *hargv[] = {httpd, "--keytab",     managed,      "--member",   name, "--listen",
                            addr,  "--port",       http_port,    "--auth-log", alog, "--log",
-                           hlog,  "--proxy-from", LAB_BALANCER, NULL};
+                           hlog,  "--proxy-from", LAB_BALANCER, NULL,         NULL, NULL};
+    /* With the lab's Redis, the replay cache the members share: its URL holds a password,
+     * so it goes in a file of the member's own, not on a command line. */
+    if (lab->redis_port > 0) {
+        char text[512], pw[128];
+        snprintf(hconf, sizeof(hconf), "%s/kasa-httpd.conf", dir);
+        if (redis_password(cli, lab, pw, sizeof(pw)) != 0)
+            return EXIT_FAILED;
+        snprintf(text, sizeof(text),
+                 "# written by kasa lab up --replay redis\n[kasa-httpd]\n"
+                 "\treplay_cache = redis://:%s@" LAB_ADDR ":%d\n",
+                 pw, lab->redis_port);
+        st = write_file(cli, hconf, text, 0600);
+        kasa_zap(text, sizeof(text));
+        kasa_zap(pw, sizeof(pw));
+        if (st)
+            return st;
+        hargv[15] = "--config";
+        hargv[16] = hconf;
+    }
     snprintf(what, sizeof(what), "kasad for %s", host);
     st = spawn_ready(cli, lab, kargv, out, addr, m->port, &m->proc, what, false, dir);
     if (!st && m->http_port > 0) {
@@ -858,6 +929,10 @@ void lab_stop_members(struct lab *lab, bool say)
         printf("stopped HAProxy (pid %d)\n", (int)lab->balancer.pid);
     lab->balancer.pid = 0;
     lab->balancer.start = 0;
+    if (proc_stop(&lab->redis, STOP_TIMEOUT_MS) && say)
+        printf("stopped Redis (pid %d)\n", (int)lab->redis.pid);
+    lab->redis.pid = 0;
+    lab->redis.start = 0;
     for (int i = 0; i < lab->n_members; i++) {
         struct lab_member *m = &lab->members[i];
         char name[16];
@@ -900,6 +975,43 @@ static int write_ntlm_users(struct cli *cli, const struct lab *lab)
     return st;
 }
 
+/*
+ * Redis for the array's shared replay cache (lab up --replay redis): on LAB_ADDR, with a
+ * password, saving nothing to disk; its configuration (which holds the password) 0600 in
+ * DIR/redis.
+ */
+static int lab_start_redis(struct cli *cli, struct lab *lab)
+{
+    char dir[LAB_PATH_MAX + 16], conf[LAB_PATH_MAX + 32], out[LAB_PATH_MAX + 32], text[2048];
+    char pw[128];
+    const char *argv[] = {"redis-server", conf, NULL};
+    int st;
+
+    if (lab->redis_port == 0 || proc_alive(&lab->redis))
+        return 0;
+    snprintf(dir, sizeof(dir), "%s/redis", lab->dir);
+    if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
+        cli_say(cli, "cannot create %s: %s", dir, strerror(errno));
+        return EXIT_FAILED;
+    }
+    if (redis_password(cli, lab, pw, sizeof(pw)) != 0)
+        return EXIT_FAILED;
+    snprintf(conf, sizeof(conf), "%s/redis.conf", dir);
+    snprintf(out, sizeof(out), "%s/redis.out", dir);
+    snprintf(text, sizeof(text),
+             "# Redis for the kasa lab's shared replay cache; written by kasa lab up.\n"
+             "port %d\nbind " LAB_ADDR "\nprotected-mode yes\nrequirepass %s\n"
+             "save \"\"\nappendonly no\ndir %s\ndaemonize no\n",
+             lab->redis_port, pw, dir);
+    st = write_file(cli, conf, text, 0600);
+    kasa_zap(text, sizeof(text));
+    kasa_zap(pw, sizeof(pw));
+    if (st)
+        return st;
+    return spawn_ready(cli, lab, argv, out, LAB_ADDR, lab->redis_port, &lab->redis, "Redis", false,
+                       NULL);
+}
+
 static int lab_up(struct cli *cli, int argc, char **argv)
 {
     const char *dir = LAB_DIR_DEFAULT, *realm = NULL;
@@ -911,14 +1023,15 @@ static int lab_up(struct cli *cli, int argc, char **argv)
         return lab_ad_up(cli, argc, argv);
     st = parse_dir_opts(
         cli, argc, argv, &dir, &realm, &n_members, NULL,
-        "usage: kasa lab up [--dir DIR] [--realm REALM] [--members N]\n"
+        "usage: kasa lab up [--dir DIR] [--realm REALM] [--members N] [--replay redis]\n"
         "\n"
         "Start a throwaway MIT realm on " LAB_ADDR " in DIR (default " LAB_DIR_DEFAULT ")\n"
         "for REALM (default " LAB_REALM_DEFAULT "). Running it again starts only what is\n"
         "not running; the realm's database is kept until you remove DIR.\n"
         "  -d, --dir DIR       the lab's directory\n"
         "  -r, --realm REALM   the realm's name\n"
-        "      --members N     also N array members (kasad) cas1.. on 127.0.0.11..\n");
+        "      --members N     also N array members (kasad) cas1.. on 127.0.0.11..\n"
+        "      --replay redis  the members share a replay cache in a Redis of the lab's\n");
     if (st)
         return st < 0 ? EXIT_OK : st;
     if (realm != NULL && (st = check_realm(cli, realm)) != 0)
@@ -943,6 +1056,8 @@ static int lab_up(struct cli *cli, int argc, char **argv)
         for (int i = 0; all_up && i < lab.n_members; i++)
             all_up = proc_alive(&lab.members[i].proc) && proc_alive(&lab.members[i].http);
         all_up = all_up && (lab.n_members == 0 || proc_alive(&lab.balancer));
+        all_up = all_up && (lab.redis_port == 0 || proc_alive(&lab.redis)) &&
+                 (!replay_redis || lab.redis_port > 0);
         if (all_up) {
             printf("lab %s already runs in %s (krb5kdc pid %d, kadmind pid %d, %d member%s)\n",
                    lab.realm, lab.dir, (int)lab.procs[D_KDC].pid, (int)lab.procs[D_KADMIND].pid,
@@ -993,6 +1108,13 @@ static int lab_up(struct cli *cli, int argc, char **argv)
     }
     if (!st)
         st = write_ntlm_users(cli, &lab);
+    if (!st && replay_redis && lab.redis_port == 0 &&
+        proc_free_ports(LAB_ADDR, &lab.redis_port, 1) != 0) {
+        cli_say(cli, "no free port for Redis on " LAB_ADDR);
+        st = EXIT_FAILED;
+    }
+    if (!st)
+        st = lab_start_redis(cli, &lab);
     for (int i = 0; !st && i < lab.n_members; i++)
         st = lab_start_member(cli, &lab, i);
     if (!st)
@@ -1020,6 +1142,9 @@ static int lab_up(struct cli *cli, int argc, char **argv)
     if (lab.n_members > 0)
         printf("  HAProxy  " LAB_BALANCER ":%d (pid %d), the array's name in front of them\n",
                lab.balancer_port, (int)lab.balancer.pid);
+    if (lab.redis_port > 0)
+        printf("  Redis    " LAB_ADDR ":%d (pid %d), the members' shared replay cache\n",
+               lab.redis_port, (int)lab.redis.pid);
     printf("  test user alice: %s/alice.keytab\n"
            "point this shell at it: eval \"$(kasa lab env --dir %s)\"\n",
            lab.dir, lab.dir);
@@ -1137,7 +1262,8 @@ bool lab_members_alive(const struct lab *lab)
 
     for (int i = 0; i < lab->n_members; i++)
         all = all && proc_alive(&lab->members[i].proc) && proc_alive(&lab->members[i].http);
-    return all && (lab->n_members == 0 || proc_alive(&lab->balancer));
+    return all && (lab->n_members == 0 || proc_alive(&lab->balancer)) &&
+           (lab->redis_port == 0 || proc_alive(&lab->redis));
 }
 
 void lab_members_json(const struct lab *lab, json_object *o)
@@ -1188,6 +1314,18 @@ void lab_members_json(const struct lab *lab, json_object *o)
         json_object_object_add(b, "running", json_object_new_boolean(bup));
         json_object_object_add(o, "balancer", b);
     }
+    if (lab->redis_port > 0) {
+        json_object *r = json_object_new_object();
+        bool rup = proc_alive(&lab->redis);
+        char pw[LAB_PATH_MAX + 32];
+        snprintf(pw, sizeof(pw), "%s/redis/password", lab->dir);
+        json_object_object_add(r, "address", json_object_new_string(LAB_ADDR));
+        json_object_object_add(r, "port", json_object_new_int(lab->redis_port));
+        json_object_object_add(r, "pid", rup ? json_object_new_int(lab->redis.pid) : NULL);
+        json_object_object_add(r, "running", json_object_new_boolean(rup));
+        json_object_object_add(r, "password_file", json_object_new_string(pw));
+        json_object_object_add(o, "redis", r);
+    }
 }
 
 void lab_members_table(const struct lab *lab, struct table *t)
@@ -1213,6 +1351,13 @@ void lab_members_table(const struct lab *lab, struct table *t)
         snprintf(addr, sizeof(addr), LAB_BALANCER ":%d", lab->balancer_port);
         snprintf(pid, sizeof(pid), "%d", (int)lab->balancer.pid);
         table_add(t, "balancer", addr, alive ? pid : "-", alive ? "running" : "stopped");
+    }
+    if (lab->redis_port > 0) {
+        char addr[64], pid[16];
+        bool alive = proc_alive(&lab->redis);
+        snprintf(addr, sizeof(addr), LAB_ADDR ":%d", lab->redis_port);
+        snprintf(pid, sizeof(pid), "%d", (int)lab->redis.pid);
+        table_add(t, "redis", addr, alive ? pid : "-", alive ? "running" : "stopped");
     }
 }
 

@@ -45,6 +45,8 @@ struct lab {
     struct lab_member members[LAB_MAX_MEMBERS];
     int balancer_port; /* HAProxy on LAB_BALANCER for the array's name */
     struct proc balancer;
+    int redis_port; /* the array's shared replay cache (lab up --replay redis); 0: none */
+    struct proc redis;
 };
 
 /* Gives member i the host principal host/HOST@REALM and its keys in keytab. */
