@@ -21,19 +21,7 @@ stop_httpd() {
 }
 trap stop_httpd EXIT
 
-# The client needs python3-gssapi, which scripts/install-deps installs for the system's
-# python3 (a python3 earlier in PATH, such as pyenv's, may lack it).
-PY=
-for p in python3 /usr/bin/python3; do
-	if "$p" -c 'import gssapi' 2>/dev/null; then
-		PY=$p
-		break
-	fi
-done
-if [ -z "$PY" ]; then
-	echo "Bail out! no python3 with the gssapi module (python3-gssapi; see scripts/install-deps)"
-	exit 1
-fi
+gssapi_python # the client needs python3-gssapi
 
 lab_up --members 1
 "$KASA" lab status --dir "$LAB" --json >"$T_WORK/lab.json"

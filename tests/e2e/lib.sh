@@ -133,3 +133,18 @@ done_testing() {
 	echo "1..$T_NUM"
 	[ "$T_FAILED" -eq 0 ]
 }
+
+# gssapi_python: set PY to a python3 that has the gssapi module (python3-gssapi, which
+# scripts/install-deps installs for the system's python3; a python3 earlier in PATH, such
+# as pyenv's, may lack it); bail out when there is none.
+gssapi_python() {
+	PY=
+	for p in python3 /usr/bin/python3; do
+		if "$p" -c 'import gssapi' 2>/dev/null; then
+			PY=$p
+			return 0
+		fi
+	done
+	echo "Bail out! no python3 with the gssapi module (python3-gssapi; see scripts/install-deps)"
+	exit 1
+}

@@ -7,17 +7,7 @@
 
 ARRAY=outlook.proseware.lab
 ASA='CASARRAY-ASA$'
-PY=
-for p in python3 /usr/bin/python3; do
-	if "$p" -c 'import gssapi' 2>/dev/null; then
-		PY=$p
-		break
-	fi
-done
-if [ -z "$PY" ]; then
-	echo "Bail out! no python3 with the gssapi module (python3-gssapi; see scripts/install-deps)"
-	exit 1
-fi
+gssapi_python # the client needs python3-gssapi
 LOAD=
 stop_all() {
 	touch "$T_WORK/stop"

@@ -855,6 +855,22 @@ fail:
     return st;
 }
 
+/* DIR's AD lab, read from its lab.state; an exit status (said) when there is none. */
+static int open_ad_lab(struct cli *cli, const char *dir, struct ad_lab *lab)
+{
+    int st;
+
+    memset(lab, 0, sizeof(*lab));
+    st = lab_resolve_dir(cli, dir, false, lab->dir, sizeof(lab->dir));
+    if (st)
+        return st;
+    if (read_ad_state(lab) != 0) {
+        cli_say(cli, "no AD lab in %s", lab->dir);
+        return EXIT_FAILED;
+    }
+    return 0;
+}
+
 int lab_ad_down(struct cli *cli, const char *dir)
 {
     struct ad_lab lab;
@@ -913,14 +929,9 @@ int lab_ad_status(struct cli *cli, const char *dir, bool json)
     bool alive, all;
     int st;
 
-    memset(&lab, 0, sizeof(lab));
-    st = lab_resolve_dir(cli, dir, false, lab.dir, sizeof(lab.dir));
+    st = open_ad_lab(cli, dir, &lab);
     if (st)
         return st;
-    if (read_ad_state(&lab) != 0) {
-        cli_say(cli, "no AD lab in %s", lab.dir);
-        return EXIT_FAILED;
-    }
     alive = proc_alive(&lab.samba);
     all = alive && lab_members_alive(&lab.array);
     if (json) {
@@ -963,14 +974,9 @@ int lab_ad_load(struct cli *cli, const char *dir, struct lab *out)
     struct ad_lab lab;
     int st;
 
-    memset(&lab, 0, sizeof(lab));
-    st = lab_resolve_dir(cli, dir, false, lab.dir, sizeof(lab.dir));
+    st = open_ad_lab(cli, dir, &lab);
     if (st)
         return st;
-    if (read_ad_state(&lab) != 0) {
-        cli_say(cli, "no AD lab in %s", lab.dir);
-        return EXIT_FAILED;
-    }
     *out = lab.array;
     return 0;
 }
