@@ -143,10 +143,15 @@ sed "s|^\tkeytab = .*|\tkeytab = $NB/host.keytab|; s|^\tmanaged_keytab = .*|\tma
 	s|^\tacl = .*|\tacl = $NB/acl|; s|^\tpidfile = .*|\tpidfile = $NB/kasad.pid|; s|^\tlog = .*|\tlog = $NB/kasad.log|;
 	/keytab_group/d" \
 	"$T_WORK/kasad.conf" >"$NB/kasad.conf"
+# The build tree may sit where 65534 cannot reach (a 0700 checkout): kasad and libkasa
+# are copied next to its files, as a package would install them where anyone reads them.
+mkdir -p "$NB/lib"
+cp "$KASAD" "$NB/kasad"
+cp "$(ldd "$KASAD" | awk '/libkasa/ { print $3 }')" "$NB/lib/"
 chown -R 65534:65534 "$NB"
 chmod 600 "$NB/host.keytab"
-KRB5_CONFIG="$NB/krb5.conf" KRB5RCACHEDIR="$NB" setpriv --reuid=65534 --regid=65534 --clear-groups \
-	"$KASAD" --foreground --config "$NB/kasad.conf" &
+KRB5_CONFIG="$NB/krb5.conf" KRB5RCACHEDIR="$NB" LD_LIBRARY_PATH="$NB/lib" \
+	setpriv --reuid=65534 --regid=65534 --clear-groups "$NB/kasad" --foreground --config "$NB/kasad.conf" &
 NOBODY=$!
 for _ in $(seq 50); do [ -s "$NB/kasad.pid" ] && break; sleep 0.1; done
 check "kasad runs as uid 65534" sh -c "grep -q '^Uid:[[:space:]]*65534[[:space:]]' /proc/\$(cat '$NB/kasad.pid')/status"
