@@ -1,10 +1,10 @@
 /*
  * kasa-httpd: a Negotiate (SPNEGO, RFC 4559) HTTP endpoint on an array member. Kerberos
- * through the member's array keytab (read-only: kasad owns it; a rolled keytab is seen
- * at the next request), NTLM through gss-ntlmssp when the client cannot do Kerberos
- * (multi-leg, bound to the TCP connection), Basic never. Every attempt becomes one line
- * of the auth log, naming the inner mechanism. Serves the seed's Autodiscover and EWS
- * paths, /whoami, and an auth_request mode for nginx or HAProxy.
+ * through the member's array keytab (read-only: kasad owns it), whose keys are held in
+ * memory and reloaded when kasad replaces it (kasa/acceptor.h), NTLM through gss-ntlmssp when the
+ * client cannot do Kerberos (multi-leg, bound to the TCP connection), Basic never. Every attempt
+ * becomes one line of the auth log, naming the inner mechanism. Serves the seed's Autodiscover and
+ * EWS paths, /whoami, and an auth_request mode for nginx or HAProxy.
  *
  * HTTP is libmicrohttpd's; the Authorization header is read by libkasa (httpauth.h);
  * GSS-API, Kerberos, SPNEGO and NTLM are MIT's and gss-ntlmssp's. What is here is the
@@ -43,6 +43,7 @@
 #include <com_err.h>
 #include <profile.h>
 
+#include "kasa/acceptor.h"
 #include "kasa/authlog.h"
 #include "kasa/config.h"
 #include "kasa/httpauth.h"
@@ -115,7 +116,7 @@ static struct opts o = {
 };
 static char *config_strings[16];
 static size_t n_config_strings;
-static gss_cred_id_t acceptor = GSS_C_NO_CREDENTIAL;
+static kasa_acceptor *acceptor; /* the array keytab's keys, in memory */
 /* This server's TLS channel binding; GSS_C_NO_CHANNEL_BINDINGS without TLS. */
 static gss_channel_bindings_t tls_bindings = GSS_C_NO_CHANNEL_BINDINGS;
 static FILE *auth_log, *log_file;
@@ -387,17 +388,35 @@ static void conn_reset(struct conn *st, const kasa_token_info *seen)
         gss_delete_sec_context(&minor, &st->gctx, GSS_C_NO_BUFFER);
 }
 
-/* The accept itself, with Kerberos's own reason when SPNEGO hides it. */
-static OM_uint32 accept_token(struct conn *st, const unsigned char *tok, size_t len,
-                              const kasa_token_info *seen, gss_name_t *src, gss_OID *mech,
-                              gss_buffer_t out, OM_uint32 *flags, OM_uint32 *minor)
+/*
+ * The credential for a Kerberos AP-REQ: the keys in memory for the principal the ticket
+ * names (its key found by kvno and enctype, no replay cache of MIT's: ours checks it
+ * after), or, for a ticket to a principal the keys do not hold, the default credential,
+ * MIT reading the keytab file with its own words for what is wrong. Everything else
+ * (NTLM, a SPNEGO leg with no AP-REQ) takes the default credential too.
+ */
+static gss_cred_id_t cred_for(const kasa_accept_keys *keys, const kasa_token_info *seen,
+                              const char **name_out)
+{
+    char principal[800];
+
+    *name_out = NULL;
+    if (keys == NULL || seen == NULL || !seen->has_ap_req || !seen->has_auth_digest)
+        return GSS_C_NO_CREDENTIAL;
+    snprintf(principal, sizeof(principal), "%s@%s", seen->sname, seen->realm);
+    return kasa_accept_keys_find(keys, principal, name_out);
+}
+
+static OM_uint32 accept_with(struct conn *st, gss_cred_id_t cred, const unsigned char *tok,
+                             size_t len, const kasa_token_info *seen, gss_name_t *src,
+                             gss_OID *mech, gss_buffer_t out, OM_uint32 *flags, OM_uint32 *minor)
 {
     gss_buffer_desc in = {len, (void *)tok};
     gss_channel_bindings_t cb = o.cb != CB_OFF ? tls_bindings : GSS_C_NO_CHANNEL_BINDINGS;
     OM_uint32 major;
 
-    major = gss_accept_sec_context(minor, &st->gctx, acceptor, &in, cb, src, mech, out, flags, NULL,
-                                   NULL);
+    major =
+        gss_accept_sec_context(minor, &st->gctx, cred, &in, cb, src, mech, out, flags, NULL, NULL);
     if (GSS_ERROR(major) && seen != NULL && strcmp(seen->inner, "Kerberos") == 0 &&
         seen->mech_token != NULL) {
         /* SPNEGO keeps the Kerberos reason to itself: ask Kerberos directly. */
@@ -405,8 +424,8 @@ static OM_uint32 accept_token(struct conn *st, const unsigned char *tok, size_t 
         gss_buffer_desc inner = {seen->mech_token_len, (void *)seen->mech_token};
         gss_buffer_desc pout = GSS_C_EMPTY_BUFFER;
         OM_uint32 pmajor, pminor, m2;
-        pmajor = gss_accept_sec_context(&pminor, &probe, acceptor, &inner, cb, NULL, NULL, &pout,
-                                        NULL, NULL, NULL);
+        pmajor = gss_accept_sec_context(&pminor, &probe, cred, &inner, cb, NULL, NULL, &pout, NULL,
+                                        NULL, NULL);
         if (GSS_ERROR(pmajor)) {
             major = pmajor;
             *minor = pminor;
@@ -414,6 +433,42 @@ static OM_uint32 accept_token(struct conn *st, const unsigned char *tok, size_t 
         gss_release_buffer(&m2, &pout);
         gss_delete_sec_context(&m2, &probe, GSS_C_NO_BUFFER);
     }
+    return major;
+}
+
+/* The accept itself, with Kerberos's own reason when SPNEGO hides it. A ticket the keys in
+ * memory cannot decrypt is tried once more after a look at the keytab file: kasad may
+ * have replaced it a moment ago (a roll's new kvno), before the watch reloaded it. With
+ * the keys in memory, *spn_out is the principal whose key was used (asking the GSS
+ * context for it would cost a krb5 context or two each time). */
+static OM_uint32 accept_token(kasa_ctx *kctx, struct conn *st, const unsigned char *tok, size_t len,
+                              const kasa_token_info *seen, gss_name_t *src, gss_OID *mech,
+                              gss_buffer_t out, OM_uint32 *flags, OM_uint32 *minor, char **spn_out)
+{
+    kasa_accept_keys *keys = kasa_acceptor_hold(acceptor);
+    const char *name = NULL;
+    gss_cred_id_t cred = cred_for(keys, seen, &name);
+    bool fresh = st->gctx == GSS_C_NO_CONTEXT;
+    kasa_accept_info before, after;
+    OM_uint32 major, m2;
+
+    major = accept_with(st, cred, tok, len, seen, src, mech, out, flags, minor);
+    if (GSS_ERROR(major) && cred != GSS_C_NO_CREDENTIAL && fresh) {
+        kasa_acceptor_info(acceptor, &before);
+        (void)kasa_acceptor_check(kctx, acceptor, false);
+        kasa_acceptor_info(acceptor, &after);
+        if (after.generation != before.generation) {
+            kasa_acceptor_release(acceptor, keys);
+            keys = kasa_acceptor_hold(acceptor);
+            gss_delete_sec_context(&m2, &st->gctx, GSS_C_NO_BUFFER);
+            gss_release_buffer(&m2, out);
+            gss_release_name(&m2, src);
+            cred = cred_for(keys, seen, &name);
+            major = accept_with(st, cred, tok, len, seen, src, mech, out, flags, minor);
+        }
+    }
+    *spn_out = !GSS_ERROR(major) && name != NULL ? strdup(name) : NULL;
+    kasa_acceptor_release(acceptor, keys);
     return major;
 }
 
@@ -571,7 +626,7 @@ static enum MHD_Result authenticate(struct MHD_Connection *c, kasa_ctx *kctx, st
     conn_reset(st, seen);
     /* A raw NTLMSSP token (the NTLM scheme) goes to gss-ntlmssp: MIT's mechglue knows it
      * by its "NTLMSSP" signature. */
-    major = accept_token(st, tok, len, seen, &src, &mech, &out, &flags, &minor);
+    major = accept_token(kctx, st, tok, len, seen, &src, &mech, &out, &flags, &minor, &spn);
     mname = mech_name(mech);
     if (*mname == '\0' && seen != NULL)
         mname = seen->inner;
@@ -618,7 +673,7 @@ static enum MHD_Result authenticate(struct MHD_Connection *c, kasa_ctx *kctx, st
     gss_release_buffer(&minor, &nb);
     /* Only for Kerberos: gss-ntlmssp 1.2 crashes (strdup(NULL)) when asked for the target
      * of an NTLM context, which has none. */
-    if (strcmp(mname, "Kerberos") == 0 &&
+    if (strcmp(mname, "Kerberos") == 0 && spn == NULL &&
         gss_inquire_context(&minor, st->gctx, NULL, &targ, NULL, NULL, NULL, NULL, NULL) ==
             GSS_S_COMPLETE &&
         gss_display_name(&minor, targ, &nb, NULL) == GSS_S_COMPLETE)
@@ -959,6 +1014,13 @@ static void tls_audit(gnutls_session_t session, const char *msg)
 
 static volatile sig_atomic_t reopen_logs;
 
+/* What the in-memory keys did (a reload, a file refused), in our log. */
+static void acceptor_log(void *data, int level, const char *msg)
+{
+    (void)data;
+    say_at(level, "%s", msg);
+}
+
 static void on_signal(int sig)
 {
     if (sig == SIGHUP)
@@ -1065,7 +1127,6 @@ int main(int argc, char **argv)
     const char *config = NULL;
     bool listen_set = false;
     unsigned threads;
-    OM_uint32 minor;
     long cores;
     int c;
 
@@ -1211,14 +1272,22 @@ int main(int argc, char **argv)
     }
     if (krb5_init_context(&words_kctx) != 0)
         words_kctx = NULL; /* gss_words() then falls back to GSS-API's words */
-    /* The array keytab as the default keytab: each accept looks the key up afresh, so a
-     * keytab kasad replaced (a roll) is used at the next request, and kasa-httpd can
-     * start before the member holds any key. NTLM's acceptor reads NTLM_USER_FILE, or,
-     * without one, asks the domain through winbindd. */
+    /* The array keytab's keys in memory, reloaded when kasad replaces the file (a roll);
+     * kasa-httpd can start before the member holds any key. The file is also the default
+     * keytab, for a ticket to a principal the keys do not hold: MIT then says why. NTLM's
+     * acceptor reads NTLM_USER_FILE, or, without one, asks the domain through winbindd. */
     {
         char ktname[4200];
+        kasa_ctx *actx = NULL;
         snprintf(ktname, sizeof(ktname), "FILE:%s", o.keytab);
         setenv("KRB5_KTNAME", ktname, 1);
+        if (kasa_ctx_new(&actx) != 0 || kasa_acceptor_open(actx, o.keytab, KASA_ACCEPTOR_WATCH,
+                                                           acceptor_log, NULL, &acceptor) != 0) {
+            fprintf(stderr, "kasa-httpd: %s\n", actx != NULL ? kasa_error(actx) : "out of memory");
+            kasa_ctx_free(actx);
+            return 1;
+        }
+        kasa_ctx_free(actx);
     }
     ntlm_by_domain = getenv("NTLM_USER_FILE") == NULL || *getenv("NTLM_USER_FILE") == '\0';
     memset(&hints, 0, sizeof(hints));
@@ -1329,6 +1398,12 @@ int main(int argc, char **argv)
             reopen_log(log_file, o.log);
             reopen_log(auth_log, o.auth_log);
             say("reopened the logs (SIGHUP)");
+            {
+                kasa_ctx *hctx = NULL;
+                if (kasa_ctx_new(&hctx) == 0)
+                    (void)kasa_acceptor_check(hctx, acceptor, true); /* says what it did */
+                kasa_ctx_free(hctx);
+            }
         }
     }
     kasa_notify("STOPPING=1");
@@ -1340,7 +1415,7 @@ int main(int argc, char **argv)
         kasa_zap(key_pem, strlen(key_pem));
         free(key_pem);
     }
-    gss_release_cred(&minor, &acceptor);
+    kasa_acceptor_close(acceptor);
     if (tls_bindings != GSS_C_NO_CHANNEL_BINDINGS)
         tlsbind_free(tls_bindings);
     if (o.pidfile != NULL)
