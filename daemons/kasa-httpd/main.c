@@ -1288,6 +1288,7 @@ int main(int argc, char **argv)
             return 1;
         }
         kasa_ctx_free(actx);
+        metrics_set_acceptor(acceptor);
     }
     ntlm_by_domain = getenv("NTLM_USER_FILE") == NULL || *getenv("NTLM_USER_FILE") == '\0';
     memset(&hints, 0, sizeof(hints));

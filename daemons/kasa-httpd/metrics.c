@@ -18,6 +18,7 @@
 
 #include <krb5/krb5.h>
 
+#include "kasa/acceptor.h"
 #include "kasa/kasa.h"
 #include "kasa/promtext.h"
 #include "metrics.h"
@@ -35,6 +36,7 @@ static atomic_ullong failures[MR_COUNT];
 static atomic_ullong replays;
 static time_t started;
 static const char *keytab_path;
+static kasa_acceptor *acceptor;
 static struct MHD_Daemon *daemon_;
 
 /* The most a scrape lists, and the largest request body it reads (and drops). */
@@ -64,6 +66,29 @@ struct kvno_of {
     char *principal;
     krb5_kvno kvno;
 };
+
+/* The keys the accept path holds in memory (kasa/acceptor.h). */
+static void put_keys(FILE *f)
+{
+    kasa_accept_info info;
+
+    if (acceptor == NULL)
+        return;
+    kasa_acceptor_info(acceptor, &info);
+    kasa_prom_family(f, "kasa_httpd_keys_entries", "gauge",
+                     "Keytab entries the accept path holds in memory.");
+    fprintf(f, "kasa_httpd_keys_entries %zu\n", info.entries);
+    kasa_prom_family(f, "kasa_httpd_keys_kvno", "gauge",
+                     "The highest key version the keys in memory hold (0: none).");
+    fprintf(f, "kasa_httpd_keys_kvno %u\n", info.max_kvno);
+    kasa_prom_family(f, "kasa_httpd_keys_reloads_total", "counter",
+                     "Times the array keytab was loaded into memory (the first load counts).");
+    fprintf(f, "kasa_httpd_keys_reloads_total %lu\n", info.reloads);
+    kasa_prom_family(f, "kasa_httpd_keytab_refused_total", "counter",
+                     "Keytab files refused (truncated, not a keytab, no keys): the last good "
+                     "keys stayed in use.");
+    fprintf(f, "kasa_httpd_keytab_refused_total %lu\n", info.refused);
+}
 
 /* The highest kvno of each principal in the keytab; nothing when it cannot be read
  * (kasad has not written it yet). Entries are freed at once: their keys are never kept. */
@@ -157,6 +182,7 @@ static char *exposition(size_t *len)
     fprintf(f, "kasa_httpd_replays_total %llu\n",
             atomic_load_explicit(&replays, memory_order_relaxed));
     put_keytab(f);
+    put_keys(f);
     kasa_prom_family(f, "kasa_httpd_start_time_seconds", "gauge",
                      "When kasa-httpd started, in seconds since the epoch.");
     fprintf(f, "kasa_httpd_start_time_seconds %lld\n", (long long)started);
@@ -170,6 +196,11 @@ static char *exposition(size_t *len)
         return NULL;
     }
     return buf;
+}
+
+void metrics_set_acceptor(kasa_acceptor *a)
+{
+    acceptor = a;
 }
 
 int metrics_start(const char *listen, unsigned port, const char *keytab, MHD_LogCallback log)

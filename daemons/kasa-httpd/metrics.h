@@ -31,6 +31,10 @@ void metrics_count(const char *mechanism, bool ok, enum metrics_reason why);
  * Says why on stderr and returns non-zero when it cannot listen. */
 int metrics_start(const char *listen, unsigned port, const char *keytab, MHD_LogCallback log);
 
+/* The keys in memory, reported at each scrape (reloads, files refused, what is held). */
+struct kasa_acceptor;
+void metrics_set_acceptor(struct kasa_acceptor *a);
+
 void metrics_stop(void);
 
 #endif

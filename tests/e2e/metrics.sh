@@ -129,7 +129,12 @@ F='kasa_httpd_authentication_failures_total'
 check "a first scrape, and promtool check metrics passes it" scrape
 check "Content-Type: text/plain; version=0.0.4; charset=utf-8" \
 	grep -qi '^Content-Type: text/plain; version=0.0.4; charset=utf-8' "$T_WORK/h$N"
-check "every counter starts at 0" sh -c "! grep '_total' '$T_WORK/s$N' | grep -v '^#' | grep -qv ' 0\$'"
+check "every counter starts at 0 (but the first load of the keys)" sh -c \
+	"! grep '_total' '$T_WORK/s$N' | grep -v '^#' | grep -v '^kasa_httpd_keys_reloads_total ' | grep -qv ' 0\$'"
+check "the keys were loaded once, all of them, none refused" sh -c \
+	"grep -q '^kasa_httpd_keys_reloads_total 1\$' '$T_WORK/s$N' &&
+	 grep -q \"^kasa_httpd_keys_entries \$(klist -k '$T_WORK/http.keytab' | grep -c '@')\\\$\" '$T_WORK/s$N' &&
+	 grep -q '^kasa_httpd_keytab_refused_total 0\$' '$T_WORK/s$N'"
 check "each metric has HELP and TYPE" sh -c "for m in ${A} ${F} kasa_httpd_replays_total kasa_httpd_keytab_kvno \
 	kasa_httpd_keytab_mtime_seconds kasa_httpd_start_time_seconds kasa_httpd_build_info; do
 	grep -q \"^# HELP \$m \" '$T_WORK/s$N' && grep -q \"^# TYPE \$m \" '$T_WORK/s$N' || exit 1; done"
