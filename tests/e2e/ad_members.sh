@@ -3,7 +3,9 @@
 # computer account and a host keytab from the domain, then the seed's ASA and SPNs, an
 # array, and rolls, checked with MIT's klist -k and kvno against Samba's KDC and with
 # msDS-KeyVersionNumber read from AD's own database. A member down leaves AD's kvno as
-# it was.
+# it was. The members share their replay cache in the lab's Redis: a Kerberos login one
+# member accepted (with the keys in memory, for an SPN AD holds in lower case) is refused
+# when replayed to another.
 . "$(dirname "$0")/lib.sh"
 
 ARRAY=outlook.proseware.lab
@@ -11,7 +13,7 @@ ASA='CASARRAY-ASA$'
 SPNS="http/outlook.proseware.lab HTTP/outlook.proseware.lab exchangeMDB/outlook exchangeMDB/outlook.proseware.lab"
 N=3
 
-lab_up --ad --members $N
+lab_up --ad --members $N --replay redis
 SAM="$LAB/ad/private/sam.ldb"
 "$KASA" lab status --dir "$LAB" --json >"$T_WORK/lab.json"
 member() { python3 -c 'import json,sys; m=json.load(open(sys.argv[1]))["members"][int(sys.argv[2])-1]; print(m[sys.argv[3]])' "$T_WORK/lab.json" "$1" "$2"; }
@@ -83,6 +85,28 @@ for i in $(seq $N); do
 done
 every_member_decrypts "$next"
 expect 0 "status: all OK after the second roll" "$KASA" status $ARRAY
+
+# Kerberos logins on AD: the members' kasa-httpd hold the keys in memory, find the key of
+# http/outlook (as AD holds it) for a ticket to HTTP/outlook (as curl asks), and share
+# one replay cache in Redis.
+HP1=$(member 1 http | python3 -c 'import ast,sys; print(ast.literal_eval(sys.stdin.read())["port"])')
+HP2=$(member 2 http | python3 -c 'import ast,sys; print(ast.literal_eval(sys.stdin.read())["port"])')
+kdestroy -q 2>/dev/null
+kinit -k -t "$LAB/alice.keytab" alice@PROSEWARE.LAB >/dev/null 2>&1
+curl -s -v --negotiate -u : --resolve "$ARRAY:$HP1:$(member 1 address)" "http://$ARRAY:$HP1/whoami" \
+	>"$T_WORK/who" 2>"$T_WORK/v.err"
+check "cas1 accepts alice by Kerberos" grep -q "^alice@PROSEWARE.LAB Kerberos" "$T_WORK/who"
+check "a ticket to HTTP/outlook at kvno $next" \
+	grep -q "\"HTTP/outlook.proseware.lab@PROSEWARE.LAB\",\"Kerberos\",\"$next\"" "$LAB/cas1/auth.log"
+check "where the keytab names it http/outlook, as AD holds it" sh -c \
+	"klist -k '$(member 1 managed_keytab)' | grep -q ' http/outlook.proseware.lab@' &&
+	 ! klist -k '$(member 1 managed_keytab)' | grep -q ' HTTP/outlook.proseware.lab@'"
+check "cas1 loaded its keys into memory" grep -q "keys loaded from $(member 1 managed_keytab)" "$LAB/cas1/httpd.log"
+TOKEN=$(sed -n 's/^> Authorization: \(Negotiate .*\)\r*$/\1/p' "$T_WORK/v.err" | tr -d '\r' | head -1)
+check "the same token replayed to cas2: 401" test "$(curl -s -o /dev/null -w '%{http_code}' \
+	--resolve "$ARRAY:$HP2:$(member 2 address)" -H "Authorization: $TOKEN" "http://$ARRAY:$HP2/whoami")" = 401
+check "cas2 says the array's replay cache saw it" \
+	grep -q "Request is a replay (the array's replay cache: seen by a member before)" "$LAB/cas2/auth.log"
 
 # The ASA's keys are kasa's alone: Change Password is denied to SELF and Everyone on it
 # (AD's "User cannot change password"), so a copy of a member's keytab cannot change the

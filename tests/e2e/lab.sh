@@ -78,6 +78,12 @@ expect 2 "a path with a space is refused" "$KASA" lab up --dir "$T_WORK/a b"
 expect 2 "lab up with an operand" "$KASA" lab up extra
 expect 2 "lab up with an unknown option" "$KASA" lab up --members
 expect 2 "lab without a verb" "$KASA" lab
+for a in "" "--ad"; do
+	expect 2 "lab up $a --replay memcached is refused" "$KASA" lab up $a --dir "$T_WORK/r" --replay memcached
+	err_one_line "one line on stderr"
+	err_has "--replay takes local or redis" "saying what it takes"
+	check "and makes nothing" test ! -e "$T_WORK/r"
+done
 expect 0 "lab --help" "$KASA" lab --help
 out_has "kasa lab up" "help shows the verbs"
 

@@ -32,7 +32,7 @@
 
 static const char help_group[] =
     "usage: kasa lab up [--dir DIR] [--realm REALM] [--members N] [--replay redis]\n"
-    "       kasa lab up --ad [--dir DIR] [--members N]\n"
+    "       kasa lab up --ad [--dir DIR] [--members N] [--replay redis]\n"
     "       kasa lab down [--dir DIR]\n"
     "       kasa lab member stop|start NAME [--dir DIR]\n"
     "       kasa lab env [--dir DIR]\n"
@@ -980,13 +980,17 @@ static int write_ntlm_users(struct cli *cli, const struct lab *lab)
  * password, saving nothing to disk; its configuration (which holds the password) 0600 in
  * DIR/redis.
  */
-static int lab_start_redis(struct cli *cli, struct lab *lab)
+int lab_start_redis(struct cli *cli, struct lab *lab, bool new)
 {
     char dir[LAB_PATH_MAX + 16], conf[LAB_PATH_MAX + 32], out[LAB_PATH_MAX + 32], text[2048];
     char pw[128];
     const char *argv[] = {"redis-server", conf, NULL};
     int st;
 
+    if (new && lab->redis_port == 0 && proc_free_ports(LAB_ADDR, &lab->redis_port, 1) != 0) {
+        cli_say(cli, "no free port for Redis on " LAB_ADDR);
+        return EXIT_FAILED;
+    }
     if (lab->redis_port == 0 || proc_alive(&lab->redis))
         return 0;
     snprintf(dir, sizeof(dir), "%s/redis", lab->dir);
@@ -1108,13 +1112,8 @@ static int lab_up(struct cli *cli, int argc, char **argv)
     }
     if (!st)
         st = write_ntlm_users(cli, &lab);
-    if (!st && replay_redis && lab.redis_port == 0 &&
-        proc_free_ports(LAB_ADDR, &lab.redis_port, 1) != 0) {
-        cli_say(cli, "no free port for Redis on " LAB_ADDR);
-        st = EXIT_FAILED;
-    }
     if (!st)
-        st = lab_start_redis(cli, &lab);
+        st = lab_start_redis(cli, &lab, replay_redis);
     for (int i = 0; !st && i < lab.n_members; i++)
         st = lab_start_member(cli, &lab, i);
     if (!st)

@@ -710,7 +710,8 @@ static int start_samba(struct cli *cli, struct ad_lab *lab)
     return EXIT_FAILED;
 }
 
-static int parse_up(struct cli *cli, int argc, char **argv, const char **dir, int *members)
+static int parse_up(struct cli *cli, int argc, char **argv, const char **dir, int *members,
+                    bool *redis)
 {
     char *end;
     long v;
@@ -718,6 +719,7 @@ static int parse_up(struct cli *cli, int argc, char **argv, const char **dir, in
         {"dir", required_argument, NULL, 'd'},
         {"ad", no_argument, NULL, 'A'},
         {"members", required_argument, NULL, 'm'},
+        {"replay", required_argument, NULL, 'R'},
         {NULL, 0, NULL, 0},
     };
     int c;
@@ -725,7 +727,7 @@ static int parse_up(struct cli *cli, int argc, char **argv, const char **dir, in
     while ((c = cli_getopt(cli, argc, argv, "d:", opts, NULL)) != -1) {
         switch (c) {
         case 'h':
-            fputs("usage: kasa lab up --ad [--dir DIR] [--members N]\n"
+            fputs("usage: kasa lab up --ad [--dir DIR] [--members N] [--replay redis]\n"
                   "\n"
                   "Start a throwaway Samba AD domain " AD_REALM " (NetBIOS " AD_NETBIOS ")\n"
                   "on " AD_ADDR " in DIR (default ./lab): samba with its KDC, kpasswd and\n"
@@ -734,7 +736,9 @@ static int parse_up(struct cli *cli, int argc, char **argv, const char **dir, in
                   "adds " AD_ADDR " to lo, and kasa lab down removes it again.\n"
                   "With --members N: N array members cas1.. (computer accounts with\n"
                   "host keytabs, kasad and kasa-httpd on 127.0.0.11..) and HAProxy on\n"
-                  "127.0.0.10, as in the MIT lab; their kasad trusts Administrator.\n",
+                  "127.0.0.10, as in the MIT lab; their kasad trusts Administrator.\n"
+                  "With --replay redis: the members' kasa-httpd share their replay cache\n"
+                  "in a Redis of the lab's on 127.0.0.1, with a password (DIR/redis).\n",
                   stdout);
             return -1;
         case 'd':
@@ -750,6 +754,11 @@ static int parse_up(struct cli *cli, int argc, char **argv, const char **dir, in
                 return cli_usage(cli, "--members takes a number from 0 to %d", LAB_MAX_MEMBERS);
             *members = (int)v;
             break;
+        case 'R':
+            if (strcmp(optarg, "redis") != 0 && strcmp(optarg, "local") != 0)
+                return cli_usage(cli, "--replay takes local or redis");
+            *redis = strcmp(optarg, "redis") == 0;
+            break;
         default:
             return EXIT_USAGE;
         }
@@ -763,8 +772,9 @@ int lab_ad_up(struct cli *cli, int argc, char **argv)
     struct ad_lab lab;
     char path[AD_PATH_MAX];
     int st, n_members = -1;
+    bool redis = false;
 
-    st = parse_up(cli, argc, argv, &dir, &n_members);
+    st = parse_up(cli, argc, argv, &dir, &n_members, &redis);
     if (st)
         return st < 0 ? EXIT_OK : st;
     memset(&lab, 0, sizeof(lab));
@@ -775,6 +785,9 @@ int lab_ad_up(struct cli *cli, int argc, char **argv)
         if (n_members >= 0 && n_members != lab.array.n_members)
             return cli_usage(cli, "the AD lab in %s has %d members; --members cannot change that",
                              lab.dir, lab.array.n_members);
+        if (redis && lab.array.redis_port == 0)
+            return cli_usage(cli, "the AD lab in %s has no Redis; --replay redis needs a new lab",
+                             lab.dir);
         if (proc_alive(&lab.samba) && lab_members_alive(&lab.array)) {
             printf("AD lab " AD_REALM " already runs in %s (samba pid %d, %d member%s)\n", lab.dir,
                    (int)lab.samba.pid, lab.array.n_members, lab.array.n_members == 1 ? "" : "s");
@@ -818,6 +831,7 @@ int lab_ad_up(struct cli *cli, int argc, char **argv)
         if (st)
             goto fail;
     }
+    st = lab_start_redis(cli, &lab.array, redis);
     for (int i = 0; !st && i < lab.array.n_members; i++)
         st = lab_start_member(cli, &lab.array, i);
     if (!st)
@@ -839,6 +853,9 @@ int lab_ad_up(struct cli *cli, int argc, char **argv)
     if (lab.array.n_members > 0)
         printf("  HAProxy  127.0.0.10:%d (pid %d), the array's name in front of them\n",
                lab.array.balancer_port, (int)lab.array.balancer.pid);
+    if (lab.array.redis_port > 0)
+        printf("  Redis    127.0.0.1:%d (pid %d), the members' shared replay cache\n",
+               lab.array.redis_port, (int)lab.array.redis.pid);
     printf("  admin: Administrator@" AD_REALM " (%s/admin.keytab)\n"
            "  test user alice: %s/alice.keytab, %s/alice.password\n"
            "point this shell at it: eval \"$(kasa lab env --dir %s)\"\n",

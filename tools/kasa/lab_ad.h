@@ -74,6 +74,10 @@ int lab_create_member(struct cli *cli, struct lab *lab, int i, lab_host_key_fn h
 /* From lab.c: start member i's kasad and kasa-httpd, whichever does not run. */
 int lab_start_member(struct cli *cli, struct lab *lab, int i);
 
+/* From lab.c: start the lab's Redis (the members' shared replay cache) when the lab has
+ * one (redis_port > 0) and it does not run; with new, first choose its port. */
+int lab_start_redis(struct cli *cli, struct lab *lab, bool new);
+
 /* From lab.c: start HAProxy in front of the members unless it runs. */
 int lab_start_balancer(struct cli *cli, struct lab *lab);
 
