@@ -39,7 +39,7 @@
 
 struct princ {
     char *name;
-    gss_cred_id_t cred;
+    gss_cred_id_t *creds; /* copies of them */
 };
 
 struct kasa_accept_keys {
@@ -47,7 +47,7 @@ struct kasa_accept_keys {
     char ktname[96];            /* the MEMORY keytab, "" when there are no keys */
     size_t n_princs, n_entries; /* principals (each with its credential), keytab entries */
     struct princ *princs;
-    unsigned max_kvno;
+    unsigned max_kvno, copies;
     unsigned long generation;
 };
 
@@ -64,6 +64,7 @@ struct kasa_acceptor {
     char *path, *dir, *base;
     kasa_acceptor_log_fn log;
     void *log_data;
+    unsigned copies;
     pthread_mutex_t lock; /* cur, counters */
     kasa_accept_keys *cur;
     unsigned long reloads, refused;
@@ -167,7 +168,9 @@ static void free_keys(kasa_accept_keys *k)
         return;
     /* The credentials first: they hold the MEMORY keytab open. */
     for (size_t i = 0; i < k->n_princs; i++) {
-        gss_release_cred(&minor, &k->princs[i].cred);
+        for (unsigned c = 0; k->princs[i].creds != NULL && c < k->copies; c++)
+            gss_release_cred(&minor, &k->princs[i].creds[c]);
+        free(k->princs[i].creds);
         free(k->princs[i].name);
     }
     free(k->princs);
@@ -311,9 +314,11 @@ static long copy_entries(kasa_ctx *ctx, kasa_acceptor *a, int fd, krb5_keytab me
                 } else {
                     k->princs = p;
                     p[k->n_princs].name = pname;
-                    p[k->n_princs].cred = GSS_C_NO_CREDENTIAL;
+                    p[k->n_princs].creds = calloc(k->copies, sizeof(gss_cred_id_t));
                     k->n_princs++;
                     pname = NULL;
+                    if (p[k->n_princs - 1].creds == NULL)
+                        kret = ENOMEM;
                 }
             }
         }
@@ -348,9 +353,9 @@ static long acquire_creds(kasa_ctx *ctx, kasa_accept_keys *k)
         gss_buffer_desc nb = {strlen(k->princs[i].name), k->princs[i].name};
         gss_name_t name = GSS_C_NO_NAME;
         major = gss_import_name(&minor, &nb, GSS_KRB5_NT_PRINCIPAL_NAME, &name);
-        if (!GSS_ERROR(major))
+        for (unsigned c = 0; !GSS_ERROR(major) && c < k->copies; c++)
             major = gss_acquire_cred_from(&minor, name, GSS_C_INDEFINITE, &set, GSS_C_ACCEPT,
-                                          &store, &k->princs[i].cred, NULL, NULL);
+                                          &store, &k->princs[i].creds[c], NULL, NULL);
         gss_release_name(&minor, &name);
         if (GSS_ERROR(major))
             return kasa_set_error(ctx, KASA_ERR_KEYTAB,
@@ -394,6 +399,7 @@ static long load(kasa_ctx *ctx, kasa_acceptor *a, const struct ident *now, kasa_
         goto cleanup;
     }
     k->refs = 1;
+    k->copies = a->copies;
     memory_keytab_name(k->ktname, sizeof(k->ktname), a);
     kret = krb5_kt_resolve(a->kc, k->ktname, &mem);
     if (kret != 0) {
@@ -512,8 +518,8 @@ static void *watch(void *arg)
     return NULL;
 }
 
-long kasa_acceptor_open(kasa_ctx *ctx, const char *path, unsigned flags, kasa_acceptor_log_fn log,
-                        void *log_data, kasa_acceptor **out)
+long kasa_acceptor_open(kasa_ctx *ctx, const char *path, unsigned flags, unsigned copies,
+                        kasa_acceptor_log_fn log, void *log_data, kasa_acceptor **out)
 {
     kasa_acceptor *a = NULL;
     const char *slash;
@@ -523,10 +529,14 @@ long kasa_acceptor_open(kasa_ctx *ctx, const char *path, unsigned flags, kasa_ac
     *out = NULL;
     if (path == NULL || *path == '\0' || strlen(path) >= PATH_MAX)
         return kasa_set_error(ctx, KASA_ERR_USAGE, "no keytab file name");
+    if (copies < 1 || copies > 256)
+        return kasa_set_error(ctx, KASA_ERR_USAGE, "%u credentials per principal: 1 to 256",
+                              copies);
     a = calloc(1, sizeof(*a));
     if (a == NULL)
         return kasa_set_error(ctx, KASA_ERR_NOMEM, NULL);
     a->ino_fd = a->wake[0] = a->wake[1] = -1;
+    a->copies = copies;
     a->log = log;
     a->log_data = log_data;
     pthread_mutex_init(&a->lock, NULL);
@@ -543,6 +553,7 @@ long kasa_acceptor_open(kasa_ctx *ctx, const char *path, unsigned flags, kasa_ac
         goto cleanup;
     }
     a->cur->refs = 1;
+    a->cur->copies = copies;
     kret = krb5_init_context(&a->kc);
     if (kret != 0) {
         a->kc = NULL;
@@ -630,6 +641,17 @@ void kasa_acceptor_release(kasa_acceptor *a, kasa_accept_keys *k)
     free_keys(old);
 }
 
+/* This thread's copy of a credential: threads take slots in turn, once each. */
+static unsigned thread_slot(void)
+{
+    static atomic_uint next;
+    static _Thread_local unsigned slot = UINT_MAX;
+
+    if (slot == UINT_MAX)
+        slot = atomic_fetch_add(&next, 1) % 65536;
+    return slot;
+}
+
 gss_cred_id_t kasa_accept_keys_find(const kasa_accept_keys *k, const char *principal,
                                     const char **name_out)
 {
@@ -651,7 +673,7 @@ gss_cred_id_t kasa_accept_keys_find(const kasa_accept_keys *k, const char *princ
         return GSS_C_NO_CREDENTIAL;
     if (name_out != NULL)
         *name_out = p->name;
-    return p->cred;
+    return p->creds[thread_slot() % k->copies];
 }
 
 gss_cred_id_t kasa_accept_keys_cred(const kasa_accept_keys *k, const char *principal)

@@ -1272,6 +1272,14 @@ int main(int argc, char **argv)
     }
     if (krb5_init_context(&words_kctx) != 0)
         words_kctx = NULL; /* gss_words() then falls back to GSS-API's words */
+    /* epoll, not select(): no FD_SETSIZE ceiling; a thread per core, so one slow
+     * accept (a replay cache on a slow disk) does not stall everyone. */
+    cores = sysconf(_SC_NPROCESSORS_ONLN);
+    threads = o.num[N_THREADS].value != 0 ? o.num[N_THREADS].value
+                                          : (unsigned)(cores > 0 && cores <= 256 ? cores : 1);
+    fit_descriptors(threads);
+    if (threads > o.num[N_CONN_LIMIT].value / 2)
+        threads = o.num[N_CONN_LIMIT].value / 2;
     /* The array keytab's keys in memory, reloaded when kasad replaces the file (a roll);
      * kasa-httpd can start before the member holds any key. The file is also the default
      * keytab, for a ticket to a principal the keys do not hold: MIT then says why. NTLM's
@@ -1281,8 +1289,11 @@ int main(int argc, char **argv)
         kasa_ctx *actx = NULL;
         snprintf(ktname, sizeof(ktname), "FILE:%s", o.keytab);
         setenv("KRB5_KTNAME", ktname, 1);
-        if (kasa_ctx_new(&actx) != 0 || kasa_acceptor_open(actx, o.keytab, KASA_ACCEPTOR_WATCH,
-                                                           acceptor_log, NULL, &acceptor) != 0) {
+        /* A credential per serving thread: MIT locks one through each accept. */
+        if (kasa_ctx_new(&actx) != 0 ||
+            kasa_acceptor_open(actx, o.keytab, KASA_ACCEPTOR_WATCH,
+                               threads > 1 ? (threads > 256 ? 256 : threads) : 1, acceptor_log,
+                               NULL, &acceptor) != 0) {
             fprintf(stderr, "kasa-httpd: %s\n", actx != NULL ? kasa_error(actx) : "out of memory");
             kasa_ctx_free(actx);
             return 1;
@@ -1319,14 +1330,6 @@ int main(int argc, char **argv)
     /* GnuTLS's own complaints go where ours go. */
     gnutls_global_set_audit_log_function(tls_audit);
 
-    /* epoll, not select(): no FD_SETSIZE ceiling; a thread per core, so one slow
-     * accept (a replay cache on a slow disk) does not stall everyone. */
-    cores = sysconf(_SC_NPROCESSORS_ONLN);
-    threads = o.num[N_THREADS].value != 0 ? o.num[N_THREADS].value
-                                          : (unsigned)(cores > 0 && cores <= 256 ? cores : 1);
-    fit_descriptors(threads);
-    if (threads > o.num[N_CONN_LIMIT].value / 2)
-        threads = o.num[N_CONN_LIMIT].value / 2;
     /* The logger first, or libmicrohttpd says so on stderr. */
     ops[n_ops++] = (struct MHD_OptionItem){MHD_OPTION_EXTERNAL_LOGGER, (intptr_t)mhd_log, NULL};
     if (o.proxy_from == NULL) /* else proxy.c listens, and hands connections over */

@@ -39,8 +39,10 @@ typedef void (*kasa_acceptor_log_fn)(void *data, int level, const char *msg);
 #define KASA_ACCEPTOR_WATCH 0x1 /* a thread that reloads on change (else: kasa_acceptor_check) */
 
 /* Open the acceptor for the keytab at path and load it if it exists (a keytab kasad has
- * not written yet is not an error: there are no keys until it appears). */
-KASA_API long kasa_acceptor_open(kasa_ctx *ctx, const char *path, unsigned flags,
+ * not written yet is not an error: there are no keys until it appears). copies: how many
+ * credentials per principal (1 to 256), one for each thread that accepts at the same
+ * time: MIT holds a credential's lock through each accept. */
+KASA_API long kasa_acceptor_open(kasa_ctx *ctx, const char *path, unsigned flags, unsigned copies,
                                  kasa_acceptor_log_fn log, void *log_data, kasa_acceptor **out);
 KASA_API void kasa_acceptor_close(kasa_acceptor *a);
 
@@ -56,8 +58,8 @@ KASA_API void kasa_acceptor_release(kasa_acceptor *a, kasa_accept_keys *k);
 
 /* The acceptor credential for tickets to principal ("service/host@REALM", as the ticket
  * names it; the same name in another case, as Active Directory's KDC issues them, is the
- * same principal), or GSS_C_NO_CREDENTIAL when the keys hold no such principal. Valid
- * while k is held. */
+ * same principal), or GSS_C_NO_CREDENTIAL when the keys hold no such principal: the
+ * calling thread's copy. Valid while k is held. */
 KASA_API gss_cred_id_t kasa_accept_keys_cred(const kasa_accept_keys *k, const char *principal);
 
 /* The same, and the principal's name as the keys hold it (what MIT's context names as the

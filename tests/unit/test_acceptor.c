@@ -144,7 +144,7 @@ static void load_reload_and_keep(void **state)
     unlink(path);
     n_said = 0;
     /* No keytab yet: no keys, no error. */
-    assert_int_equal(kasa_acceptor_open(ctx, path, 0, on_log, NULL, &a), 0);
+    assert_int_equal(kasa_acceptor_open(ctx, path, 0, 2, on_log, NULL, &a), 0);
     kasa_acceptor_info(a, &info);
     assert_int_equal(info.entries, 0);
     assert_int_equal(info.generation, 0);
@@ -251,7 +251,7 @@ static void watch_sees_rename(void **state)
 
     (void)state;
     write_keytab(seed_princs, 1, 1);
-    assert_int_equal(kasa_acceptor_open(ctx, path, KASA_ACCEPTOR_WATCH, NULL, NULL, &a), 0);
+    assert_int_equal(kasa_acceptor_open(ctx, path, KASA_ACCEPTOR_WATCH, 1, NULL, NULL, &a), 0);
     kasa_acceptor_info(a, &info);
     assert_int_equal(info.generation, 1);
     write_keytab(seed_princs, 3, 4);
@@ -272,7 +272,10 @@ static void bad_arguments(void **state)
     kasa_acceptor *a = (kasa_acceptor *)1;
 
     (void)state;
-    assert_int_equal(kasa_acceptor_open(ctx, "", 0, NULL, NULL, &a), KASA_ERR_USAGE);
+    assert_int_equal(kasa_acceptor_open(ctx, "", 0, 1, NULL, NULL, &a), KASA_ERR_USAGE);
+    assert_null(a);
+    assert_int_equal(kasa_acceptor_open(ctx, path, 0, 0, NULL, NULL, &a), KASA_ERR_USAGE);
+    assert_int_equal(kasa_acceptor_open(ctx, path, 0, 257, NULL, NULL, &a), KASA_ERR_USAGE);
     assert_null(a);
     assert_true(kasa_accept_keys_cred(NULL, "x") == GSS_C_NO_CREDENTIAL);
 }
