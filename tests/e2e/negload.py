@@ -4,7 +4,11 @@ Kerberos token for HTTP@NAME (python3-gssapi, from the ccache in KRB5CCNAME) and
 GET /whoami with it to ADDRESS:PORT, one request after another, until the file STOP
 exists. Each request is a new authentication (a new authenticator, a new connection).
 
-  negload.py ADDRESS PORT NAME STOP THREADS
+  negload.py ADDRESS PORT NAME STOP THREADS [KEYTAB]
+
+With KEYTAB (the client's), each request starts from nothing: a new memory ccache, a TGT
+and a service ticket from the KDC, so it uses the kvno the KDC issues at that moment (a
+roll's new one as soon as it is committed). Without, the tickets in KRB5CCNAME are used.
 
 Prints one JSON line at the end: requests, ok (200 with "Kerberos"), failed (anything
 else, with the first few reasons). Exit 0 when it ran.
@@ -23,15 +27,22 @@ SPNEGO = gssapi.OID.from_int_seq("1.3.6.1.5.5.2")  # what browsers and curl send
 
 def main():
     addr, port, name, stop, threads = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], int(sys.argv[5])
+    keytab = sys.argv[6] if len(sys.argv) > 6 else None
     target = gssapi.Name("HTTP@" + name, gssapi.NameType.hostbased_service)
     lock = threading.Lock()
     totals = {"requests": 0, "ok": 0, "failed": 0, "reasons": []}
 
-    def client():
+    def client(n):
+        i = 0
         while not os.path.exists(stop):
             why = None
+            i += 1
             try:
-                ctx = gssapi.SecurityContext(name=target, usage="initiate", mech=SPNEGO)
+                creds = None
+                if keytab:
+                    creds = gssapi.Credentials(usage="initiate", store={
+                        "client_keytab": keytab, "ccache": f"MEMORY:negload-{n}-{i}"})
+                ctx = gssapi.SecurityContext(name=target, usage="initiate", mech=SPNEGO, creds=creds)
                 token = ctx.step()
                 conn = http.client.HTTPConnection(addr, port, timeout=20)
                 conn.request("GET", "/whoami", headers={
@@ -52,7 +63,7 @@ def main():
                     if len(totals["reasons"]) < 5:
                         totals["reasons"].append(why)
 
-    workers = [threading.Thread(target=client) for _ in range(threads)]
+    workers = [threading.Thread(target=client, args=(n,)) for n in range(threads)]
     for w in workers:
         w.start()
     for w in workers:
