@@ -553,6 +553,7 @@ static bool replay_refused(kasa_ctx *kctx, const kasa_token_info *seen, char *wh
     static _Atomic long long said;
     long long now = (long long)time(NULL), last = atomic_load(&said);
     long r = kasa_replay_check(kctx, replay, seen->auth_digest);
+    bool own = !kasa_replay_shared(replay); /* whose cache answered */
 
     if (r == KASA_ERR_REPLAY_STORE) {
         if (now - last >= 60 && atomic_compare_exchange_strong(&said, &last, now))
@@ -568,11 +569,12 @@ static bool replay_refused(kasa_ctx *kctx, const kasa_token_info *seen, char *wh
             return true;
         }
         r = kasa_replay_check_local(kctx, replay, seen->auth_digest);
+        own = true;
     }
     if (r == KASA_ERR_REPLAY) {
         snprintf(why, len, "Request is a replay (%s)",
-                 kasa_replay_shared(replay) ? "the array's replay cache: seen by a member before"
-                                            : "seen by this member before");
+                 own ? "seen by this member before"
+                     : "the array's replay cache: seen by a member before");
         return true;
     }
     return false;
