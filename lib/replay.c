@@ -253,5 +253,8 @@ long kasa_replay_check(kasa_ctx *ctx, kasa_replay *r, const unsigned char digest
     if (ret == -1)
         return kasa_set_error(ctx, KASA_ERR_REPLAY_STORE, "Redis at %s:%d: %s", r->host, r->port,
                               why);
+    /* Kept here too: should Redis go away, the fallback to this member's own cache
+     * (replay_cache_failure = local) still knows what this member accepted just before. */
+    (void)kasa_replay_check_local(ctx, r, digest);
     return 0;
 }

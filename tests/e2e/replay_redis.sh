@@ -49,6 +49,30 @@ check "replayed to cas1: refused" test "$(send 1 "$TOKEN")" = 401
 check "Redis holds the authenticator's key, with its expiry" sh -c \
 	"REDISCLI_AUTH=\$(cat '$LAB/redis/password') redis-cli -h 127.0.0.1 -p $RPORT --scan --pattern 'kasa:rc:*' | grep -q ."
 
+# The other policy, replay_cache_failure = local: a kasa-httpd of our own on cas2's keytab
+# and the lab's Redis URL (from cas2's 0600 file, never on a command line). A login to it
+# while Redis runs; then Redis stops.
+LP=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.12",0)); print(s.getsockname()[1])')
+(cat "$LAB/cas2/kasa-httpd.conf"; printf '\treplay_cache_failure = local\n') >"$T_WORK/local.conf"
+chmod 600 "$T_WORK/local.conf"
+"$KASA_HTTPD" --config "$T_WORK/local.conf" --keytab "$LAB/cas2/array.keytab" --member fallback \
+	--listen 127.0.0.12 --port "$LP" --auth-log "$T_WORK/f.auth" --log "$T_WORK/f.log" \
+	--pidfile "$T_WORK/f.pid" >/dev/null 2>&1 &
+FPID=$!
+trap 'kill $FPID 2>/dev/null; cleanup' EXIT
+eventually test -s "$T_WORK/f.pid"
+# flogin: a fresh login to our kasa-httpd; its token in $T_WORK/f.tok.
+flogin() {
+	curl -s -v --negotiate -u : --resolve "$ARRAY:$LP:127.0.0.12" "http://$ARRAY:$LP/whoami" \
+		2>"$T_WORK/f.err" >"$T_WORK/f.out"
+	sed -n 's/^> Authorization: \(Negotiate .*\)\r*$/\1/p' "$T_WORK/f.err" | tr -d '\r' | head -1 >"$T_WORK/f.tok"
+}
+fsend() { curl -s -o /dev/null -w '%{http_code}' --resolve "$ARRAY:$LP:127.0.0.12" \
+	-H "Authorization: $(cat "$T_WORK/f.tok")" "http://$ARRAY:$LP/whoami"; }
+flogin
+check "a login to our kasa-httpd (Redis up)" grep -q "alice@PROSEWARE.LAB Kerberos" "$T_WORK/f.out"
+cp "$T_WORK/f.tok" "$T_WORK/f0.tok"
+
 # Redis stopped mid-traffic: the default policy refuses, and says so.
 kill "$(jq1 'd["redis"]["pid"]')"
 eventually sh -c "! ss -Htln | grep -q '127.0.0.1:$RPORT '"
@@ -59,30 +83,20 @@ check "and the auth log says why" grep -q "the array's replay cache cannot be re
 check "and its log says it, as an error" grep -q "the array's replay cache cannot be reached" "$LAB/cas2/httpd.log"
 check "cas2's kasa-httpd still runs" kill -0 "$(jq1 'd["members"][1]["http"]["pid"]')"
 
-# The other policy, replay_cache_failure = local: a kasa-httpd of our own on cas2's keytab
-# and the lab's Redis URL (from cas2's 0600 file, never on a command line), Redis still
-# down: logins go on against its own cache, which still refuses a replay to it, and the
-# log says so loudly.
-LP=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.12",0)); print(s.getsockname()[1])')
-(cat "$LAB/cas2/kasa-httpd.conf"; printf '\treplay_cache_failure = local\n') >"$T_WORK/local.conf"
-chmod 600 "$T_WORK/local.conf"
-"$KASA_HTTPD" --config "$T_WORK/local.conf" --keytab "$LAB/cas2/array.keytab" --member fallback \
-	--listen 127.0.0.12 --port "$LP" --auth-log "$T_WORK/f.auth" --log "$T_WORK/f.log" \
-	--pidfile "$T_WORK/f.pid" >/dev/null 2>&1 &
-FPID=$!
-trap 'kill $FPID 2>/dev/null; cleanup' EXIT
-eventually test -s "$T_WORK/f.pid"
-curl -s -v --negotiate -u : --resolve "$ARRAY:$LP:127.0.0.12" "http://$ARRAY:$LP/whoami" \
-	2>"$T_WORK/f.err" >"$T_WORK/f.out"
-check "replay_cache_failure = local: with Redis down, a login is accepted" \
-	grep -q "alice@PROSEWARE.LAB Kerberos" "$T_WORK/f.out"
+# replay_cache_failure = local with Redis down: logins go on against the member's own
+# cache, which knows what it accepted before Redis went (kept there too) and what it
+# accepts now; the log says so loudly.
+cp "$T_WORK/f0.tok" "$T_WORK/f.tok"
+check "replay_cache_failure = local: the token accepted before Redis stopped, replayed: 401" \
+	test "$(fsend)" = 401
+check "refused by this member's own cache" grep -q "Request is a replay (seen by this member before)" "$T_WORK/f.auth"
+flogin
+check "a fresh login is accepted with Redis down" grep -q "alice@PROSEWARE.LAB Kerberos" "$T_WORK/f.out"
 check "and the log says it checks its own cache only" \
 	grep -q "the array's replay cache cannot be reached .*checking this member's own cache only" "$T_WORK/f.log"
-FT=$(sed -n 's/^> Authorization: \(Negotiate .*\)\r*$/\1/p' "$T_WORK/f.err" | tr -d '\r' | head -1)
-check "its own cache still refuses the token replayed to it" test "$(curl -s -o /dev/null -w '%{http_code}' \
-	--resolve "$ARRAY:$LP:127.0.0.12" -H "Authorization: $FT" "http://$ARRAY:$LP/whoami")" = 401
-check "as seen by this member" grep -q "Request is a replay (seen by this member before)" "$T_WORK/f.auth"
+check "its replay is refused too" test "$(fsend)" = 401
 kill "$FPID"
+
 
 # Redis back (kasa lab up starts what does not run): sharing resumes.
 expect 0 "kasa lab up starts Redis again" "$KASA" lab up --dir "$LAB"
