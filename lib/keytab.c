@@ -1,18 +1,20 @@
 /*
- * A member's array keytab and its state file. Reading and writing go through MIT's
- * keytab API (FILE and WRFILE types), so the file is exactly what MIT's tools and every
- * GSSAPI acceptor expect; only the atomic replacement (temp file, fsync, rename) is ours,
- * because MIT's keytab code appends in place, and so is each entry's timestamp, because
- * MIT stamps every entry it adds with the current time.
+ * A member's array keytab and its state file. Reading goes through MIT's keytab API; the
+ * file is written as one image in MIT's format (see put_entry: MIT's writer is quadratic
+ * in entries and stamps each with the current time) and replaced atomically (temp file,
+ * one fsync, rename), so it is exactly what MIT's tools and every GSSAPI acceptor read.
  */
 #include "kasa/keytab.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "private.h"
@@ -224,65 +226,95 @@ static long commit_file(kasa_ctx *ctx, const char *tmp, const char *final, int g
     return 0;
 }
 
-/* Give the entry at *at, which holds a key of set, the time set arrived (when known), and
- * move *at to the next entry. Only the principal's fields are read, never the key. */
-static krb5_error_code restamp_entry(int fd, off_t *at, const kasa_kvno_set *set)
-{
-    unsigned char b[4];
-    uint32_t size, t;
-    unsigned ncomp;
-    off_t p;
+/*
+ * The keytab as one image in memory, in MIT's FILE keytab format version 0x0502
+ * (doc/formats/keytab_file_format.rst in krb5: big-endian; each entry a 32-bit size, the
+ * principal as counted strings with its name type, a timestamp, an 8-bit kvno, the key as
+ * enctype and counted bytes, and the 32-bit kvno). MIT's API writes a FILE keytab only
+ * entry by entry, each add reading the file from its start and syncing it: quadratic in
+ * the entries a member keeps through its keep window. MIT's reader (kasa_held_load, klist
+ * -k, every acceptor) reads what is written here, and the tests check that it does.
+ */
+struct image {
+    unsigned char *buf;
+    size_t len, cap;
+    bool failed;
+};
 
-    if (pread(fd, b, 4, *at) != 4)
-        return KRB5_KT_END;
-    size = (uint32_t)b[0] << 24 | (uint32_t)b[1] << 16 | (uint32_t)b[2] << 8 | b[3];
-    if (size == 0 || size > INT32_MAX)
-        return KRB5_KT_FORMAT; /* a fresh file has no holes */
-    p = *at + 4;
-    if (pread(fd, b, 2, p) != 2)
-        return KRB5_KT_END;
-    ncomp = (unsigned)b[0] << 8 | b[1];
-    p += 2;
-    for (unsigned c = 0; c <= ncomp; c++) { /* the realm, then each component */
-        if (pread(fd, b, 2, p) != 2)
-            return KRB5_KT_END;
-        p += 2 + ((unsigned)b[0] << 8 | b[1]);
+static void put(struct image *im, const void *p, size_t n)
+{
+    if (im->failed)
+        return;
+    if (im->len + n > im->cap) {
+        size_t cap = im->cap ? im->cap * 2 : 4096;
+        unsigned char *nb;
+        while (cap < im->len + n)
+            cap *= 2;
+        nb = malloc(cap);
+        if (nb == NULL) {
+            im->failed = true;
+            return;
+        }
+        /* The old buffer holds keys: copied, then wiped, never just freed. */
+        if (im->buf != NULL) {
+            memcpy(nb, im->buf, im->len);
+            kasa_zap(im->buf, im->cap);
+            free(im->buf);
+        }
+        im->buf = nb;
+        im->cap = cap;
     }
-    p += 4; /* the name type; the timestamp is next, then the 8-bit kvno */
-    if (p + 5 > *at + 4 + (off_t)size || pread(fd, b, 1, p + 4) != 1 || b[0] != (set->kvno & 0xff))
-        return KRB5_KT_FORMAT;
-    if (set->arrived > 0) {
-        t = (uint32_t)set->arrived;
-        b[0] = (unsigned char)(t >> 24);
-        b[1] = (unsigned char)(t >> 16);
-        b[2] = (unsigned char)(t >> 8);
-        b[3] = (unsigned char)t;
-        if (pwrite(fd, b, 4, p) != 4)
-            return errno;
-    }
-    *at += 4 + (off_t)size;
-    return 0;
+    memcpy(im->buf + im->len, p, n);
+    im->len += n;
 }
 
-/* MIT's add_entry stamps each entry with the time it was written, so every roll would
- * make every kvno look new: put back the time each kvno arrived. tmp holds the entries of
- * held, in the order kasa_held_store added them. */
-static krb5_error_code restamp(const char *tmp, const kasa_held *held)
+static void put16(struct image *im, unsigned v)
 {
-    krb5_error_code ret = 0;
-    off_t at = 2; /* after the version */
-    int fd = open(tmp, O_RDWR | O_CLOEXEC);
+    unsigned char b[2] = {(unsigned char)(v >> 8), (unsigned char)v};
+    put(im, b, 2);
+}
 
-    if (fd < 0)
-        return errno;
-    for (size_t i = 0; !ret && i < held->n; i++) {
-        const kasa_kvno_set *set = &held->sets[i];
-        size_t n = set->keys != NULL ? set->n_principals * set->keys->n : 0;
-        for (size_t e = 0; !ret && e < n; e++)
-            ret = restamp_entry(fd, &at, set);
+static void put32(struct image *im, uint32_t v)
+{
+    unsigned char b[4] = {(unsigned char)(v >> 24), (unsigned char)(v >> 16),
+                          (unsigned char)(v >> 8), (unsigned char)v};
+    put(im, b, 4);
+}
+
+static void put_counted(struct image *im, const void *p, size_t n)
+{
+    if (n > 0xffff) {
+        im->failed = true;
+        return;
     }
-    close(fd);
-    return ret;
+    put16(im, (unsigned)n);
+    put(im, p, n);
+}
+
+/* One entry: principal p with key at kvno, stamped when. */
+static void put_entry(struct image *im, krb5_const_principal p, unsigned kvno,
+                      const krb5_keyblock *key, uint32_t when)
+{
+    size_t at = im->len;
+
+    put32(im, 0); /* the size, filled in below */
+    put16(im, (unsigned)p->length);
+    put_counted(im, p->realm.data, p->realm.length);
+    for (krb5_int32 c = 0; c < p->length; c++)
+        put_counted(im, p->data[c].data, p->data[c].length);
+    put32(im, (uint32_t)p->type);
+    put32(im, when);
+    put(im, &(unsigned char){(unsigned char)(kvno & 0xff)}, 1);
+    put16(im, (unsigned)(uint16_t)key->enctype);
+    put_counted(im, key->contents, key->length);
+    put32(im, kvno);
+    if (!im->failed) {
+        uint32_t size = (uint32_t)(im->len - at - 4);
+        im->buf[at] = (unsigned char)(size >> 24);
+        im->buf[at + 1] = (unsigned char)(size >> 16);
+        im->buf[at + 2] = (unsigned char)(size >> 8);
+        im->buf[at + 3] = (unsigned char)size;
+    }
 }
 
 static long store_state(kasa_ctx *ctx, const char *path, const kasa_held *held)
@@ -313,54 +345,67 @@ static long store_state(kasa_ctx *ctx, const char *path, const kasa_held *held)
 
 long kasa_held_store(kasa_ctx *ctx, const char *path, const kasa_held *held, int gid)
 {
-    static const unsigned char empty_keytab[2] = {0x05, 0x02};
     krb5_context kctx;
-    krb5_keytab kt = NULL;
-    char tmp[4096 + 32], name[4096 + 48];
-    size_t entries = 0;
+    struct image im = {NULL, 0, 0, false};
+    char tmp[4096 + 32];
+    uint32_t now = (uint32_t)time(NULL);
     long ret;
+    int fd = -1;
 
     ret = kasa_krb5(ctx, &kctx);
     if (!ret)
         ret = store_state(ctx, path, held);
     if (ret)
         return ret;
-    snprintf(tmp, sizeof(tmp), "%s.tmp.%d", path, (int)getpid());
-    unlink(tmp);
-    snprintf(name, sizeof(name), "WRFILE:%s", tmp);
-    ret = krb5_kt_resolve(kctx, name, &kt);
+    put16(&im, 0x0502);
     for (size_t i = 0; !ret && i < held->n; i++) {
         const kasa_kvno_set *set = &held->sets[i];
+        /* Each entry keeps the time its kvno arrived, so a roll does not make every kvno
+         * look new. */
+        uint32_t when = set->arrived > 0 ? (uint32_t)set->arrived : now;
         for (size_t p = 0; !ret && p < set->n_principals; p++) {
-            krb5_keytab_entry entry;
-            memset(&entry, 0, sizeof(entry));
-            ret = krb5_parse_name(kctx, set->principals[p], &entry.principal);
-            for (size_t k = 0; !ret && set->keys != NULL && k < set->keys->n; k++) {
-                entry.vno = set->kvno;
-                entry.key = set->keys->keys[k]; /* borrowed: add_entry copies it */
-                ret = krb5_kt_add_entry(kctx, kt, &entry);
-                entries++;
+            krb5_principal princ = NULL;
+            ret = krb5_parse_name(kctx, set->principals[p], &princ);
+            if (ret) {
+                ret = kasa_set_krb5_error(ctx, KASA_ERR_KEYTAB, kctx, ret, "bad principal %s",
+                                          set->principals[p]);
+                break;
             }
-            krb5_free_principal(kctx, entry.principal);
+            for (size_t k = 0; set->keys != NULL && k < set->keys->n; k++)
+                put_entry(&im, princ, set->kvno, &set->keys->keys[k], when);
+            krb5_free_principal(kctx, princ);
         }
     }
-    if (kt != NULL)
-        krb5_kt_close(kctx, kt);
-    if (!ret && entries > 0)
-        ret = restamp(tmp, held);
-    if (!ret && entries == 0) {
-        /* MIT creates the file on the first entry; an empty keytab is just its header. */
-        int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-        if (fd < 0 || write(fd, empty_keytab, 2) != 2)
-            ret = errno != 0 ? errno : EIO;
-        if (fd >= 0)
-            close(fd);
-    }
-    if (ret) {
+    if (!ret && im.failed)
+        ret = kasa_set_error(ctx, KASA_ERR_NOMEM, NULL);
+    if (!ret) {
+        snprintf(tmp, sizeof(tmp), "%s.tmp.%d", path, (int)getpid());
         unlink(tmp);
-        return kasa_set_krb5_error(ctx, KASA_ERR_KEYTAB, kctx, ret, "cannot write keytab %s", tmp);
+        fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+        for (size_t off = 0; fd >= 0 && off < im.len;) {
+            ssize_t w = write(fd, im.buf + off, im.len - off);
+            if (w < 0 && errno == EINTR)
+                continue;
+            if (w <= 0) {
+                close(fd);
+                fd = -1;
+                break;
+            }
+            off += (size_t)w;
+        }
+        if (fd < 0 || close(fd) != 0) {
+            ret = kasa_set_error(ctx, KASA_ERR_KEYTAB, "cannot write keytab %s: %s", tmp,
+                                 strerror(errno != 0 ? errno : EIO));
+            unlink(tmp);
+        }
     }
-    return commit_file(ctx, tmp, path, gid);
+    if (im.buf != NULL) {
+        kasa_zap(im.buf, im.cap);
+        free(im.buf);
+    }
+    if (ret)
+        return ret;
+    return commit_file(ctx, tmp, path, gid); /* one fsync, one rename */
 }
 
 long kasa_kvno_set_copy(kasa_ctx *ctx, const kasa_kvno_set *from, kasa_kvno_set *to)

@@ -3,6 +3,7 @@
  * MIT's keytab code, proving possession, and the retire rule.
  */
 #include <setjmp.h>
+#include <stdbool.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -168,6 +169,70 @@ static void test_timestamps(void **state)
     kasa_held_clear(&held);
 }
 
+/* The keytab kasa writes as one image is what MIT's reader reads: every entry, with its
+ * principal (one to three components), name type, kvno (one over 255 too), enctype and key,
+ * found by MIT's own lookup. */
+static void test_image_read_by_mit(void **state)
+{
+    kasa_held held = {0};
+    kasa_kvno_set s1, s2;
+    krb5_context kc;
+    krb5_keytab kt;
+    krb5_kt_cursor cur;
+    krb5_keytab_entry ent;
+    char name[160], *pname;
+    size_t n = 0;
+
+    (void)state;
+    unlink(path);
+    make_set(&s1, 1);
+    make_set(&s2, 300);
+    assert_int_equal(kasa_held_stage(ctx, &held, &s1, 100), 0);
+    assert_int_equal(kasa_held_stage(ctx, &held, &s2, 200), 0);
+    assert_int_equal(kasa_held_store(ctx, path, &held, -1), 0);
+    assert_int_equal(krb5_init_context(&kc), 0);
+    snprintf(name, sizeof(name), "FILE:%s", path);
+    assert_int_equal(krb5_kt_resolve(kc, name, &kt), 0);
+    assert_int_equal(krb5_kt_start_seq_get(kc, kt, &cur), 0);
+    while (krb5_kt_next_entry(kc, kt, &ent, &cur) == 0) {
+        const kasa_kvno_set *set = ent.vno == 1 ? &s1 : &s2;
+        bool known = false;
+        assert_true(ent.vno == 1 || ent.vno == 300);
+        assert_int_equal(krb5_unparse_name(kc, ent.principal, &pname), 0);
+        for (size_t i = 0; i < set->n_principals; i++)
+            known = known || strcmp(pname, set->principals[i]) == 0;
+        assert_true(known);
+        assert_int_equal(ent.principal->type, KRB5_NT_PRINCIPAL);
+        assert_int_equal(ent.timestamp, ent.vno == 1 ? 100 : 200);
+        known = false;
+        for (size_t k = 0; k < set->keys->n; k++)
+            known = known ||
+                    (ent.key.enctype == set->keys->keys[k].enctype &&
+                     ent.key.length == set->keys->keys[k].length &&
+                     memcmp(ent.key.contents, set->keys->keys[k].contents, ent.key.length) == 0);
+        assert_true(known);
+        krb5_free_unparsed_name(kc, pname);
+        krb5_free_keytab_entry_contents(kc, &ent);
+        n++;
+    }
+    krb5_kt_end_seq_get(kc, kt, &cur);
+    assert_int_equal(n, 12);
+    {
+        krb5_principal p;
+        assert_int_equal(krb5_parse_name(kc, "exchangeMDB/outlook@PROSEWARE.LAB", &p), 0);
+        assert_int_equal(krb5_kt_get_entry(kc, kt, p, 300, ENCTYPE_AES128_CTS_HMAC_SHA1_96, &ent),
+                         0);
+        assert_memory_equal(ent.key.contents, s2.keys->keys[1].contents, 16);
+        krb5_free_keytab_entry_contents(kc, &ent);
+        krb5_free_principal(kc, p);
+    }
+    krb5_kt_close(kc, kt);
+    krb5_free_context(kc);
+    kasa_kvno_set_clear(&s1);
+    kasa_kvno_set_clear(&s2);
+    kasa_held_clear(&held);
+}
+
 static void test_prove(void **state)
 {
     kasa_held held = {0};
@@ -260,6 +325,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_stage_store_load),
         cmocka_unit_test(test_timestamps),
+        cmocka_unit_test(test_image_read_by_mit),
         cmocka_unit_test(test_prove),
         cmocka_unit_test(test_retire),
         cmocka_unit_test(test_damaged),
