@@ -79,6 +79,8 @@ expect 2 "lab up with an operand" "$KASA" lab up extra
 expect 2 "lab up with an unknown option" "$KASA" lab up --members
 expect 2 "lab without a verb" "$KASA" lab
 for a in "" "--ad"; do
+	expect 2 "lab up $a --members 101 is refused" "$KASA" lab up $a --dir "$T_WORK/r" --members 101
+	err_has "--members takes a number from 0 to 100" "saying the range"
 	expect 2 "lab up $a --replay memcached is refused" "$KASA" lab up $a --dir "$T_WORK/r" --replay memcached
 	err_one_line "one line on stderr"
 	err_has "--replay takes local or redis" "saying what it takes"

@@ -329,9 +329,15 @@ void lab_state_members(const struct lab *lab, char *text, size_t len)
 
 static int write_state(struct cli *cli, const struct lab *lab)
 {
-    char path[LAB_PATH_MAX], text[4096];
+    char path[LAB_PATH_MAX];
+    char *text = malloc(LAB_STATE_MAX);
+    int st;
 
-    snprintf(text, sizeof(text),
+    if (text == NULL) {
+        cli_say(cli, "out of memory");
+        return EXIT_FAILED;
+    }
+    snprintf(text, LAB_STATE_MAX,
              "# The state of the kasa lab in this directory; written by kasa lab.\n"
              "[lab]\n"
              "\trealm = %s\n"
@@ -345,8 +351,10 @@ static int write_state(struct cli *cli, const struct lab *lab)
              lab->realm, lab->kdc_port, lab->kadmind_port, lab->kpasswd_port,
              (int)lab->procs[D_KDC].pid, lab->procs[D_KDC].start, (int)lab->procs[D_KADMIND].pid,
              lab->procs[D_KADMIND].start);
-    lab_state_members(lab, text + strlen(text), sizeof(text) - strlen(text));
-    return write_file(cli, lab_path(lab, "lab.state", path, sizeof(path)), text, 0600);
+    lab_state_members(lab, text + strlen(text), LAB_STATE_MAX - strlen(text));
+    st = write_file(cli, lab_path(lab, "lab.state", path, sizeof(path)), text, 0600);
+    free(text);
+    return st;
 }
 
 /* The domain the lab maps to its realm: the realm in lower case. */
@@ -634,7 +642,8 @@ static int pick_ports(struct cli *cli, struct lab *lab)
     return 0;
 }
 
-/* cas1, cas1.proseware.lab, 127.0.0.11, DIR/cas1 for member index i (from 0). */
+/* cas1, cas1.proseware.lab, 127.0.0.11, DIR/cas1 for member index i (from 0); cas10 and
+ * later on 127.0.2.10 and up. */
 void lab_member_names(const struct lab *lab, int i, char *name, char *host, char *addr, char *dir)
 {
     char domain[128];
@@ -644,8 +653,12 @@ void lab_member_names(const struct lab *lab, int i, char *name, char *host, char
         snprintf(name, 16, "cas%d", i + 1);
     if (host != NULL)
         snprintf(host, 160, "cas%d.%s", i + 1, domain);
-    if (addr != NULL)
-        snprintf(addr, 16, "127.0.0.%d", 11 + i);
+    if (addr != NULL) {
+        if (i < 9)
+            snprintf(addr, 16, "127.0.0.%d", 11 + i);
+        else /* 127.0.1.0/24 is for tests' floods; 127.0.2.N is casN */
+            snprintf(addr, 16, "127.0.2.%d", i + 1);
+    }
     if (dir != NULL)
         snprintf(dir, LAB_PATH_MAX, "%s/cas%d", lab->dir, i + 1);
 }
@@ -681,20 +694,44 @@ static void find_daemon(const char *name, const char *env_name, char *buf, size_
     snprintf(buf, len, "%s", name);
 }
 
-/* The MIT realm's host key for a member: a random key, extracted with kadmin.local. */
-static int mit_host_key(struct cli *cli, const struct lab *lab, int i, const char *host,
-                        const char *keytab)
+/* The MIT realm's host keys for members first..last-1: random keys, extracted with one
+ * kadmin.local reading its requests from stdin (one process and one database opening, not
+ * two per member). kadmin.local's exit status does not tell a failed request, so each
+ * keytab is checked after. */
+static int mit_host_keys(struct cli *cli, const struct lab *lab, int first, int last)
 {
-    char q[LAB_PATH_MAX + 256];
-    int st;
+    char log[LAB_PATH_MAX];
+    struct lab_env e;
+    const char *argv[] = {"kadmin.local", "-r", lab->realm, NULL};
+    size_t cap = (size_t)(last - first) * (2 * LAB_PATH_MAX + 400) + 1, len = 0;
+    char *in = malloc(cap);
+    int st = 0;
 
-    (void)i;
-    snprintf(q, sizeof(q), "addprinc -randkey host/%s", host);
-    st = kadmin_local(cli, lab, q);
-    if (!st) {
-        snprintf(q, sizeof(q), "ktadd -k %s host/%s", keytab, host);
-        st = kadmin_local(cli, lab, q);
+    if (in == NULL) {
+        cli_say(cli, "out of memory");
+        return EXIT_FAILED;
     }
+    for (int i = first; i < last; i++) {
+        char host[160], dir[LAB_PATH_MAX];
+        lab_member_names(lab, i, NULL, host, NULL, dir);
+        len += (size_t)snprintf(in + len, cap - len,
+                                "addprinc -randkey host/%s\nktadd -k %s/host.keytab host/%s\n",
+                                host, dir, host);
+    }
+    lab_env_init(lab, &e);
+    if (proc_run(argv, e.env, in, len, lab_path(lab, "setup.log", log, sizeof(log))) != 0)
+        st = EXIT_FAILED;
+    free(in);
+    for (int i = first; !st && i < last; i++) {
+        char dir[LAB_PATH_MAX], keytab[LAB_PATH_MAX + 16];
+        struct stat sb;
+        lab_member_names(lab, i, NULL, NULL, NULL, dir);
+        snprintf(keytab, sizeof(keytab), "%s/host.keytab", dir);
+        if (stat(keytab, &sb) != 0 || sb.st_size <= 2)
+            st = EXIT_FAILED;
+    }
+    if (st)
+        cli_say(cli, "kadmin.local did not make the members' host keys; see %s", log);
     return st;
 }
 
@@ -710,7 +747,7 @@ int lab_create_member(struct cli *cli, struct lab *lab, int i, lab_host_key_fn h
         return EXIT_FAILED;
     }
     snprintf(path, sizeof(path), "%s/host.keytab", dir);
-    st = host_key(cli, lab, i, host, path);
+    st = host_key != NULL ? host_key(cli, lab, i, host, path) : 0; /* NULL: the caller's */
     if (st)
         return st;
     snprintf(acl, sizeof(acl),
@@ -735,12 +772,31 @@ int lab_create_member(struct cli *cli, struct lab *lab, int i, lab_host_key_fn h
     return 0;
 }
 
-/* Start argv unless p runs; wait until addr:port listens. */
+/* Wait until addr:port listens (what p started); an exit status, said, when it does not. */
+static int await_port(struct cli *cli, const char *out, const char *addr, int port, struct proc *p,
+                      const char *what)
+{
+    struct timespec tick = {0, 20 * 1000 * 1000};
+
+    for (int waited = 0; waited < READY_TIMEOUT_MS; waited += 20) {
+        if (proc_port_open(addr, port))
+            return 0;
+        if (!proc_alive(p))
+            break;
+        nanosleep(&tick, NULL);
+    }
+    cli_say(cli, "%s did not start; see %s", what, out);
+    proc_stop(p, STOP_TIMEOUT_MS);
+    p->pid = 0;
+    p->start = 0;
+    return EXIT_FAILED;
+}
+
+/* Start argv unless p runs; with wait, wait until addr:port listens. */
 static int spawn_ready(struct cli *cli, const struct lab *lab, const char *const *argv,
                        const char *out, const char *addr, int port, struct proc *p,
-                       const char *what, bool httpd, const char *state_dir)
+                       const char *what, bool httpd, const char *state_dir, bool wait)
 {
-    struct timespec tick = {0, 50 * 1000 * 1000};
     struct lab_env e;
 
     if (proc_alive(p))
@@ -756,18 +812,7 @@ static int spawn_ready(struct cli *cli, const struct lab *lab, const char *const
         cli_say(cli, "cannot start %s: %s", argv[0], strerror(errno));
         return EXIT_FAILED;
     }
-    for (int waited = 0; waited < READY_TIMEOUT_MS; waited += 50) {
-        if (proc_port_open(addr, port))
-            return 0;
-        if (!proc_alive(p))
-            break;
-        nanosleep(&tick, NULL);
-    }
-    cli_say(cli, "%s did not start; see %s", what, out);
-    proc_stop(p, STOP_TIMEOUT_MS);
-    p->pid = 0;
-    p->start = 0;
-    return EXIT_FAILED;
+    return wait ? await_port(cli, out, addr, port, p, what) : 0;
 }
 
 /* The lab's Redis password (DIR/redis/password, 0600): made once, random. */
@@ -801,8 +846,9 @@ static int redis_password(struct cli *cli, const struct lab *lab, char *pw, size
     return st;
 }
 
-/* Start member i's kasad and kasa-httpd, whichever does not run. */
-int lab_start_member(struct cli *cli, struct lab *lab, int i)
+/* Start member i's kasad and kasa-httpd, whichever does not run; with wait, until they
+ * listen. */
+static int start_member(struct cli *cli, struct lab *lab, int i, bool wait)
 {
     char name[16], host[160], addr[16], dir[LAB_PATH_MAX], kasad[PATH_MAX], httpd[PATH_MAX];
     char port[16], http_port[16], what[200];
@@ -867,10 +913,39 @@ int lab_start_member(struct cli *cli, struct lab *lab, int i)
         hargv[16] = hconf;
     }
     snprintf(what, sizeof(what), "kasad for %s", host);
-    st = spawn_ready(cli, lab, kargv, out, addr, m->port, &m->proc, what, false, dir);
+    st = spawn_ready(cli, lab, kargv, out, addr, m->port, &m->proc, what, false, dir, wait);
     if (!st && m->http_port > 0) {
         snprintf(what, sizeof(what), "kasa-httpd for %s", host);
-        st = spawn_ready(cli, lab, hargv, hout, addr, m->http_port, &m->http, what, true, dir);
+        st =
+            spawn_ready(cli, lab, hargv, hout, addr, m->http_port, &m->http, what, true, dir, wait);
+    }
+    return st;
+}
+
+int lab_start_member(struct cli *cli, struct lab *lab, int i)
+{
+    return start_member(cli, lab, i, true);
+}
+
+int lab_start_members(struct cli *cli, struct lab *lab)
+{
+    int st = 0;
+
+    /* All at once: a hundred members start in the time of a few. */
+    for (int i = 0; !st && i < lab->n_members; i++)
+        st = start_member(cli, lab, i, false);
+    for (int i = 0; !st && i < lab->n_members; i++) {
+        struct lab_member *m = &lab->members[i];
+        char host[160], addr[16], dir[LAB_PATH_MAX], out[LAB_PATH_MAX + 16], what[200];
+        lab_member_names(lab, i, NULL, host, addr, dir);
+        snprintf(out, sizeof(out), "%s/kasad.out", dir);
+        snprintf(what, sizeof(what), "kasad for %s", host);
+        st = await_port(cli, out, addr, m->port, &m->proc, what);
+        if (!st && m->http_port > 0) {
+            snprintf(out, sizeof(out), "%s/httpd.out", dir);
+            snprintf(what, sizeof(what), "kasa-httpd for %s", host);
+            st = await_port(cli, out, addr, m->http_port, &m->http, what);
+        }
     }
     return st;
 }
@@ -882,7 +957,7 @@ int lab_start_member(struct cli *cli, struct lab *lab, int i)
  * directly (from 127.0.0.1) are themselves. */
 int lab_start_balancer(struct cli *cli, struct lab *lab)
 {
-    char cfg[LAB_PATH_MAX + 16], out[LAB_PATH_MAX + 16], text[4096];
+    char cfg[LAB_PATH_MAX + 16], out[LAB_PATH_MAX + 16], text[16384];
     int st;
 
     if (lab->n_members == 0 || proc_alive(&lab->balancer))
@@ -894,7 +969,7 @@ int lab_start_balancer(struct cli *cli, struct lab *lab)
     snprintf(text, sizeof(text),
              "# HAProxy for the kasa lab's array; written by kasa lab up.\n"
              "global\n"
-             "\tmaxconn 256\n"
+             "\tmaxconn 1024\n"
              "defaults\n"
              "\tmode tcp\n"
              "\ttimeout connect 2s\n"
@@ -920,7 +995,7 @@ int lab_start_balancer(struct cli *cli, struct lab *lab)
     lab_path(lab, "haproxy.out", out, sizeof(out));
     const char *argv[] = {"haproxy", "-db", "-f", cfg, NULL};
     return spawn_ready(cli, lab, argv, out, LAB_BALANCER, lab->balancer_port, &lab->balancer,
-                       "HAProxy", false, NULL);
+                       "HAProxy", false, NULL, true);
 }
 
 void lab_stop_members(struct lab *lab, bool say)
@@ -1013,7 +1088,7 @@ int lab_start_redis(struct cli *cli, struct lab *lab, bool new)
     if (st)
         return st;
     return spawn_ready(cli, lab, argv, out, LAB_ADDR, lab->redis_port, &lab->redis, "Redis", false,
-                       NULL);
+                       NULL, true);
 }
 
 static int lab_up(struct cli *cli, int argc, char **argv)
@@ -1034,7 +1109,8 @@ static int lab_up(struct cli *cli, int argc, char **argv)
         "not running; the realm's database is kept until you remove DIR.\n"
         "  -d, --dir DIR       the lab's directory\n"
         "  -r, --realm REALM   the realm's name\n"
-        "      --members N     also N array members (kasad) cas1.. on 127.0.0.11..\n"
+        "      --members N     also N array members (kasad) cas1.. on 127.0.0.11..19,\n"
+        "                      cas10..cas100 on 127.0.2.10..100 (N at most 100)\n"
         "      --replay redis  the members share a replay cache in a Redis of the lab's\n");
     if (st)
         return st < 0 ? EXIT_OK : st;
@@ -1104,18 +1180,23 @@ static int lab_up(struct cli *cli, int argc, char **argv)
         if (st)
             return st;
     }
-    /* The members: make the new ones, start every one that is not running. */
-    for (int i = lab.n_members; !st && i < n_members; i++) {
-        st = lab_create_member(cli, &lab, i, mit_host_key);
-        if (!st)
-            lab.n_members = i + 1;
+    /* The members: make the new ones (their host keys in one kadmin.local), start every
+     * one that is not running. */
+    {
+        int first = lab.n_members;
+        for (int i = first; !st && i < n_members; i++)
+            st = lab_create_member(cli, &lab, i, NULL);
+        if (!st && n_members > first)
+            st = mit_host_keys(cli, &lab, first, n_members);
+        if (!st && n_members > first)
+            lab.n_members = n_members;
     }
     if (!st)
         st = write_ntlm_users(cli, &lab);
     if (!st)
         st = lab_start_redis(cli, &lab, replay_redis);
-    for (int i = 0; !st && i < lab.n_members; i++)
-        st = lab_start_member(cli, &lab, i);
+    if (!st)
+        st = lab_start_members(cli, &lab);
     if (!st)
         st = lab_start_balancer(cli, &lab);
     if (!st)

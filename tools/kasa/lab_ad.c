@@ -179,9 +179,15 @@ static int read_ad_state(struct ad_lab *lab)
 
 static int write_ad_state(struct cli *cli, const struct ad_lab *lab)
 {
-    char path[AD_PATH_MAX], text[4096];
+    char path[AD_PATH_MAX];
+    char *text = malloc(LAB_STATE_MAX);
+    int st;
 
-    snprintf(text, sizeof(text),
+    if (text == NULL) {
+        cli_say(cli, "out of memory");
+        return EXIT_FAILED;
+    }
+    snprintf(text, LAB_STATE_MAX,
              "# The state of the kasa AD lab in this directory; written by kasa lab.\n"
              "[lab]\n"
              "\tkind = ad\n"
@@ -191,8 +197,10 @@ static int write_ad_state(struct cli *cli, const struct ad_lab *lab)
              "\tsamba_pid = %d\n"
              "\tsamba_start = %llu\n",
              lab->addr_added, (int)lab->samba.pid, lab->samba.start);
-    lab_state_members(&lab->array, text + strlen(text), sizeof(text) - strlen(text));
-    return lab_write_file(cli, ad_path(lab, "lab.state", path, sizeof(path)), text, 0600);
+    lab_state_members(&lab->array, text + strlen(text), LAB_STATE_MAX - strlen(text));
+    st = lab_write_file(cli, ad_path(lab, "lab.state", path, sizeof(path)), text, 0600);
+    free(text);
+    return st;
 }
 
 bool lab_ad_here(const char *dir)
@@ -832,8 +840,8 @@ int lab_ad_up(struct cli *cli, int argc, char **argv)
             goto fail;
     }
     st = lab_start_redis(cli, &lab.array, redis);
-    for (int i = 0; !st && i < lab.array.n_members; i++)
-        st = lab_start_member(cli, &lab.array, i);
+    if (!st)
+        st = lab_start_members(cli, &lab.array);
     if (!st)
         st = lab_start_balancer(cli, &lab.array);
     if (!st)

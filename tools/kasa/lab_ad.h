@@ -17,11 +17,12 @@
 
 #define LAB_DIR_MAX 1024                /* longer lab paths are refused */
 #define LAB_PATH_MAX (LAB_DIR_MAX + 64) /* DIR/file */
-#define LAB_MAX_MEMBERS 9               /* cas1..cas9 on 127.0.0.11..127.0.0.19 */
+#define LAB_MAX_MEMBERS 100 /* cas1..cas9 on 127.0.0.11..19, cas10..cas100 on 127.0.2.10..100 */
+#define LAB_STATE_MAX 65536 /* lab.state's text, at most */
 
 enum { D_KDC, D_KADMIND, N_DAEMONS };
 
-/* An array member: kasad as host/casN.DOMAIN on 127.0.0.(10+N). */
+/* An array member: kasad as host/casN.DOMAIN on 127.0.0.(10+N), or 127.0.2.N from 10 on. */
 struct lab_member {
     int port; /* kasad */
     struct proc proc;
@@ -73,6 +74,9 @@ int lab_create_member(struct cli *cli, struct lab *lab, int i, lab_host_key_fn h
 
 /* From lab.c: start member i's kasad and kasa-httpd, whichever does not run. */
 int lab_start_member(struct cli *cli, struct lab *lab, int i);
+
+/* From lab.c: the same for every member, all started at once, then waited for. */
+int lab_start_members(struct cli *cli, struct lab *lab);
 
 /* From lab.c: start the lab's Redis (the members' shared replay cache) when the lab has
  * one (redis_port > 0) and it does not run; with new, first choose its port. */
