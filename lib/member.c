@@ -11,6 +11,7 @@
 #include <netdb.h>
 #include <poll.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -216,17 +217,24 @@ static long connect_to(kasa_ctx *ctx, const char *address, int port, int timeout
     return ret;
 }
 
-/* The controller's credentials: cfg's principal from its keytab, else the default. */
-static long client_cred(kasa_ctx *ctx, const kasa_config *cfg, gss_cred_id_t *cred)
+struct kasa_member_creds {
+    gss_cred_id_t cred;
+    char ccache[64]; /* "" when the default ccache is used */
+};
+
+/* The controller's credentials: cfg's principal from its keytab (into the memory ccache
+ * named in ccache), else the default. */
+static long client_cred(kasa_ctx *ctx, const kasa_config *cfg, gss_cred_id_t *cred, char *ccache)
 {
     gss_buffer_desc nb;
     gss_name_t name = GSS_C_NO_NAME;
     gss_key_value_element_desc elems[2];
     gss_key_value_set_desc store = {2, elems};
     OM_uint32 major, minor, scratch;
-    char ccache[64];
+    static atomic_ulong serial;
 
     *cred = GSS_C_NO_CREDENTIAL;
+    ccache[0] = '\0';
     if (cfg == NULL || cfg->keytab == NULL)
         return 0;
     nb.value = cfg->principal;
@@ -236,7 +244,7 @@ static long client_cred(kasa_ctx *ctx, const kasa_config *cfg, gss_cred_id_t *cr
         return kasa_set_gss_error(ctx, KASA_ERR_CONFIG, major, minor, "bad principal %s",
                                   cfg->principal);
     /* A private memory ccache: kasa never writes tickets to disk for itself. */
-    snprintf(ccache, sizeof(ccache), "MEMORY:kasa-%d-%p", (int)getpid(), (void *)ctx);
+    snprintf(ccache, 64, "MEMORY:kasa-%d-%lu", (int)getpid(), atomic_fetch_add(&serial, 1) + 1);
     elems[0].key = "client_keytab";
     elems[0].value = cfg->keytab;
     elems[1].key = "ccache";
@@ -249,6 +257,68 @@ static long client_cred(kasa_ctx *ctx, const kasa_config *cfg, gss_cred_id_t *cr
                                   "cannot get credentials for %s from %s", cfg->principal,
                                   cfg->keytab);
     return 0;
+}
+
+/* Forget a memory ccache and its tickets. */
+static void destroy_ccache(const char *name)
+{
+    krb5_context kc;
+    krb5_ccache cc;
+
+    if (name[0] == '\0' || krb5_init_context(&kc) != 0)
+        return;
+    if (krb5_cc_resolve(kc, name, &cc) == 0)
+        krb5_cc_destroy(kc, cc);
+    krb5_free_context(kc);
+}
+
+long kasa_member_creds_get(kasa_ctx *ctx, const kasa_config *cfg, const kasa_member_addr *addrs,
+                           size_t n, kasa_member_creds **out)
+{
+    kasa_member_creds *c = calloc(1, sizeof(*c));
+    OM_uint32 minor;
+    long ret;
+
+    *out = NULL;
+    if (c == NULL)
+        return kasa_set_error(ctx, KASA_ERR_NOMEM, NULL);
+    ret = client_cred(ctx, cfg, &c->cred, c->ccache);
+    if (ret) {
+        free(c);
+        return ret;
+    }
+    /* Each member's ticket, one at a time: the context is thrown away, the ticket stays in
+     * the credentials' ccache for the call. */
+    for (size_t i = 0; i < n; i++) {
+        char service[1100];
+        gss_buffer_desc nb, tok = GSS_C_EMPTY_BUFFER;
+        gss_name_t target = GSS_C_NO_NAME;
+        gss_ctx_id_t g = GSS_C_NO_CONTEXT;
+        snprintf(service, sizeof(service), "host@%s", addrs[i].host);
+        nb.value = service;
+        nb.length = strlen(service);
+        if (!GSS_ERROR(gss_import_name(&minor, &nb, GSS_C_NT_HOSTBASED_SERVICE, &target)))
+            (void)gss_init_sec_context(&minor, c->cred, &g, target, (gss_OID)gss_mech_krb5,
+                                       GSS_C_MUTUAL_FLAG, 0, GSS_C_NO_CHANNEL_BINDINGS,
+                                       GSS_C_NO_BUFFER, NULL, &tok, NULL, NULL);
+        gss_release_buffer(&minor, &tok);
+        gss_delete_sec_context(&minor, &g, GSS_C_NO_BUFFER);
+        gss_release_name(&minor, &target);
+    }
+    *out = c;
+    return 0;
+}
+
+void kasa_member_creds_free(kasa_member_creds *c)
+{
+    OM_uint32 minor;
+
+    if (c == NULL)
+        return;
+    if (c->cred != GSS_C_NO_CREDENTIAL)
+        gss_release_cred(&minor, &c->cred);
+    destroy_ccache(c->ccache);
+    free(c);
 }
 
 /* Establish the context with host@HOST, mutual authentication and confidentiality. */
@@ -320,6 +390,7 @@ long kasa_member_call(kasa_ctx *ctx, const kasa_config *cfg, const kasa_member_a
 {
     int timeout = addr->timeout_ms > 0 ? addr->timeout_ms : TIMEOUT_DEFAULT_MS;
     gss_cred_id_t cred = GSS_C_NO_CREDENTIAL;
+    char ccache[64] = "";
     gss_ctx_id_t gctx = GSS_C_NO_CONTEXT;
     gss_buffer_desc in, out = GSS_C_EMPTY_BUFFER;
     OM_uint32 major, minor;
@@ -331,8 +402,10 @@ long kasa_member_call(kasa_ctx *ctx, const kasa_config *cfg, const kasa_member_a
 
     memset(rep, 0, sizeof(*rep));
     ret = kasa_request_encode(ctx, req, &msg, &msg_len);
-    if (!ret)
-        ret = client_cred(ctx, cfg, &cred);
+    if (!ret && addr->creds != NULL)
+        cred = addr->creds->cred;
+    else if (!ret)
+        ret = client_cred(ctx, cfg, &cred, ccache);
     if (!ret)
         ret = connect_to(ctx, addr->address != NULL ? addr->address : addr->host, addr->port,
                          timeout, &fd);
@@ -392,8 +465,11 @@ cleanup:
     kasa_proto_buf_free(body, blen);
     if (gctx != GSS_C_NO_CONTEXT)
         gss_delete_sec_context(&minor, &gctx, GSS_C_NO_BUFFER);
-    if (cred != GSS_C_NO_CREDENTIAL)
-        gss_release_cred(&minor, &cred);
+    if (addr->creds == NULL) {
+        if (cred != GSS_C_NO_CREDENTIAL)
+            gss_release_cred(&minor, &cred);
+        destroy_ccache(ccache);
+    }
     if (fd >= 0)
         close(fd);
     return ret;

@@ -125,11 +125,26 @@ static void *run_job(void *arg)
     return NULL;
 }
 
-/* Run every job at once and wait for all. */
+/* Run every job at once and wait for all, with one set of the controller's credentials
+ * and every member's ticket fetched first (kasa/member.h says why). */
 static void run_all(struct job *jobs, size_t n)
 {
     pthread_t *t = calloc(n + 1, sizeof(*t));
     bool *started = calloc(n + 1, sizeof(*started));
+    kasa_member_addr *addrs = calloc(n + 1, sizeof(*addrs));
+    kasa_member_creds *creds = NULL;
+    kasa_ctx *ctx = NULL;
+
+    if (n > 1 && addrs != NULL && kasa_ctx_new(&ctx) == 0) {
+        for (size_t i = 0; i < n; i++)
+            addrs[i] = jobs[i].addr;
+        /* Failing here is no error: each call then gets its own, and says why. */
+        if (kasa_member_creds_get(ctx, jobs[0].cfg, addrs, n, &creds) == 0)
+            for (size_t i = 0; i < n; i++)
+                jobs[i].addr.creds = creds;
+    }
+    kasa_ctx_free(ctx);
+    free(addrs);
 
     for (size_t i = 0; i < n; i++) {
         started[i] = t != NULL && pthread_create(&t[i], NULL, run_job, &jobs[i]) == 0;
@@ -139,7 +154,9 @@ static void run_all(struct job *jobs, size_t n)
     for (size_t i = 0; i < n; i++) {
         if (started[i])
             pthread_join(t[i], NULL);
+        jobs[i].addr.creds = NULL;
     }
+    kasa_member_creds_free(creds);
     free(t);
     free(started);
 }

@@ -15,14 +15,30 @@
 extern "C" {
 #endif
 
+typedef struct kasa_member_creds kasa_member_creds;
+
 /* Where a member is: its host name (its identity, host/NAME@REALM) and where to
  * connect (address may be NULL: the name itself). */
 typedef struct kasa_member_addr {
     const char *host;
     const char *address;
     int port;
-    int timeout_ms; /* for connecting and for each read; 0: 10 s */
+    int timeout_ms;                 /* for connecting and for each read; 0: 10 s */
+    const kasa_member_creds *creds; /* shared by many calls (kasa_member_creds_get), or NULL */
 } kasa_member_addr;
+
+/*
+ * The controller's credentials for calls to many members at once: acquired once, and each
+ * member's service ticket fetched beforehand, one after another. A hundred calls that each
+ * asked the KDC at the same moment would open a hundred connections to it at once, and
+ * MIT's krb5kdc listens with a backlog of 5: a connection dropped costs a second before
+ * TCP tries again. A member whose ticket cannot be had is not an error here: its call
+ * says why. Safe to share among threads; free it after the calls.
+ */
+KASA_API long kasa_member_creds_get(kasa_ctx *ctx, const kasa_config *cfg,
+                                    const kasa_member_addr *addrs, size_t n,
+                                    kasa_member_creds **out);
+KASA_API void kasa_member_creds_free(kasa_member_creds *c);
 
 /*
  * Send req to the member and wait for its reply: connect, authenticate both ways with

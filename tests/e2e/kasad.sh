@@ -105,7 +105,7 @@ s.bind(sys.argv[1]); s.settimeout(20)
 print(s.recv(64).decode(), flush=True)
 print(s.recv(64).decode())' "$T_WORK/notify" >"$T_WORK/notify.out" 2>&1 &
 NOTIFY=$!
-sleep 0.3
+eventually test -S "$T_WORK/notify" # bound before kasad says anything to it
 NOTIFY_SOCKET="$T_WORK/notify" "$KASAD" --foreground --config "$T_WORK/kasad.conf" &
 SECOND=$!
 eventually grep -qx "READY=1" "$T_WORK/notify.out"

@@ -255,6 +255,7 @@ int main(int argc, char **argv)
         return 2;
     }
     memset(&req, 0, sizeof(req));
+    memset(&addr, 0, sizeof(addr));
     addr.host = argv[2];
     addr.address = argv[3];
     addr.port = atoi(argv[4]);
