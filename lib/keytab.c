@@ -512,59 +512,107 @@ long kasa_held_retire(kasa_ctx *ctx, kasa_held *held, unsigned committed_kvno, i
     return 0;
 }
 
+/* The entries of the keytab at path with kvno, read in one pass (MIT's krb5_kt_get_entry
+ * reads the whole file for each lookup: principals x enctypes passes over every entry the
+ * keep window holds). */
+static long entries_at(kasa_ctx *ctx, krb5_context kctx, const char *path, unsigned kvno,
+                       krb5_keytab_entry **out, size_t *n_out)
+{
+    krb5_keytab kt = NULL;
+    krb5_kt_cursor cursor;
+    krb5_keytab_entry entry, *all = NULL;
+    char name[4096 + 8];
+    size_t n = 0;
+    long ret;
+
+    *out = NULL;
+    *n_out = 0;
+    snprintf(name, sizeof(name), "FILE:%s", path);
+    ret = krb5_kt_resolve(kctx, name, &kt);
+    if (!ret)
+        ret = krb5_kt_start_seq_get(kctx, kt, &cursor);
+    if (ret) {
+        if (kt != NULL)
+            krb5_kt_close(kctx, kt);
+        return kasa_set_krb5_error(ctx, KASA_ERR_KEYTAB, kctx, ret, "cannot open %s", path);
+    }
+    while ((ret = krb5_kt_next_entry(kctx, kt, &entry, &cursor)) == 0) {
+        krb5_keytab_entry *more;
+        if (entry.vno != kvno) {
+            krb5_free_keytab_entry_contents(kctx, &entry);
+            continue;
+        }
+        more = realloc(all, (n + 1) * sizeof(*all));
+        if (more == NULL) {
+            krb5_free_keytab_entry_contents(kctx, &entry);
+            ret = ENOMEM;
+            break;
+        }
+        all = more;
+        all[n++] = entry;
+    }
+    krb5_kt_end_seq_get(kctx, kt, &cursor);
+    krb5_kt_close(kctx, kt);
+    if (ret != KRB5_KT_END) {
+        for (size_t i = 0; i < n; i++)
+            krb5_free_keytab_entry_contents(kctx, &all[i]); /* wipes the keys */
+        free(all);
+        return kasa_set_krb5_error(ctx, KASA_ERR_KEYTAB, kctx, ret, "cannot read %s", path);
+    }
+    *out = all;
+    *n_out = n;
+    return 0;
+}
+
 long kasa_keytab_prove(kasa_ctx *ctx, const char *path, const kasa_kvno_set *set,
                        const unsigned char *nonce, kasa_proof *proofs, size_t *n_proofs)
 {
     krb5_context kctx;
-    krb5_keytab kt = NULL;
-    char name[4096 + 8];
+    krb5_keytab_entry *all = NULL;
+    size_t n_all = 0;
     krb5_data data;
     long ret;
 
     *n_proofs = 0;
     ret = kasa_krb5(ctx, &kctx);
+    if (!ret)
+        ret = entries_at(ctx, kctx, path, set->kvno, &all, &n_all);
     if (ret)
         return ret;
-    snprintf(name, sizeof(name), "FILE:%s", path);
-    ret = krb5_kt_resolve(kctx, name, &kt);
-    if (ret)
-        return kasa_set_krb5_error(ctx, KASA_ERR_KEYTAB, kctx, ret, "cannot open %s", path);
     data.magic = KV5M_DATA;
     data.data = (char *)nonce;
     data.length = KASA_PROTO_NONCE;
     for (size_t k = 0; !ret && set->keys != NULL && k < set->keys->n; k++) {
         krb5_enctype et = set->keys->keys[k].enctype;
-        krb5_keytab_entry first, entry;
+        const krb5_keytab_entry *first = NULL;
         krb5_checksum cksum = {0};
-        bool have_first = false;
-        memset(&first, 0, sizeof(first));
         for (size_t p = 0; !ret && p < set->n_principals; p++) {
             krb5_principal princ = NULL;
+            const krb5_keytab_entry *entry = NULL;
             ret = krb5_parse_name(kctx, set->principals[p], &princ);
-            if (!ret)
-                ret = krb5_kt_get_entry(kctx, kt, princ, set->kvno, et, &entry);
+            for (size_t i = 0; !ret && i < n_all && entry == NULL; i++)
+                if (all[i].key.enctype == et &&
+                    krb5_principal_compare(kctx, all[i].principal, princ))
+                    entry = &all[i];
             krb5_free_principal(kctx, princ);
+            if (!ret && entry == NULL)
+                ret = KRB5_KT_NOTFOUND;
             if (ret) {
                 ret = kasa_set_krb5_error(ctx, KASA_ERR_KEYTAB, kctx, ret,
                                           "%s does not hold %s at kvno %u", path,
                                           set->principals[p], set->kvno);
                 break;
             }
-            if (!have_first) {
+            if (first == NULL)
                 first = entry;
-                have_first = true;
-            } else {
-                bool same = entry.key.length == first.key.length &&
-                            memcmp(entry.key.contents, first.key.contents, first.key.length) == 0;
-                krb5_free_keytab_entry_contents(kctx, &entry);
-                if (!same)
-                    ret = kasa_set_error(ctx, KASA_ERR_KEYTAB,
-                                         "%s holds different keys for %s at kvno %u", path,
-                                         set->principals[p], set->kvno);
-            }
+            else if (entry->key.length != first->key.length ||
+                     memcmp(entry->key.contents, first->key.contents, first->key.length) != 0)
+                ret = kasa_set_error(ctx, KASA_ERR_KEYTAB,
+                                     "%s holds different keys for %s at kvno %u", path,
+                                     set->principals[p], set->kvno);
         }
-        if (!ret) {
-            ret = krb5_c_make_checksum(kctx, 0, &first.key, KASA_KEYUSAGE_PROOF, &data, &cksum);
+        if (!ret && first != NULL) {
+            ret = krb5_c_make_checksum(kctx, 0, &first->key, KASA_KEYUSAGE_PROOF, &data, &cksum);
             if (ret)
                 ret = kasa_set_krb5_error(ctx, KASA_ERR_INTERNAL, kctx, ret, "cannot make a proof");
             else if (cksum.length > KASA_PROTO_MAX_PROOF)
@@ -578,10 +626,10 @@ long kasa_keytab_prove(kasa_ctx *ctx, const char *path, const kasa_kvno_set *set
             if (cksum.contents != NULL)
                 krb5_free_checksum_contents(kctx, &cksum);
         }
-        if (have_first)
-            krb5_free_keytab_entry_contents(kctx, &first);
     }
-    krb5_kt_close(kctx, kt);
+    for (size_t i = 0; i < n_all; i++)
+        krb5_free_keytab_entry_contents(kctx, &all[i]); /* wipes the keys */
+    free(all);
     return ret;
 }
 
