@@ -8,6 +8,17 @@
  * is created disabled and enabled only once its keys and attributes are in place; if a
  * step fails, the object is deleted again, so nothing half-made is left behind. Their
  * holders cannot get initial tickets as them or change their keys: see mit_protect_keys.
+ *
+ * kadm5 lists names only (kadm5_get_principals, one round trip for the whole realm); an
+ * attribute costs one round trip per principal, which over 100,000 principals is seconds.
+ * So kasa keeps two indexes, written before the objects they list (a crash leaves an
+ * entry too many, never one too few) and read back through the objects themselves, so
+ * that an object deleted or changed behind kasa's back drops out: on each account, a
+ * string kasa.spn:SPN per SPN it owns; on the record kasa-index/accounts, a string
+ * kasa.account:NAME per account. Each says kasa.index: complete once it holds every
+ * object; an index without it (an account made before kasa kept one, an index that
+ * outgrew MIT's 64 KB of strings per principal, one deleted by hand) is not used, and
+ * the whole realm is read instead. See spn_index_ensure and account_index_ensure.
  */
 #include <errno.h>
 #include <stdint.h>
@@ -30,6 +41,15 @@
 #define KEYS_POLICY "kasa-keys" /* no key change by their holder: see mit_protect_keys */
 #define KEYS_MIN_LIFE INT32_MAX /* 68 years, the longest minimum password life */
 #define KEYS_EXPIRED 1          /* a password expiration long past (0 is "never") */
+
+/* The indexes (see the top of this file). */
+#define ATTR_INDEX "kasa.index" /* COMPLETE on an index that lists every object it is for */
+#define COMPLETE "complete"
+#define ATTR_SPN "kasa.spn:"          /* on an account: one per SPN it owns */
+#define ACCOUNT_INDEX_TYPE "index"    /* the record kasa-index/accounts, */
+#define ACCOUNT_INDEX_NAME "accounts" /* which lists every account */
+#define ACCOUNT_INDEX RECORD_PREFIX ACCOUNT_INDEX_TYPE "/" ACCOUNT_INDEX_NAME
+#define ATTR_ACCOUNT "kasa.account:" /* on ACCOUNT_INDEX: one per account */
 
 struct mit {
     krb5_context kctx;
@@ -314,6 +334,148 @@ static long create_object(kasa_dir *dir, krb5_principal princ, const char *name,
     return ret;
 }
 
+/* The string attributes of the principal name (no realm); *found false, and none, when
+ * there is no such principal. */
+static long read_strings(kasa_dir *dir, const char *name, krb5_string_attr **strs, int *n,
+                         bool *found)
+{
+    krb5_principal princ = NULL;
+    long ret;
+
+    *strs = NULL;
+    *n = 0;
+    *found = false;
+    ret = principal(dir, name, &princ);
+    if (ret)
+        return ret;
+    ret = kadm5_get_strings(M(dir)->handle, princ, strs, n);
+    krb5_free_principal(M(dir)->kctx, princ);
+    if (ret) {
+        *strs = NULL;
+        *n = 0;
+        return ret == KADM5_UNK_PRINC ? 0 : fail(dir, ret, "cannot read the attributes of", name);
+    }
+    *found = true;
+    return 0;
+}
+
+/* The value of key among strs, or NULL. */
+static const char *string_value(const krb5_string_attr *strs, int n, const char *key)
+{
+    for (int i = 0; i < n; i++) {
+        if (strcmp(strs[i].key, key) == 0)
+            return strs[i].value;
+    }
+    return NULL;
+}
+
+/* Set key on the principal name to value, or remove it when value is NULL; the kadm5
+ * code. One step in kadmind: writers of different keys never undo each other. */
+static long write_string(kasa_dir *dir, const char *name, const char *key, const char *value)
+{
+    krb5_principal princ = NULL;
+    long ret;
+
+    ret = principal(dir, name, &princ);
+    if (ret)
+        return ret;
+    ret = kadm5_set_string(M(dir)->handle, princ, key, value);
+    krb5_free_principal(M(dir)->kctx, princ);
+    return ret;
+}
+
+/* One of kasa's indexes: the names entered on its holder (the strings prefix+NAME). */
+struct index {
+    bool found;    /* the holder exists */
+    bool complete; /* it says it lists every object */
+    char **names;
+    size_t n;
+};
+
+static void index_free(struct index *ix)
+{
+    kasa_spn_list_free(ix->names, ix->n);
+    memset(ix, 0, sizeof(*ix));
+}
+
+static long index_read(kasa_dir *dir, const char *holder, const char *prefix, struct index *ix)
+{
+    krb5_string_attr *strs = NULL;
+    size_t plen = strlen(prefix);
+    const char *v;
+    int n = 0;
+    long ret;
+
+    memset(ix, 0, sizeof(*ix));
+    ret = read_strings(dir, holder, &strs, &n, &ix->found);
+    if (ret)
+        return ret;
+    ix->names = calloc((size_t)n + 1, sizeof(*ix->names));
+    if (ix->names == NULL)
+        ret = kasa_set_error(dir->ctx, KASA_ERR_NOMEM, NULL);
+    for (int i = 0; !ret && i < n; i++) {
+        if (strncmp(strs[i].key, prefix, plen) != 0)
+            continue;
+        if ((ix->names[ix->n] = strdup(strs[i].key + plen)) == NULL)
+            ret = kasa_set_error(dir->ctx, KASA_ERR_NOMEM, NULL);
+        else
+            ix->n++;
+    }
+    v = string_value(strs, n, ATTR_INDEX);
+    ix->complete = v != NULL && strcmp(v, COMPLETE) == 0;
+    if (strs != NULL)
+        kadm5_free_strings(M(dir)->handle, strs, n);
+    if (ret)
+        index_free(ix);
+    return ret;
+}
+
+/* Enter (present) or take out the entry prefix+name of the index on holder; the kadm5
+ * code. */
+static long index_entry(kasa_dir *dir, const char *holder, const char *prefix, const char *name,
+                        bool present)
+{
+    char *key = NULL;
+    long ret;
+
+    if (asprintf(&key, "%s%s", prefix, name) < 0)
+        return ENOMEM;
+    ret = write_string(dir, holder, key, present ? "" : NULL);
+    free(key);
+    return ret;
+}
+
+/*
+ * Enter name in the index on holder, before its object is made. A complete index that
+ * cannot take it (MIT keeps at most 64 KB of strings on a principal) stops saying it is
+ * complete, so that readers read the realm instead; only when even that fails is the
+ * object not made. An index that is not complete needs no entry.
+ */
+static long index_add(kasa_dir *dir, const char *holder, const char *prefix, const char *name,
+                      bool complete)
+{
+    long kret, kret2;
+
+    kret = index_entry(dir, holder, prefix, name, true);
+    if (kret == 0 || kret == KADM5_UNK_PRINC || !complete)
+        return 0;
+    kret2 = write_string(dir, holder, ATTR_INDEX, NULL);
+    if (kret2 == 0 || kret2 == KADM5_UNK_PRINC)
+        return 0;
+    return kasa_set_krb5_error(dir->ctx, KASA_ERR_DIR, M(dir)->kctx, kret,
+                               "cannot enter %s in kasa's index on %s, nor mark that index "
+                               "incomplete; kasa needs the modify right on %s",
+                               name, holder, holder);
+}
+
+/* Make the account index exist and complete: see below. */
+static long account_index_ensure(kasa_dir *dir, bool *complete_out);
+
+/*
+ * The account goes into the account index before it is made (a crash between leaves an
+ * entry for nothing, which readers skip), and again once made, in case a delete of the
+ * same name took the entry out meanwhile (mit_account_delete checks on its side).
+ */
 static long mit_account_create(kasa_dir *dir, const char *name, kasa_account_kind kind,
                                const char *description, const char *dns_host_name,
                                const kasa_keyset *keys)
@@ -322,6 +484,7 @@ static long mit_account_create(kasa_dir *dir, const char *name, kasa_account_kin
     kadm5_principal_ent_rec ent;
     char *kind_attr = NULL;
     char created[32];
+    bool indexed = false;
     long ret;
 
     if (dns_host_name != NULL)
@@ -350,16 +513,26 @@ static long mit_account_create(kasa_dir *dir, const char *name, kasa_account_kin
         ret = fail(dir, ret, "cannot look up", name);
         goto cleanup;
     }
+    ret = account_index_ensure(dir, &indexed);
+    if (!ret)
+        ret = index_add(dir, ACCOUNT_INDEX, ATTR_ACCOUNT, name, indexed);
+    if (ret)
+        goto cleanup;
     snprintf(created, sizeof(created), "%lld", (long long)time(NULL));
+    /* A new account owns no SPN: its SPN index is complete from the start. */
     const char *attrs[] = {ATTR_KIND,
                            kasa_account_kind_name(kind),
                            ATTR_DESCRIPTION,
                            description,
                            ATTR_CREATED,
                            created,
+                           ATTR_INDEX,
+                           COMPLETE,
                            NULL};
     ret = create_object(dir, princ, name, attrs, keys->keys, keys->n, keys->kvno,
                         KRB5_KDB_REQUIRES_PRE_AUTH);
+    if (!ret)
+        (void)index_entry(dir, ACCOUNT_INDEX, ATTR_ACCOUNT, name, true);
 
 cleanup:
     free(kind_attr);
@@ -367,7 +540,9 @@ cleanup:
     return ret;
 }
 
-/* Fill an account from its principal; KASA_ERR_NOT_MANAGED when kasa did not make it. */
+/* Fill an account from its principal; KASA_ERR_NOT_MANAGED when kasa did not make it.
+ * Strings first: in a read of the whole realm, a principal that is no account costs one
+ * round trip, not two. */
 static long read_account(kasa_dir *dir, const char *name, krb5_principal princ, kasa_account *acct)
 {
     kadm5_principal_ent_rec ent;
@@ -376,17 +551,11 @@ static long read_account(kasa_dir *dir, const char *name, krb5_principal princ, 
     char *full = NULL;
     long ret;
 
-    memset(&ent, 0, sizeof(ent));
-    ret = kadm5_get_principal(M(dir)->handle, princ, &ent, KADM5_PRINCIPAL_NORMAL_MASK);
+    ret = kadm5_get_strings(M(dir)->handle, princ, &strs, &n);
     if (ret == KADM5_UNK_PRINC)
         return kasa_set_error(dir->ctx, KASA_ERR_ACCOUNT_NOT_FOUND,
                               "no account %s in %s; create it with kasa account create", name,
                               dir->realm);
-    if (ret)
-        return fail(dir, ret, "cannot look up", name);
-    acct->kvno = ent.kvno;
-    kadm5_free_principal_ent(M(dir)->handle, &ent);
-    ret = kadm5_get_strings(M(dir)->handle, princ, &strs, &n);
     if (ret)
         return fail(dir, ret, "cannot read the attributes of", name);
     acct->kind = 0;
@@ -408,6 +577,16 @@ static long read_account(kasa_dir *dir, const char *name, krb5_principal princ, 
                               "%s@%s is a principal kasa does not manage; make an account with "
                               "kasa account create",
                               name, dir->realm);
+    memset(&ent, 0, sizeof(ent));
+    ret = kadm5_get_principal(M(dir)->handle, princ, &ent, KADM5_PRINCIPAL_NORMAL_MASK);
+    if (ret == KADM5_UNK_PRINC)
+        return kasa_set_error(dir->ctx, KASA_ERR_ACCOUNT_NOT_FOUND,
+                              "no account %s in %s; create it with kasa account create", name,
+                              dir->realm);
+    if (ret)
+        return fail(dir, ret, "cannot look up", name);
+    acct->kvno = ent.kvno;
+    kadm5_free_principal_ent(M(dir)->handle, &ent);
     if (asprintf(&full, "%s@%s", name, dir->realm) < 0)
         return kasa_set_error(dir->ctx, KASA_ERR_NOMEM, NULL);
     acct->principal = full;
@@ -442,12 +621,13 @@ static long mit_account_get(kasa_dir *dir, const char *name, kasa_account **out)
     return 0;
 }
 
-/* Every principal name in the realm, without the realm: one round trip to kadmind. */
-static long all_names(kasa_dir *dir, char ***names_out, int *n_out)
+/* Every name kadm5_get_principals gives for the glob expr (every principal of the realm
+ * when NULL), without the realm: one round trip, however many names. */
+static long list_names(kasa_dir *dir, const char *expr, char ***names_out, int *n_out)
 {
     long ret;
 
-    ret = kadm5_get_principals(M(dir)->handle, NULL, names_out, n_out);
+    ret = kadm5_get_principals(M(dir)->handle, (char *)expr, names_out, n_out);
     if (ret) {
         *names_out = NULL;
         *n_out = 0;
@@ -474,23 +654,20 @@ static bool is_spn_name(const char *name)
     return false;
 }
 
-static long mit_account_list(kasa_dir *dir, kasa_account **out, size_t *n_out)
+/* Fill accounts from the names of n principals (SPNs skipped): two round trips per
+ * account, one per other principal. Principals kasa did not make, and those deleted
+ * meanwhile, are left out. */
+static long read_accounts(kasa_dir *dir, char *const *names, size_t n, kasa_account **out,
+                          size_t *n_out)
 {
     kasa_account *accts = NULL;
-    char **names = NULL;
-    int n = 0;
     size_t count = 0;
-    long ret;
+    long ret = 0;
 
-    ret = all_names(dir, &names, &n);
-    if (ret)
-        return ret;
-    accts = calloc((size_t)n + 1, sizeof(*accts));
-    if (accts == NULL) {
-        ret = kasa_set_error(dir->ctx, KASA_ERR_NOMEM, NULL);
-        goto cleanup;
-    }
-    for (int i = 0; i < n; i++) {
+    accts = calloc(n + 1, sizeof(*accts));
+    if (accts == NULL)
+        return kasa_set_error(dir->ctx, KASA_ERR_NOMEM, NULL);
+    for (size_t i = 0; i < n; i++) {
         krb5_principal princ = NULL;
         if (is_spn_name(names[i]) || strchr(names[i], '\\') != NULL)
             continue;
@@ -500,7 +677,6 @@ static long mit_account_list(kasa_dir *dir, kasa_account **out, size_t *n_out)
         ret = read_account(dir, names[i], princ, &accts[count]);
         krb5_free_principal(M(dir)->kctx, princ);
         if (ret == KASA_ERR_NOT_MANAGED || ret == KASA_ERR_ACCOUNT_NOT_FOUND) {
-            /* not ours, or deleted while we listed */
             free(accts[count].name);
             free(accts[count].principal);
             free(accts[count].description);
@@ -518,8 +694,82 @@ static long mit_account_list(kasa_dir *dir, kasa_account **out, size_t *n_out)
 
 cleanup:
     if (accts != NULL)
-        kasa_account_list_free(accts, (size_t)n + 1);
+        kasa_account_list_free(accts, n + 1);
+    return ret;
+}
+
+/* Every account kasa made, from a read of every principal of the realm. */
+static long account_scan(kasa_dir *dir, kasa_account **out, size_t *n_out)
+{
+    char **names = NULL;
+    int n = 0;
+    long ret;
+
+    ret = list_names(dir, NULL, &names, &n);
+    if (!ret)
+        ret = read_accounts(dir, names, (size_t)n, out, n_out);
     kadm5_free_name_list(M(dir)->handle, names, n);
+    return ret;
+}
+
+static long mit_record_create(kasa_dir *dir, const char *type, const char *name);
+
+/*
+ * Make the account index exist and be complete: create it, enter every account a read of
+ * the realm finds, then say it is complete. It is made before that read, so that an
+ * account another kasa creates meanwhile enters itself (mit_account_create enters an
+ * account before making it). When kasa may not create or change the index (the narrow
+ * ACL of doc/DEPLOY.md), it stays incomplete and account list reads the realm.
+ */
+static long account_index_ensure(kasa_dir *dir, bool *complete_out)
+{
+    kasa_account *accts = NULL;
+    struct index ix;
+    bool found;
+    size_t n = 0;
+    long ret, kret = 0;
+
+    *complete_out = false;
+    ret = index_read(dir, ACCOUNT_INDEX, ATTR_ACCOUNT, &ix);
+    if (ret)
+        return ret;
+    found = ix.found;
+    *complete_out = ix.complete;
+    index_free(&ix);
+    if (*complete_out)
+        return 0;
+    if (!found) {
+        ret = mit_record_create(dir, ACCOUNT_INDEX_TYPE, ACCOUNT_INDEX_NAME);
+        if (ret && ret != KASA_ERR_ARRAY_EXISTS)
+            return 0; /* no index: every account list reads the realm */
+    }
+    ret = account_scan(dir, &accts, &n);
+    if (ret)
+        return ret;
+    for (size_t i = 0; i < n && !kret; i++)
+        kret = index_entry(dir, ACCOUNT_INDEX, ATTR_ACCOUNT, accts[i].name, true);
+    if (!kret)
+        kret = write_string(dir, ACCOUNT_INDEX, ATTR_INDEX, COMPLETE);
+    *complete_out = kret == 0;
+    kasa_account_list_free(accts, n);
+    return 0;
+}
+
+/* From the account index when it is complete (two round trips per account it lists), else
+ * from a read of the whole realm (one per principal). */
+static long mit_account_list(kasa_dir *dir, kasa_account **out, size_t *n_out)
+{
+    struct index ix;
+    long ret;
+
+    ret = index_read(dir, ACCOUNT_INDEX, ATTR_ACCOUNT, &ix);
+    if (ret)
+        return ret;
+    if (ix.complete)
+        ret = read_accounts(dir, ix.names, ix.n, out, n_out);
+    else
+        ret = account_scan(dir, out, n_out);
+    index_free(&ix);
     return ret;
 }
 
@@ -539,23 +789,106 @@ static long delete_object(kasa_dir *dir, const char *name)
     return ret;
 }
 
+/* The owner kasa wrote on the SPN principal name, NULL when none; *found false when there
+ * is no such principal (any more). One round trip. */
+static long owner_of(kasa_dir *dir, const char *name, char **owner_out, bool *found)
+{
+    krb5_string_attr *strs = NULL;
+    const char *v;
+    int n = 0;
+    long ret;
+
+    *owner_out = NULL;
+    ret = read_strings(dir, name, &strs, &n, found);
+    if (ret || !*found)
+        return ret;
+    v = string_value(strs, n, ATTR_OWNER);
+    if (v != NULL && (*owner_out = strdup(v)) == NULL)
+        ret = kasa_set_error(dir->ctx, KASA_ERR_NOMEM, NULL);
+    kadm5_free_strings(M(dir)->handle, strs, n);
+    return ret;
+}
+
+/* Whether the principal name is there and names account its owner. */
+static bool owned(kasa_dir *dir, const char *name, const char *account)
+{
+    char *owner = NULL;
+    bool found = false, yes;
+
+    yes = owner_of(dir, name, &owner, &found) == 0 && found && owner != NULL &&
+          strcmp(owner, account) == 0;
+    free(owner);
+    return yes;
+}
+
 static long mit_account_delete(kasa_dir *dir, const kasa_account *acct)
 {
-    return delete_object(dir, acct->name);
+    krb5_string_attr *strs = NULL;
+    bool found = false;
+    int n = 0;
+    long ret;
+
+    ret = delete_object(dir, acct->name);
+    if (ret)
+        return ret;
+    (void)index_entry(dir, ACCOUNT_INDEX, ATTR_ACCOUNT, acct->name, false);
+    /* A create of the same name running meanwhile may have made it again after entering
+     * it: then it stays entered. */
+    if (read_strings(dir, acct->name, &strs, &n, &found) == 0 && found) {
+        if (string_value(strs, n, ATTR_KIND) != NULL)
+            (void)index_entry(dir, ACCOUNT_INDEX, ATTR_ACCOUNT, acct->name, true);
+        kadm5_free_strings(M(dir)->handle, strs, n);
+    }
+    return 0;
+}
+
+/*
+ * A glob that matches spn ignoring case ("[hH][tT][tT][pP]/..."), so that kadmind sends
+ * only the names that may claim it, not the whole realm's. False when spn holds a
+ * character that kadmind's glob or regular expression would take as special (a checked
+ * SPN holds none). out has room for 4 * strlen(spn) + 1 bytes.
+ */
+static bool spn_glob(const char *spn, char *out)
+{
+    for (const char *s = spn; *s != '\0'; s++) {
+        char c = *s;
+        if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')) {
+            *out++ = '[';
+            *out++ = (char)(c | 0x20);
+            *out++ = (char)(c & ~0x20);
+            *out++ = ']';
+        } else if ((c >= '0' && c <= '9') || strchr("-_./:", c) != NULL) {
+            *out++ = c;
+        } else {
+            return false;
+        }
+    }
+    *out = '\0';
+    return true;
 }
 
 static long mit_spn_claims(kasa_dir *dir, const char *spn, bool with_owners, kasa_spn_claim **out,
                            size_t *n_out)
 {
     kasa_spn_claim *claims = NULL;
-    char **names = NULL;
+    char **names = NULL, *glob = NULL;
     int n = 0;
     size_t count = 0;
     long ret;
 
     *out = NULL;
     *n_out = 0;
-    ret = all_names(dir, &names, &n);
+    if (spn != NULL) {
+        glob = malloc(strlen(spn) * 4 + 1);
+        if (glob == NULL)
+            return kasa_set_error(dir->ctx, KASA_ERR_NOMEM, NULL);
+        if (!spn_glob(spn, glob)) {
+            free(glob);
+            glob = NULL;
+        }
+    }
+    ret = list_names(dir, glob, &names, &n);
+    free(glob);
     if (ret)
         return ret;
     claims = calloc((size_t)n + 1, sizeof(*claims));
@@ -565,6 +898,7 @@ static long mit_spn_claims(kasa_dir *dir, const char *spn, bool with_owners, kas
     }
     for (int i = 0; i < n; i++) {
         kasa_spn_claim *c = &claims[count];
+        bool found = true;
         if (!is_spn_name(names[i]) || strncmp(names[i], RECORD_PREFIX, 5) == 0 ||
             (spn != NULL && strcasecmp(names[i], spn) != 0))
             continue;
@@ -576,16 +910,15 @@ static long mit_spn_claims(kasa_dir *dir, const char *spn, bool with_owners, kas
             goto cleanup;
         }
         count++;
-        if (with_owners) {
-            krb5_principal princ = NULL;
-            ret = principal(dir, names[i], &princ);
-            if (!ret)
-                ret = get_attr(dir, princ, names[i], ATTR_OWNER, &c->owner);
-            krb5_free_principal(M(dir)->kctx, princ);
-            if (ret == KASA_ERR_DIR && spn == NULL)
-                ret = 0; /* deleted while we listed */
-            if (ret)
-                goto cleanup;
+        if (with_owners)
+            ret = owner_of(dir, names[i], &c->owner, &found);
+        if (ret)
+            goto cleanup;
+        if (!found) { /* deleted while we listed */
+            free(c->spn);
+            free(c->holder);
+            memset(c, 0, sizeof(*c));
+            count--;
         }
     }
     *out = claims;
@@ -597,6 +930,34 @@ cleanup:
     kasa_spn_claims_free(claims, count);
     kadm5_free_name_list(M(dir)->handle, names, n);
     return ret;
+}
+
+/* The owners of claims that spn_claims listed without: one round trip each. A claim whose
+ * principal is gone meanwhile is dropped. */
+static long mit_spn_owners(kasa_dir *dir, kasa_spn_claim *claims, size_t *n)
+{
+    size_t kept = 0;
+    long ret = 0;
+
+    for (size_t i = 0; i < *n && !ret; i++) {
+        bool found = false;
+        free(claims[i].owner);
+        claims[i].owner = NULL;
+        ret = owner_of(dir, claims[i].spn, &claims[i].owner, &found);
+        if (!ret && !found) {
+            free(claims[i].spn);
+            free(claims[i].holder);
+            memset(&claims[i], 0, sizeof(claims[i]));
+        }
+    }
+    if (ret)
+        return ret;
+    for (size_t i = 0; i < *n; i++) {
+        if (claims[i].spn != NULL)
+            claims[kept++] = claims[i];
+    }
+    *n = kept;
+    return 0;
 }
 
 /* The account's keys at its current kvno, as kadmind holds them (needs the 'e' right). */
@@ -647,36 +1008,9 @@ cleanup:
     return ret;
 }
 
-static long mit_spn_add(kasa_dir *dir, const char *spn, const kasa_account *acct)
-{
-    krb5_principal princ = NULL;
-    kasa_keyset *keys = NULL;
-    long ret;
-
-    ret = current_keys(dir, acct, &keys);
-    if (!ret)
-        ret = principal(dir, spn, &princ);
-    if (!ret) {
-        const char *attrs[] = {ATTR_OWNER, acct->name, NULL};
-        ret = create_object(dir, princ, spn, attrs, keys->keys, keys->n, keys->kvno, 0);
-        if (ret == KASA_ERR_ACCOUNT_EXISTS)
-            ret = kasa_set_error(dir->ctx, KASA_ERR_SPN_EXISTS,
-                                 "SPN %s was created by someone else meanwhile; run kasa spn "
-                                 "query %s",
-                                 spn, spn);
-    }
-    kasa_keyset_free(keys);
-    krb5_free_principal(M(dir)->kctx, princ);
-    return ret;
-}
-
-static long mit_spn_delete(kasa_dir *dir, const char *spn, const kasa_account *acct)
-{
-    (void)acct;
-    return delete_object(dir, spn);
-}
-
-static long mit_spn_list(kasa_dir *dir, const kasa_account *acct, char ***out, size_t *n_out)
+/* Every SPN principal of the realm that names acct its owner, read one by one: kadm5
+ * cannot search by attribute, so this is one round trip per SPN principal. */
+static long spn_scan(kasa_dir *dir, const kasa_account *acct, char ***out, size_t *n_out)
 {
     kasa_spn_claim *claims = NULL;
     size_t n = 0, count = 0;
@@ -707,15 +1041,149 @@ cleanup:
     return ret;
 }
 
+/*
+ * Make acct's SPN index complete when it is not (an account made before kasa kept one):
+ * enter every SPN a scan of the realm finds, then say it is complete. A failure leaves it
+ * incomplete, to be scanned next time; *complete_out says how it ends.
+ */
+static long spn_index_ensure(kasa_dir *dir, const kasa_account *acct, bool *complete_out)
+{
+    struct index ix;
+    bool found;
+    char **spns = NULL;
+    size_t n = 0;
+    long ret, kret = 0;
+
+    *complete_out = false;
+    ret = index_read(dir, acct->name, ATTR_SPN, &ix);
+    if (ret)
+        return ret;
+    *complete_out = ix.complete;
+    found = ix.found;
+    index_free(&ix);
+    if (*complete_out || !found)
+        return 0;
+    ret = spn_scan(dir, acct, &spns, &n);
+    if (ret)
+        return ret;
+    for (size_t i = 0; i < n && !kret; i++)
+        kret = index_entry(dir, acct->name, ATTR_SPN, spns[i], true);
+    if (!kret)
+        kret = write_string(dir, acct->name, ATTR_INDEX, COMPLETE);
+    *complete_out = kret == 0;
+    kasa_spn_list_free(spns, n);
+    return 0;
+}
+
+/*
+ * The SPN goes into its account's index before it is made (a crash between leaves an
+ * entry for nothing, which readers skip), and again once made, in case a delete of the
+ * same SPN took the entry out meanwhile (mit_spn_delete checks on its side).
+ */
+static long mit_spn_add(kasa_dir *dir, const char *spn, const kasa_account *acct)
+{
+    krb5_principal princ = NULL;
+    kasa_keyset *keys = NULL;
+    bool indexed = false;
+    long ret;
+
+    ret = current_keys(dir, acct, &keys);
+    if (!ret)
+        ret = spn_index_ensure(dir, acct, &indexed);
+    if (!ret)
+        ret = index_add(dir, acct->name, ATTR_SPN, spn, indexed);
+    if (!ret)
+        ret = principal(dir, spn, &princ);
+    if (!ret) {
+        const char *attrs[] = {ATTR_OWNER, acct->name, NULL};
+        ret = create_object(dir, princ, spn, attrs, keys->keys, keys->n, keys->kvno, 0);
+        if (ret == KASA_ERR_ACCOUNT_EXISTS)
+            ret = kasa_set_error(dir->ctx, KASA_ERR_SPN_EXISTS,
+                                 "SPN %s was created by someone else meanwhile; run kasa spn "
+                                 "query %s",
+                                 spn, spn);
+    }
+    if (!ret)
+        (void)index_entry(dir, acct->name, ATTR_SPN, spn, true);
+    kasa_keyset_free(keys);
+    krb5_free_principal(M(dir)->kctx, princ);
+    return ret;
+}
+
+static long mit_spn_delete(kasa_dir *dir, const char *spn, const kasa_account *acct)
+{
+    long ret;
+
+    ret = delete_object(dir, spn);
+    if (ret)
+        return ret;
+    (void)index_entry(dir, acct->name, ATTR_SPN, spn, false);
+    /* An add of the same SPN running meanwhile may have made it again after entering it:
+     * then it stays entered. */
+    if (owned(dir, spn, acct->name))
+        (void)index_entry(dir, acct->name, ATTR_SPN, spn, true);
+    return 0;
+}
+
+/* From the account's SPN index when it is complete, each entry checked against its SPN
+ * principal (one round trip each: an SPN deleted or given to another owner behind
+ * kasa's back drops out), else from a scan of the realm. */
+static long mit_spn_list(kasa_dir *dir, const kasa_account *acct, char ***out, size_t *n_out)
+{
+    struct index ix;
+    char **spns = NULL;
+    size_t count = 0;
+    long ret;
+
+    *out = NULL;
+    *n_out = 0;
+    ret = index_read(dir, acct->name, ATTR_SPN, &ix);
+    if (ret)
+        return ret;
+    if (!ix.complete) {
+        index_free(&ix);
+        return spn_scan(dir, acct, out, n_out);
+    }
+    spns = calloc(ix.n + 1, sizeof(*spns));
+    if (spns == NULL) {
+        ret = kasa_set_error(dir->ctx, KASA_ERR_NOMEM, NULL);
+        goto cleanup;
+    }
+    for (size_t i = 0; i < ix.n; i++) {
+        char *owner = NULL;
+        bool found = false;
+        ret = owner_of(dir, ix.names[i], &owner, &found);
+        if (ret)
+            goto cleanup;
+        if (found && owner != NULL && strcmp(owner, acct->name) == 0) {
+            spns[count++] = ix.names[i];
+            ix.names[i] = NULL;
+        }
+        free(owner);
+    }
+    *out = spns;
+    *n_out = count;
+    spns = NULL;
+    count = 0;
+
+cleanup:
+    kasa_spn_list_free(spns, count);
+    index_free(&ix);
+    return ret;
+}
+
 /* The SPNs first, the account last: the account's kvno says the whole set moved. */
 static long mit_key_set(kasa_dir *dir, const kasa_account *acct, const kasa_keyset *keys)
 {
     krb5_principal princ = NULL;
     char **spns = NULL;
+    bool indexed = false;
     size_t n = 0;
     long ret;
 
-    ret = mit_spn_list(dir, acct, &spns, &n);
+    ret = spn_index_ensure(dir, acct, &indexed);
+    if (!ret)
+        ret = mit_spn_list(dir, acct, &spns, &n);
     for (size_t i = 0; i <= n && !ret; i++) {
         const char *name = i < n ? spns[i] : acct->name;
         if (i == n)
@@ -941,7 +1409,7 @@ static long mit_record_set(kasa_dir *dir, const char *type, const char *name, co
 
 static long mit_record_list(kasa_dir *dir, const char *type, char ***names_out, size_t *n_out)
 {
-    char **names = NULL, **out = NULL, prefix[128];
+    char **names = NULL, **out = NULL, prefix[128], glob[130];
     size_t plen, count = 0;
     int n = 0;
     long ret;
@@ -950,7 +1418,8 @@ static long mit_record_list(kasa_dir *dir, const char *type, char ***names_out, 
     *n_out = 0;
     snprintf(prefix, sizeof(prefix), RECORD_PREFIX "%s/", type);
     plen = strlen(prefix);
-    ret = all_names(dir, &names, &n);
+    snprintf(glob, sizeof(glob), "%s*", prefix); /* kadmind sends only these names */
+    ret = list_names(dir, strpbrk(prefix, "*?[]\\") == NULL ? glob : NULL, &names, &n);
     if (ret)
         return ret;
     out = calloc((size_t)n + 1, sizeof(*out));
@@ -1008,6 +1477,7 @@ const struct kasa_dir_ops kasa_dir_mit_ops = {
     .account_list = mit_account_list,
     .account_delete = mit_account_delete,
     .spn_claims = mit_spn_claims,
+    .spn_owners = mit_spn_owners,
     .spn_add = mit_spn_add,
     .spn_delete = mit_spn_delete,
     .spn_list = mit_spn_list,

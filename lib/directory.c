@@ -434,6 +434,29 @@ static int claim_cmp(const void *a, const void *b)
     return c != 0 ? c : strcmp(x->spn, y->spn);
 }
 
+/* The claims all[0..n) of one SPN, with their owners, as *grp_out (n_grp_out of them):
+ * moved out of all and completed by the backend when it can, else looked up again. */
+static long group_owners(kasa_dir *dir, kasa_spn_claim *all, size_t n, kasa_spn_claim **grp_out,
+                         size_t *n_grp_out)
+{
+    kasa_spn_claim *grp;
+    long ret;
+
+    *grp_out = NULL;
+    *n_grp_out = 0;
+    if (dir->ops->spn_owners == NULL)
+        return dir->ops->spn_claims(dir, all[0].spn, true, grp_out, n_grp_out);
+    grp = calloc(n, sizeof(*grp));
+    if (grp == NULL)
+        return kasa_set_error(dir->ctx, KASA_ERR_NOMEM, NULL);
+    memcpy(grp, all, n * sizeof(*grp));
+    memset(all, 0, n * sizeof(*all));
+    ret = dir->ops->spn_owners(dir, grp, &n);
+    *grp_out = grp;
+    *n_grp_out = n;
+    return ret;
+}
+
 long kasa_spn_duplicates(kasa_dir *dir, kasa_spn_claim **claims_out, size_t *n_out)
 {
     kasa_spn_claim *all = NULL, *dups = NULL, *grp = NULL;
@@ -442,7 +465,9 @@ long kasa_spn_duplicates(kasa_dir *dir, kasa_spn_claim **claims_out, size_t *n_o
 
     *claims_out = NULL;
     *n_out = 0;
-    /* Names only first (one round trip); owners only for the few that collide. */
+    /* Names only first (one round trip for the whole directory); owners only for the few
+     * that collide. The names are the directory's own, so a principal made behind kasa's
+     * back is among them. */
     ret = dir->ops->spn_claims(dir, NULL, false, &all, &n_all);
     if (ret)
         return ret;
@@ -453,7 +478,7 @@ long kasa_spn_duplicates(kasa_dir *dir, kasa_spn_claim **claims_out, size_t *n_o
         while (j < n_all && strcasecmp(all[i].spn, all[j].spn) == 0)
             j++;
         if (j - i > 1) {
-            ret = dir->ops->spn_claims(dir, all[i].spn, true, &grp, &n_grp);
+            ret = group_owners(dir, all + i, j - i, &grp, &n_grp);
             if (ret)
                 goto cleanup;
             /* One account's own case pair (HTTP/ next to http/, which spn add allows on MIT

@@ -37,6 +37,11 @@ struct kasa_dir_ops {
      * looked up only when with_owners. */
     long (*spn_claims)(kasa_dir *dir, const char *spn, bool with_owners, kasa_spn_claim **out,
                        size_t *n_out);
+    /* Fill in the owners of claims that spn_claims gave without, dropping those whose
+     * holder is gone meanwhile (*n shrinks). Where each owner costs a round trip (MIT),
+     * this reads only these claims, not every name again; NULL when spn_claims with
+     * owners costs no more (AD). */
+    long (*spn_owners)(kasa_dir *dir, kasa_spn_claim *claims, size_t *n);
     /* Give the account the SPN; nothing else checked. */
     long (*spn_add)(kasa_dir *dir, const char *spn, const kasa_account *acct);
     long (*spn_delete)(kasa_dir *dir, const char *spn, const kasa_account *acct);

@@ -182,7 +182,7 @@ k 2 lab up --dir "$LAB" --realm PROSEWARE.LAB --realm ""
 k 2 lab up --dir "$LAB" --members
 k 2 lab up --dir "$LAB" --members ""
 k 2 lab up --dir "$LAB" --members "$BIG"
-k 2 lab up --dir "$LAB" --members 99
+k 2 lab up --dir "$LAB" --members 101
 k 2 lab up --dir "$LAB" --members -1
 k 2 lab up --dir "$LAB" --members 4294967297
 k 2 lab up --dir "$LAB" --members 1 --members x

@@ -60,6 +60,30 @@ expect 0 "an SPN added later gets the current keys" "$KASA" spn add exchangeAB/o
 check "at kvno 7, equal to the account's" \
 	test "$(keys_of "$ASA" 7)" = "$(keys_of exchangeAB/outlook 7)"
 
+# An account whose SPN index is not complete (made by an older kasa; here taken away by
+# hand, one entry with it): a key change still reaches every SPN, found by reading the
+# realm, and leaves the index complete again.
+kadmin_local 'del_string CASARRAY-ASA$ kasa.index' >/dev/null
+kadmin_local 'del_string CASARRAY-ASA$ kasa.spn:exchangeMDB/outlook' >/dev/null
+check "kadmin.local: the index no longer says complete" \
+	sh -c "! kadmin.local -q 'get_strings CASARRAY-ASA\$' 2>/dev/null | grep -q '^kasa.index:'"
+expect 0 "set new keys at kvno 8" "$DIRTOOL" setkey "$ASA" 8
+check "the SPN missing from the index has them" \
+	test "$(keys_of "$ASA" 8)" = "$(keys_of exchangeMDB/outlook 8)"
+check "and so do the others" \
+	test "$(keys_of "$ASA" 8)" = "$(keys_of http/outlook.proseware.lab 8)"
+check "and the third" test "$(keys_of "$ASA" 8)" = "$(keys_of exchangeAB/outlook 8)"
+check "kadmin.local: the index says complete again" \
+	sh -c "kadmin.local -q 'get_strings CASARRAY-ASA\$' 2>/dev/null | grep -q '^kasa.index: complete'"
+check "kadmin.local: with exchangeMDB/outlook in it" \
+	sh -c "kadmin.local -q 'get_strings CASARRAY-ASA\$' 2>/dev/null | grep -q '^kasa.spn:exchangeMDB/outlook:'"
+# An SPN principal deleted behind kasa's back: the next key change skips it, and does
+# not fail on its entry.
+kadmin_local 'delprinc -force exchangeAB/outlook' >/dev/null
+expect 0 "set new keys at kvno 9 after an SPN was deleted with kadmin.local" "$DIRTOOL" setkey "$ASA" 9
+check "the remaining SPNs have them" \
+	test "$(keys_of "$ASA" 9)" = "$(keys_of http/outlook.proseware.lab 9)"
+
 expect 1 "setkey on an account that does not exist" "$DIRTOOL" setkey 'NOPE$' 2
 err_has "no account NOPE\$" "names it"
 

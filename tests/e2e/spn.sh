@@ -104,6 +104,92 @@ expect 1 "spn delete will not delete a foreign principal" \
 	"$KASA" spn delete HTTP/outlook.proseware.lab "$ASA"
 check "kadmin.local: the planted principal is still there" sh -c "kadmin.local -q listprincs 2>/dev/null | grep -qx 'HTTP/outlook.proseware.lab@PROSEWARE.LAB'"
 
+# kasa's indexes: kadm5 reads one principal per round trip, so kasa keeps on each account
+# the names of its SPNs, and on the record kasa-index/accounts the names of its accounts;
+# each entry is checked against the object itself, so edits made with kadmin.local
+# behind kasa's back still come out right.
+strings_of() { kadmin_local "get_strings $1"; }
+check "the ASA's index lists its SPNs (kadmin.local get_strings)" \
+	sh -c "kadmin.local -q 'get_strings CASARRAY-ASA\$' 2>/dev/null | grep -q '^kasa.spn:http/outlook.proseware.lab:'"
+check "and says it is complete" \
+	sh -c "kadmin.local -q 'get_strings CASARRAY-ASA\$' 2>/dev/null | grep -q '^kasa.index: complete'"
+check "kasa-index/accounts lists both accounts" \
+	test "$(strings_of kasa-index/accounts | grep -c '^kasa.account:\(CASARRAY\|OTHER\)-ASA\$:')" -eq 2
+for i in 1 2 3; do
+	expect 0 "spn add http/index$i.proseware.lab" "$KASA" spn add "http/index$i.proseware.lab" "$ASA"
+done
+kadmin_local 'delprinc -force http/index1.proseware.lab' >/dev/null
+kadmin_local 'set_string http/index2.proseware.lab kasa.owner OTHER-ASA$' >/dev/null
+kadmin_local 'addprinc -nokey http/planted.proseware.lab' >/dev/null
+kadmin_local 'set_string CASARRAY-ASA$ kasa.spn:http/planted.proseware.lab ""' >/dev/null
+expect 0 "spn list after edits made with kadmin.local" "$KASA" spn list "$ASA"
+check "an SPN deleted with kadmin.local is not listed" sh -c "! echo '$T_OUT' | grep -q index1"
+check "nor one given to another owner with kadmin.local" sh -c "! echo '$T_OUT' | grep -q index2"
+check "nor a foreign principal entered in the index by hand" sh -c "! echo '$T_OUT' | grep -q planted"
+check "the rest is listed: the seven SPNs and http/index3" \
+	test "$T_OUT" = "$(printf '%s\n' $SEED http/index3.proseware.lab | grep -v '^HTTP/' | sort)"
+expect 0 "spn query reads the SPN itself: http/index2 belongs to OTHER-ASA\$ now" \
+	"$KASA" spn query http/index2.proseware.lab
+check "spn query names OTHER-ASA\$" test "$T_OUT" = 'OTHER-ASA$'
+# Taking kasa.index away makes kasa read the realm: how an account made by an older kasa
+# is read, and the repair for an owner written by hand, which no index lists.
+kadmin_local 'del_string OTHER-ASA$ kasa.index' >/dev/null
+expect 0 "spn list of an account whose index is not complete" "$KASA" spn list 'OTHER-ASA$'
+check "reads the realm and finds http/index2" test "$T_OUT" = http/index2.proseware.lab
+kadmin_local 'del_string CASARRAY-ASA$ kasa.index' >/dev/null
+kadmin_local 'del_string CASARRAY-ASA$ kasa.spn:exchangeAB/outlook' >/dev/null
+expect 0 "spn list of the ASA with its index incomplete and one entry gone" "$KASA" spn list "$ASA"
+check "still lists every SPN it owns" \
+	test "$T_OUT" = "$(printf '%s\n' $SEED http/index3.proseware.lab | grep -v '^HTTP/' | sort)"
+expect 0 "spn add to it" "$KASA" spn add http/index4.proseware.lab "$ASA"
+check "makes its index complete again" \
+	sh -c "kadmin.local -q 'get_strings CASARRAY-ASA\$' 2>/dev/null | grep -q '^kasa.index: complete'"
+check "with the entry that was gone" \
+	sh -c "kadmin.local -q 'get_strings CASARRAY-ASA\$' 2>/dev/null | grep -q '^kasa.spn:exchangeAB/outlook:'"
+# MIT keeps at most 64 KB of strings on a principal: an index that cannot take an entry
+# stops saying it is complete, and the SPN is made all the same.
+i=0
+while [ $i -lt 1500 ]; do
+	echo "set_string CASARRAY-ASA\$ kasa.filler.$i 0123456789012345678901234567890123456789"
+	i=$((i + 1))
+done | kadmin.local -r PROSEWARE.LAB >/dev/null 2>&1
+expect 0 "spn add to an account whose strings are full" "$KASA" spn add http/index5.proseware.lab "$ASA"
+check "its index no longer says complete" \
+	sh -c "! kadmin.local -q 'get_strings CASARRAY-ASA\$' 2>/dev/null | grep -q '^kasa.index:'"
+expect 0 "spn list" "$KASA" spn list "$ASA"
+check "lists the new SPN all the same" sh -c "echo '$T_OUT' | grep -qx http/index5.proseware.lab"
+i=0
+while [ $i -lt 1500 ]; do
+	echo "del_string CASARRAY-ASA\$ kasa.filler.$i"
+	i=$((i + 1))
+done | kadmin.local -r PROSEWARE.LAB >/dev/null 2>&1
+for i in 3 4 5; do
+	expect 0 "spn delete http/index$i.proseware.lab" "$KASA" spn delete "http/index$i.proseware.lab" "$ASA"
+done
+check "spn delete takes the entry out of the index" \
+	sh -c "! kadmin.local -q 'get_strings CASARRAY-ASA\$' 2>/dev/null | grep -q '^kasa.spn:http/index3'"
+kadmin_local 'delprinc -force http/index2.proseware.lab' >/dev/null
+kadmin_local 'delprinc -force http/planted.proseware.lab' >/dev/null
+kadmin_local 'del_string CASARRAY-ASA$ kasa.spn:http/planted.proseware.lab' >/dev/null
+# The account index.
+expect 0 "create a third account" "$KASA" account create 'THIRD-ASA$' --computer
+kadmin_local 'delprinc -force THIRD-ASA$' >/dev/null
+expect 0 "account list after the third account was deleted with kadmin.local" "$KASA" account list
+check "does not list it" sh -c "! echo '$T_OUT' | grep -q THIRD"
+check "lists the other two" test "$(echo "$T_OUT" | grep -c -- '-ASA\$')" -eq 2
+kadmin_local 'delprinc -force kasa-index/accounts' >/dev/null
+expect 0 "account list with kasa-index/accounts deleted by hand" "$KASA" account list
+check "reads the realm and lists both accounts" test "$(echo "$T_OUT" | grep -c -- '-ASA\$')" -eq 2
+expect 0 "the next account create" "$KASA" account create 'FOURTH-ASA$' --computer
+check "makes the index again, complete" \
+	sh -c "kadmin.local -q 'get_strings kasa-index/accounts' 2>/dev/null | grep -q '^kasa.index: complete'"
+check "listing all three accounts" \
+	test "$(strings_of kasa-index/accounts | grep -c '^kasa.account:\(CASARRAY\|OTHER\|FOURTH\)-ASA\$:')" -eq 3
+expect 0 "account delete FOURTH-ASA\$" "$KASA" account delete 'FOURTH-ASA$'
+check "takes it out of the index" sh -c "! kadmin.local -q 'get_strings kasa-index/accounts' 2>/dev/null | grep -q FOURTH"
+expect 1 "spn duplicates finds the same two planted duplicates as before" "$KASA" spn duplicates --json
+check "four claims" test "$(printf '%s' "$T_OUT" | python3 -c 'import json,sys; print(len(json.load(sys.stdin)))')" -eq 4
+
 # The seed's typo, and bad input in general: exit 2, one line, nothing changed.
 before=$(principals)
 expect 2 "http/ (the seed's typo) is refused with exit 2" "$KASA" spn add http/ "$ASA"
