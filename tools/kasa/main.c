@@ -3,6 +3,7 @@
  * to one command group (lab, account, spn); each group lives in its own file.
  */
 #include <getopt.h>
+#include <signal.h>
 #include <sys/resource.h>
 #include <stdlib.h>
 #include <string.h>
@@ -66,6 +67,10 @@ int main(int argc, char **argv)
 
     /* kasa handles keys: a crash must not leave them in a core file. */
     setrlimit(RLIMIT_CORE, &(struct rlimit){0, 0});
+    /* A peer that went away (kadmind stopped mid-roll: kadm5's RPC writes to the closed
+     * connection; a reader of kasa's output that exited) is an error kasa reports, not a
+     * signal that kills it silently with its lock held. */
+    signal(SIGPIPE, SIG_IGN);
     memset(&cli, 0, sizeof(cli));
     if (kasa_ctx_new(&cli.ctx) != 0) {
         fputs("kasa: out of memory\n", stderr);
