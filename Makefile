@@ -4,7 +4,7 @@ PREFIX ?= /usr/local
 DEPS = scripts/install-deps
 MESON_OPTS ?=
 
-.PHONY: all deps setup check test demo bench install format format-check asan clang fuzz clean deb deb-check
+.PHONY: all deps setup check test demo bench soak install format format-check asan clang fuzz fuzz-build clean deb deb-check
 
 all: deps setup
 	ninja -C $(BUILD)
@@ -63,12 +63,21 @@ clang: deps
 # libkasa instrumented too (-Dfuzz=true, see lib/meson.build). Prints each harness's
 # coverage and fails below the floors in tests/fuzz/floors.
 FUZZ_SECONDS ?= 30
-fuzz: deps
-	@[ -f build-fuzz/build.ninja ] || CC=clang meson setup build-fuzz --buildtype=debug \
+FUZZ_BUILD ?= build-fuzz
+fuzz: fuzz-build
+	@tests/fuzz/run $(FUZZ_BUILD) $(FUZZ_SECONDS)
+
+fuzz-build: deps
+	@[ -f $(FUZZ_BUILD)/build.ninja ] || CC=clang meson setup $(FUZZ_BUILD) --buildtype=debug \
 		-Db_sanitize=address,undefined -Db_lundef=false -Dc_args=-fno-sanitize-recover=all \
 		-Dfuzz=true -De2e=false
-	ninja -C build-fuzz
-	@tests/fuzz/run build-fuzz $(FUZZ_SECONDS)
+	ninja -C $(FUZZ_BUILD)
+
+# The fault suite's long form (20 rolls under load with faults, kasad's keeper killed
+# KEEPER_KILLS=1000 times) and each fuzz harness for SOAK_FUZZ_RUNS=10^7 executions;
+# writes doc/RELIABILITY.md. SOAK_STEPS="faults keeper" leaves the fuzzers out.
+soak: all fuzz-build
+	@scripts/soak $(BUILD) $(FUZZ_BUILD)
 
 clean:
-	rm -rf $(BUILD) build-asan build-clang build-fuzz
+	rm -rf $(BUILD) build-asan build-clang $(FUZZ_BUILD)
