@@ -80,6 +80,7 @@ static struct {
 } refusals;
 
 static volatile sig_atomic_t stopping;
+static bool keeper_gone;       /* kasad stops, and exits 1, so its service manager restarts it */
 static long opts_clock_offset; /* --clock-offset: report the clock this far off (tests) */
 
 static void on_signal(int sig)
@@ -248,6 +249,7 @@ static void ask_keeper(struct conn *c, kasa_ctx *ctx, int keeper_fd, const char 
         kasad_log_at(KASA_LOG_ERR, "the keeper did not answer; stopping");
         free(buf);
         stopping = 1;
+        keeper_gone = true;
         metrics_request(op, MRES_FAILED);
         send_status(c, ctx, KASA_REPLY_FAILED, "kasad's keeper failed");
         return;
@@ -687,7 +689,7 @@ int net_run(const struct kasad_opts *opts, int keeper_fd, int listen_fd)
 
     sv.n_slots = (size_t)opts->max_pending + KASAD_MAX_AUTHORIZED;
     sv.conns = calloc(sv.n_slots, sizeof(*sv.conns));
-    pfd = calloc(sv.n_slots + 1, sizeof(*pfd));
+    pfd = calloc(sv.n_slots + 2, sizeof(*pfd));
     if (sv.conns == NULL || pfd == NULL || kasa_ctx_new(&sv.ctx) != 0) {
         free(sv.conns);
         free(pfd);
@@ -707,7 +709,7 @@ int net_run(const struct kasad_opts *opts, int keeper_fd, int listen_fd)
 
     while (!stopping) {
         long long now = now_ms(), next = now + LOG_WINDOW_MS;
-        nfds_t n = 0;
+        nfds_t n = 0, keeper_slot;
         int r;
         pfd[n++] = (struct pollfd){.fd = listen_fd,
                                    .events = (short)(now < sv.accept_paused_until ? 0 : POLLIN)};
@@ -724,7 +726,15 @@ int net_run(const struct kasad_opts *opts, int keeper_fd, int listen_fd)
                 .events = (short)(c->out_len > 0 ? POLLOUT : POLLIN),
             };
         }
+        /* The keeper says nothing unasked: its socket readable is its end. */
+        keeper_slot = n;
+        pfd[n++] = (struct pollfd){.fd = keeper_fd, .events = POLLIN};
         r = poll(pfd, n, (int)(next > now ? next - now : 0));
+        if (r > 0 && (pfd[keeper_slot].revents & (POLLIN | POLLHUP | POLLERR))) {
+            kasad_log_at(KASA_LOG_ERR, "the keeper is gone; stopping");
+            keeper_gone = true;
+            break;
+        }
         if (r < 0 && errno != EINTR) {
             kasad_log_at(KASA_LOG_ERR, "poll: %s", strerror(errno));
             status = 1;
@@ -771,6 +781,14 @@ int net_run(const struct kasad_opts *opts, int keeper_fd, int listen_fd)
                 ;
         }
     }
+
+    /* A reply saying the keeper failed is sent before the connections close. */
+    for (size_t i = 0; keeper_gone && i < sv.n_slots; i++) {
+        if (sv.conns[i] != NULL && sv.conns[i]->out_len > 0)
+            (void)on_writable(sv.conns[i]);
+    }
+    if (keeper_gone)
+        status = 1;
 
 cleanup:
     for (size_t i = 0; i < sv.n_slots; i++) {

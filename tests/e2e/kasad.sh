@@ -131,6 +131,20 @@ check "a clean stop exits 0 and removes the pidfile" test $? -eq 0 -a ! -e "$T_W
 wait $NOTIFY
 check "and told the service manager STOPPING=1" grep -qx "STOPPING=1" "$T_WORK/notify.out"
 
+# Its keeper killed: kasad sees it at once, says so, and exits 1 (not 0), so that its
+# service manager (Restart=on-failure) starts it again.
+"$KASAD" --foreground --config "$T_WORK/kasad.conf" &
+THIRD=$!
+eventually test -s "$T_WORK/second.pid"
+eventually pgrep -P "$THIRD" >/dev/null
+kill -9 "$(pgrep -P "$THIRD")"
+t0=$(date +%s)
+wait "$THIRD"
+st=$?
+check "kasad exits 1 when its keeper dies (exit $st)" test "$st" -eq 1
+check "within a few seconds, without a request to notice it" test $(($(date +%s) - t0)) -le 3
+check "and its log says why" grep -q "the keeper is gone; stopping" "$T_WORK/second.log"
+
 # kasad as an unprivileged user (what its systemd unit does: User=kasa), here nobody
 # (65534): its own keytab, config and state readable and writable by it alone.
 NB="$T_WORK/nobody"
