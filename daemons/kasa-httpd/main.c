@@ -1031,6 +1031,26 @@ static void on_signal(int sig)
         stopping = 1;
 }
 
+/* A stop lets the requests in flight end (a balancer sends new ones elsewhere once the
+ * listening socket is closed): no new connection, then at most DRAIN_MS for the open ones
+ * to finish. */
+#define DRAIN_MS 2000
+static void drain(struct MHD_Daemon *d)
+{
+    struct timespec tick = {0, 20 * 1000 * 1000};
+    MHD_socket lfd = MHD_quiesce_daemon(d);
+
+    if (lfd != MHD_INVALID_SOCKET)
+        close(lfd);
+    for (int waited = 0; waited < DRAIN_MS; waited += 20) {
+        const union MHD_DaemonInfo *info =
+            MHD_get_daemon_info(d, MHD_DAEMON_INFO_CURRENT_CONNECTIONS);
+        if (info == NULL || info->num_connections == 0)
+            return;
+        nanosleep(&tick, NULL);
+    }
+}
+
 /* SIGHUP: reopen the logs at their paths (after logrotate moved them). The new file takes
  * the old stream's descriptor under its lock, so a worker thread writing a line never
  * sees a closed stream. */
@@ -1354,7 +1374,8 @@ int main(int argc, char **argv)
         ops[n_ops++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_KEY, 0, key_pem};
     }
     ops[n_ops] = (struct MHD_OptionItem){MHD_OPTION_END, 0, NULL};
-    d = MHD_start_daemon(MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ERROR_LOG |
+    /* MHD_USE_ITC: so that a stop can quiesce the daemon and let requests in flight end. */
+    d = MHD_start_daemon(MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ERROR_LOG | MHD_USE_ITC |
                              (cert_pem != NULL ? MHD_USE_TLS : 0) |
                              (o.proxy_from != NULL ? MHD_USE_NO_LISTEN_SOCKET : 0),
                          (uint16_t)o.num[N_PORT].value, NULL, NULL, on_request, NULL,
@@ -1415,6 +1436,7 @@ int main(int argc, char **argv)
     kasa_notify("STOPPING=1");
     metrics_stop();
     proxy_stop();
+    drain(d);
     MHD_stop_daemon(d);
     free(cert_pem);
     if (key_pem != NULL) {

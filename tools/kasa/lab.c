@@ -975,6 +975,8 @@ int lab_start_balancer(struct cli *cli, struct lab *lab)
              "\ttimeout connect 2s\n"
              "\ttimeout client 30s\n"
              "\ttimeout server 30s\n"
+             "\tretries 3\n"
+             "\toption redispatch 1\n"
              "frontend array\n"
              "\tbind " LAB_BALANCER ":%d\n"
              "\tdefault_backend members\n"
