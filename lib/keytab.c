@@ -131,14 +131,188 @@ static void load_state(const char *path, kasa_held *held)
     fclose(f);
 }
 
+/*
+ * The keytab read back from its image, the counterpart of put_entry: MIT's FILE reader
+ * seeks before every entry (glibc's fseek is a system call: ~8 per entry and read, 3,357
+ * lseek in one roll on a member keeping 20 kvnos), and kasad reads its keytab several
+ * times a roll. Entries are handed to each() as MIT's reader would give them; holes
+ * (negative sizes) are skipped and a zero size ends the file, as in MIT's reader; anything
+ * that does not fit is KASA_ERR_KEYTAB. Only version 0x0502 (what MIT and kasa write).
+ */
+typedef long (*entry_fn)(kasa_ctx *ctx, krb5_context kctx, const krb5_keytab_entry *e, void *arg);
+
+static bool take(const unsigned char **p, const unsigned char *end, size_t n)
+{
+    if ((size_t)(end - *p) < n)
+        return false;
+    *p += n;
+    return true;
+}
+
+static bool get16(const unsigned char **p, const unsigned char *end, unsigned *v)
+{
+    const unsigned char *q = *p;
+    if (!take(p, end, 2))
+        return false;
+    *v = (unsigned)q[0] << 8 | q[1];
+    return true;
+}
+
+static bool get32(const unsigned char **p, const unsigned char *end, uint32_t *v)
+{
+    const unsigned char *q = *p;
+    if (!take(p, end, 4))
+        return false;
+    *v = (uint32_t)q[0] << 24 | (uint32_t)q[1] << 16 | (uint32_t)q[2] << 8 | q[3];
+    return true;
+}
+
+static bool get_counted(const unsigned char **p, const unsigned char *end, krb5_data *d)
+{
+    unsigned len;
+    const unsigned char *q;
+    if (!get16(p, end, &len))
+        return false;
+    q = *p;
+    if (!take(p, end, len))
+        return false;
+    d->magic = KV5M_DATA;
+    d->length = len;
+    d->data = (char *)q;
+    return true;
+}
+
+#define MAX_COMPONENTS 16
+
+static long read_image(kasa_ctx *ctx, krb5_context kctx, const char *path, entry_fn each, void *arg)
+{
+    unsigned char *buf = NULL;
+    const unsigned char *p, *end;
+    struct stat sb;
+    size_t len = 0;
+    long ret = 0;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+    if (fd < 0 || fstat(fd, &sb) != 0 || sb.st_size > 64 * 1024 * 1024 ||
+        (buf = malloc((size_t)sb.st_size + 1)) == NULL) {
+        ret = kasa_set_error(ctx, KASA_ERR_KEYTAB, "cannot read keytab %s: %s", path,
+                             strerror(errno != 0 ? errno : ENOMEM));
+        goto cleanup;
+    }
+    while (len < (size_t)sb.st_size) {
+        ssize_t r = read(fd, buf + len, (size_t)sb.st_size - len);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            break;
+        len += (size_t)r;
+    }
+    p = buf;
+    end = buf + len;
+    if (len < 2 || buf[0] != 5 || buf[1] != 2) {
+        ret = kasa_set_error(ctx, KASA_ERR_KEYTAB,
+                             "keytab %s is damaged: not a keytab of version 0x0502", path);
+        goto cleanup;
+    }
+    p += 2;
+    while (!ret && p < end) {
+        uint32_t size32, nt, stamp, vno32;
+        int32_t size;
+        unsigned ncomp, enctype;
+        const unsigned char *e, *q, *vno8 = NULL;
+        krb5_data comps[MAX_COMPONENTS], key;
+        krb5_principal_data princ;
+        krb5_keytab_entry ent;
+        if (!get32(&p, end, &size32)) {
+            ret = -1;
+            break;
+        }
+        size = (int32_t)size32;
+        if (size == 0) /* MIT's end mark */
+            break;
+        if (size < 0) { /* a hole MIT left where an entry was removed */
+            if (size == INT32_MIN || !take(&p, end, (size_t)(-(int64_t)size)))
+                ret = -1;
+            continue;
+        }
+        q = p;
+        if (!take(&p, end, (size_t)size)) {
+            ret = -1;
+            break;
+        }
+        e = p;
+        memset(&princ, 0, sizeof(princ));
+        memset(&ent, 0, sizeof(ent));
+        if (!get16(&q, e, &ncomp) || ncomp == 0 || ncomp > MAX_COMPONENTS ||
+            !get_counted(&q, e, &princ.realm)) {
+            ret = -1;
+            break;
+        }
+        for (unsigned c = 0; c < ncomp; c++)
+            if (!get_counted(&q, e, &comps[c]))
+                ret = -1;
+        if (!ret && get32(&q, e, &nt) && get32(&q, e, &stamp))
+            vno8 = q; /* the 8-bit kvno; the 32-bit one may follow the key */
+        if (ret || vno8 == NULL || !take(&q, e, 1) || !get16(&q, e, &enctype) ||
+            !get_counted(&q, e, &key)) {
+            ret = -1;
+            break;
+        }
+        princ.magic = KV5M_PRINCIPAL;
+        princ.data = comps;
+        princ.length = (krb5_int32)ncomp;
+        princ.type = (krb5_int32)nt;
+        ent.magic = KV5M_KEYTAB_ENTRY;
+        ent.principal = &princ;
+        ent.timestamp = (krb5_timestamp)stamp;
+        ent.vno = *vno8;
+        /* The 32-bit kvno, when the entry has room for it and it is not 0 (as MIT). */
+        if ((size_t)(e - q) >= 4 && get32(&q, e, &vno32) && vno32 != 0)
+            ent.vno = vno32;
+        ent.key.magic = KV5M_KEYBLOCK;
+        ent.key.enctype = (krb5_enctype)(int16_t)enctype;
+        ent.key.length = key.length;
+        ent.key.contents = (krb5_octet *)key.data;
+        ret = each(ctx, kctx, &ent, arg);
+    }
+    if (ret == -1)
+        ret = kasa_set_error(ctx, KASA_ERR_KEYTAB, "keytab %s is damaged", path);
+
+cleanup:
+    if (buf != NULL) {
+        kasa_zap(buf, len);
+        free(buf);
+    }
+    if (fd >= 0)
+        close(fd);
+    return ret;
+}
+
+static long held_entry(kasa_ctx *ctx, krb5_context kctx, const krb5_keytab_entry *entry, void *arg)
+{
+    kasa_held *held = arg;
+    kasa_kvno_set *set = find_set(held, entry->vno);
+    char *pname = NULL;
+    long r = 0;
+
+    if (set == NULL && (set = add_set(held, entry->vno)) == NULL)
+        return kasa_set_error(ctx, KASA_ERR_NOMEM, NULL);
+    if (krb5_unparse_name(kctx, entry->principal, &pname) != 0)
+        return kasa_set_error(ctx, KASA_ERR_NOMEM, NULL);
+    if (!has_principal(set, pname))
+        r = add_principal(ctx, set, pname);
+    /* When the kvno arrived, should the state file not say. */
+    if (!r && set->arrived == 0)
+        set->arrived = (int64_t)(uint32_t)entry->timestamp;
+    if (!r)
+        r = add_key(ctx, kctx, set, &entry->key);
+    krb5_free_unparsed_name(kctx, pname);
+    return r;
+}
+
 long kasa_held_load(kasa_ctx *ctx, const char *path, kasa_held *held)
 {
     krb5_context kctx;
-    krb5_keytab kt = NULL;
-    krb5_kt_cursor cursor;
-    krb5_keytab_entry entry;
-    char name[4096 + 8], *pname = NULL;
-    bool started = false;
     long ret;
 
     memset(held, 0, sizeof(*held));
@@ -147,52 +321,13 @@ long kasa_held_load(kasa_ctx *ctx, const char *path, kasa_held *held)
         return ret;
     if (access(path, F_OK) != 0 && errno == ENOENT)
         return 0;
-    snprintf(name, sizeof(name), "FILE:%s", path);
-    ret = krb5_kt_resolve(kctx, name, &kt);
-    if (!ret)
-        ret = krb5_kt_start_seq_get(kctx, kt, &cursor);
+    ret = read_image(ctx, kctx, path, held_entry, held);
     if (ret) {
-        ret = kasa_set_krb5_error(ctx, KASA_ERR_KEYTAB, kctx, ret, "cannot read keytab %s", path);
-        goto cleanup;
-    }
-    started = true;
-    while ((ret = krb5_kt_next_entry(kctx, kt, &entry, &cursor)) == 0) {
-        kasa_kvno_set *set = find_set(held, entry.vno);
-        long r = 0;
-        if (set == NULL && (set = add_set(held, entry.vno)) == NULL)
-            r = kasa_set_error(ctx, KASA_ERR_NOMEM, NULL);
-        if (!r && krb5_unparse_name(kctx, entry.principal, &pname) != 0)
-            r = kasa_set_error(ctx, KASA_ERR_NOMEM, NULL);
-        if (!r && !has_principal(set, pname))
-            r = add_principal(ctx, set, pname);
-        /* When the kvno arrived, should the state file not say. */
-        if (!r && set->arrived == 0)
-            set->arrived = (int64_t)(uint32_t)entry.timestamp;
-        if (!r)
-            r = add_key(ctx, kctx, set, &entry.key);
-        krb5_free_unparsed_name(kctx, pname);
-        pname = NULL;
-        krb5_free_keytab_entry_contents(kctx, &entry); /* wipes the key */
-        if (r) {
-            ret = r;
-            goto cleanup;
-        }
-    }
-    if (ret != KRB5_KT_END) {
-        ret = kasa_set_krb5_error(ctx, KASA_ERR_KEYTAB, kctx, ret, "keytab %s is damaged", path);
-        goto cleanup;
-    }
-    ret = 0;
-    load_state(path, held);
-
-cleanup:
-    if (started)
-        krb5_kt_end_seq_get(kctx, kt, &cursor);
-    if (kt != NULL)
-        krb5_kt_close(kctx, kt);
-    if (ret)
         kasa_held_clear(held);
-    return ret;
+        return ret;
+    }
+    load_state(path, held);
+    return 0;
 }
 
 /* fsync path, then rename it to final and fsync the directory. */
@@ -512,55 +647,49 @@ long kasa_held_retire(kasa_ctx *ctx, kasa_held *held, unsigned committed_kvno, i
     return 0;
 }
 
-/* The entries of the keytab at path with kvno, read in one pass (MIT's krb5_kt_get_entry
- * reads the whole file for each lookup: principals x enctypes passes over every entry the
- * keep window holds). */
+/* The entries of the keytab at path with one kvno, read in one pass. */
+struct at_kvno {
+    unsigned kvno;
+    krb5_keytab_entry *all;
+    size_t n;
+};
+
+static long at_kvno_entry(kasa_ctx *ctx, krb5_context kctx, const krb5_keytab_entry *e, void *arg)
+{
+    struct at_kvno *w = arg;
+    krb5_keytab_entry *more;
+
+    if (e->vno != w->kvno)
+        return 0;
+    more = realloc(w->all, (w->n + 1) * sizeof(*more));
+    if (more == NULL)
+        return kasa_set_error(ctx, KASA_ERR_NOMEM, NULL);
+    w->all = more;
+    memset(&w->all[w->n], 0, sizeof(w->all[w->n]));
+    if (krb5_copy_principal(kctx, e->principal, &w->all[w->n].principal) != 0 ||
+        krb5_copy_keyblock_contents(kctx, &e->key, &w->all[w->n].key) != 0) {
+        krb5_free_keytab_entry_contents(kctx, &w->all[w->n]);
+        return kasa_set_error(ctx, KASA_ERR_NOMEM, NULL);
+    }
+    w->all[w->n].vno = e->vno;
+    w->n++;
+    return 0;
+}
+
 static long entries_at(kasa_ctx *ctx, krb5_context kctx, const char *path, unsigned kvno,
                        krb5_keytab_entry **out, size_t *n_out)
 {
-    krb5_keytab kt = NULL;
-    krb5_kt_cursor cursor;
-    krb5_keytab_entry entry, *all = NULL;
-    char name[4096 + 8];
-    size_t n = 0;
-    long ret;
+    struct at_kvno w = {kvno, NULL, 0};
+    long ret = read_image(ctx, kctx, path, at_kvno_entry, &w);
 
-    *out = NULL;
-    *n_out = 0;
-    snprintf(name, sizeof(name), "FILE:%s", path);
-    ret = krb5_kt_resolve(kctx, name, &kt);
-    if (!ret)
-        ret = krb5_kt_start_seq_get(kctx, kt, &cursor);
     if (ret) {
-        if (kt != NULL)
-            krb5_kt_close(kctx, kt);
-        return kasa_set_krb5_error(ctx, KASA_ERR_KEYTAB, kctx, ret, "cannot open %s", path);
+        for (size_t i = 0; i < w.n; i++)
+            krb5_free_keytab_entry_contents(kctx, &w.all[i]); /* wipes the keys */
+        free(w.all);
+        return ret;
     }
-    while ((ret = krb5_kt_next_entry(kctx, kt, &entry, &cursor)) == 0) {
-        krb5_keytab_entry *more;
-        if (entry.vno != kvno) {
-            krb5_free_keytab_entry_contents(kctx, &entry);
-            continue;
-        }
-        more = realloc(all, (n + 1) * sizeof(*all));
-        if (more == NULL) {
-            krb5_free_keytab_entry_contents(kctx, &entry);
-            ret = ENOMEM;
-            break;
-        }
-        all = more;
-        all[n++] = entry;
-    }
-    krb5_kt_end_seq_get(kctx, kt, &cursor);
-    krb5_kt_close(kctx, kt);
-    if (ret != KRB5_KT_END) {
-        for (size_t i = 0; i < n; i++)
-            krb5_free_keytab_entry_contents(kctx, &all[i]); /* wipes the keys */
-        free(all);
-        return kasa_set_krb5_error(ctx, KASA_ERR_KEYTAB, kctx, ret, "cannot read %s", path);
-    }
-    *out = all;
-    *n_out = n;
+    *out = w.all;
+    *n_out = w.n;
     return 0;
 }
 

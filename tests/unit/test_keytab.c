@@ -233,6 +233,70 @@ static void test_image_read_by_mit(void **state)
     kasa_held_clear(&held);
 }
 
+/* A keytab MIT's own code wrote (as kasa did before, or ktutil) is read the same: kvnos
+ * over 255, and the hole MIT leaves where it removed an entry. */
+static void test_reads_mit_keytab(void **state)
+{
+    kasa_held back = {0};
+    krb5_context kc;
+    krb5_keytab kt;
+    krb5_keytab_entry ent;
+    krb5_keyblock keys[2];
+    const krb5_enctype ets[2] = {ENCTYPE_AES256_CTS_HMAC_SHA1_96, ENCTYPE_AES128_CTS_HMAC_SHA1_96};
+    const char *const names[] = {"CASARRAY-ASA$@PROSEWARE.LAB",
+                                 "HTTP/outlook.proseware.lab@PROSEWARE.LAB",
+                                 "gone/x@PROSEWARE.LAB"};
+    const unsigned kvnos[2] = {3, 300};
+    char name[160];
+
+    (void)state;
+    unlink(path);
+    assert_int_equal(krb5_init_context(&kc), 0);
+    snprintf(name, sizeof(name), "FILE:%s", path);
+    assert_int_equal(krb5_kt_resolve(kc, name, &kt), 0);
+    for (int e = 0; e < 2; e++)
+        assert_int_equal(krb5_c_make_random_key(kc, ets[e], &keys[e]), 0);
+    for (int v = 0; v < 2; v++)
+        for (int p = 0; p < 3; p++)
+            for (int e = 0; e < 2; e++) {
+                memset(&ent, 0, sizeof(ent));
+                assert_int_equal(krb5_parse_name(kc, names[p], &ent.principal), 0);
+                ent.vno = kvnos[v];
+                ent.key = keys[e];
+                assert_int_equal(krb5_kt_add_entry(kc, kt, &ent), 0);
+                krb5_free_principal(kc, ent.principal);
+            }
+    /* MIT removes an entry by leaving a hole: "gone/x" at every kvno and enctype. */
+    for (int v = 0; v < 2; v++)
+        for (int e = 0; e < 2; e++) {
+            memset(&ent, 0, sizeof(ent));
+            assert_int_equal(krb5_parse_name(kc, names[2], &ent.principal), 0);
+            ent.vno = kvnos[v];
+            ent.key = keys[e];
+            assert_int_equal(krb5_kt_remove_entry(kc, kt, &ent), 0);
+            krb5_free_principal(kc, ent.principal);
+        }
+    krb5_kt_close(kc, kt);
+    assert_int_equal(kasa_held_load(ctx, path, &back), 0);
+    assert_int_equal(back.n, 2);
+    assert_int_equal(back.sets[0].kvno, 3);
+    assert_int_equal(back.sets[1].kvno, 300);
+    for (int v = 0; v < 2; v++) {
+        assert_int_equal(back.sets[v].n_principals, 2);
+        assert_int_equal(back.sets[v].keys->n, 2);
+        for (int e = 0; e < 2; e++) {
+            const krb5_keyblock *k = &back.sets[v].keys->keys[e];
+            int want = k->enctype == ets[0] ? 0 : 1;
+            assert_int_equal(k->enctype, ets[want]);
+            assert_memory_equal(k->contents, keys[want].contents, keys[want].length);
+        }
+    }
+    for (int e = 0; e < 2; e++)
+        krb5_free_keyblock_contents(kc, &keys[e]);
+    krb5_free_context(kc);
+    kasa_held_clear(&back);
+}
+
 static void test_prove(void **state)
 {
     kasa_held held = {0};
@@ -310,10 +374,37 @@ static void test_damaged(void **state)
     f = fopen(path, "w");
     fputs("\x05\x02garbage that is not a keytab entry", f);
     fclose(f);
-    /* MIT's reader takes a garbled tail for the end of the file: no entries, no crash. */
-    long ret = kasa_held_load(ctx, path, &held);
-    assert_true(ret == 0 || ret == KASA_ERR_KEYTAB);
+    /* A garbled tail is damage, not the end of the file (MIT's reader would take it so). */
+    assert_int_equal(kasa_held_load(ctx, path, &held), KASA_ERR_KEYTAB);
     assert_int_equal(held.n, 0);
+    /* A keytab cut at every length: damaged, or (cut between entries) a shorter whole
+     * one; never a read past what is there (ASan runs this too). */
+    {
+        kasa_held full = {0};
+        kasa_kvno_set s1;
+        unsigned char buf[4096];
+        size_t len;
+        make_set(&s1, 7);
+        assert_int_equal(kasa_held_stage(ctx, &full, &s1, 100), 0);
+        assert_int_equal(kasa_held_store(ctx, path, &full, -1), 0);
+        f = fopen(path, "rb");
+        len = fread(buf, 1, sizeof(buf), f);
+        fclose(f);
+        assert_true(len > 100 && len < sizeof(buf));
+        for (size_t cut = 0; cut < len; cut++) {
+            long r;
+            f = fopen(path, "wb");
+            assert_int_equal(fwrite(buf, 1, cut, f), cut);
+            fclose(f);
+            r = kasa_held_load(ctx, path, &held);
+            assert_true(r == 0 || r == KASA_ERR_KEYTAB);
+            if (r == 0)
+                assert_true(held.n <= 1 && (held.n == 0 || held.sets[0].keys->n <= 2));
+            kasa_held_clear(&held);
+        }
+        kasa_kvno_set_clear(&s1);
+        kasa_held_clear(&full);
+    }
     f = fopen(path, "w");
     fputs("not a keytab at all", f);
     fclose(f);
@@ -326,6 +417,7 @@ int main(void)
         cmocka_unit_test(test_stage_store_load),
         cmocka_unit_test(test_timestamps),
         cmocka_unit_test(test_image_read_by_mit),
+        cmocka_unit_test(test_reads_mit_keytab),
         cmocka_unit_test(test_prove),
         cmocka_unit_test(test_retire),
         cmocka_unit_test(test_damaged),
