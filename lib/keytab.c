@@ -270,7 +270,7 @@ static long read_image(kasa_ctx *ctx, krb5_context kctx, const char *path, entry
         if ((size_t)(e - q) >= 4 && get32(&q, e, &vno32) && vno32 != 0)
             ent.vno = vno32;
         ent.key.magic = KV5M_KEYBLOCK;
-        ent.key.enctype = (krb5_enctype)(int16_t)enctype;
+        ent.key.enctype = (krb5_enctype)enctype; /* as MIT reads it: 16 bits, unsigned */
         ent.key.length = key.length;
         ent.key.contents = (krb5_octet *)key.data;
         ret = each(ctx, kctx, &ent, arg);
