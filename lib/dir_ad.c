@@ -1326,6 +1326,47 @@ cleanup:
     return ret;
 }
 
+/* One modrdn in kasa's container: the DC refuses it when the new name exists. The
+ * record's serviceDNSName (what record_list gives) follows, in a second step. */
+static long ad_record_rename(kasa_dir *dir, const char *type, const char *from, const char *to)
+{
+    char *dn = NULL, *newdn = NULL, *rdn = NULL, *comma;
+    char *dns[] = {(char *)to, NULL};
+    LDAPMod m_dns = {LDAP_MOD_REPLACE, "serviceDNSName", {dns}};
+    LDAPMod *mods[] = {&m_dns, NULL};
+    long ret;
+    int rc;
+
+    ret = record_dn(dir, type, from, &dn);
+    if (!ret)
+        ret = record_dn(dir, type, to, &newdn);
+    if (ret)
+        goto cleanup;
+    comma = strchr(newdn, ',');
+    while (comma != NULL && comma > newdn && comma[-1] == '\\') /* an escaped comma */
+        comma = strchr(comma + 1, ',');
+    if (comma == NULL || (rdn = strndup(newdn, (size_t)(comma - newdn))) == NULL) {
+        ret = kasa_set_error(dir->ctx, KASA_ERR_NOMEM, NULL);
+        goto cleanup;
+    }
+    rc = ldap_rename_s(A(dir)->ld, dn, rdn, NULL, 1, NULL, NULL);
+    if (rc == LDAP_ALREADY_EXISTS)
+        ret = kasa_set_error(dir->ctx, KASA_ERR_ARRAY_EXISTS, "%s %s already exists", type, to);
+    else if (rc == LDAP_NO_SUCH_OBJECT)
+        ret = kasa_set_error(dir->ctx, KASA_ERR_ARRAY_NOT_FOUND, "no %s %s in %s", type, from,
+                             dir->realm);
+    else if (rc != LDAP_SUCCESS)
+        ret = fail(dir, rc, "cannot rename", dn);
+    else
+        (void)ldap_modify_ext_s(A(dir)->ld, newdn, mods, NULL, NULL);
+
+cleanup:
+    free(rdn);
+    free(newdn);
+    free(dn);
+    return ret;
+}
+
 static long ad_record_delete(kasa_dir *dir, const char *type, const char *name)
 {
     char *dn = NULL;
@@ -1443,6 +1484,7 @@ const struct kasa_dir_ops kasa_dir_ad_ops = {
     .record_set = ad_record_set,
     .record_list = ad_record_list,
     .record_delete = ad_record_delete,
+    .record_rename = ad_record_rename,
     .meta_get = ad_meta_get,
     .meta_set = ad_meta_set,
     .ticket_life = ad_ticket_life,

@@ -1443,6 +1443,33 @@ static long mit_record_delete(kasa_dir *dir, const char *type, const char *name)
     return delete_object(dir, pname);
 }
 
+static long mit_record_rename(kasa_dir *dir, const char *type, const char *from, const char *to)
+{
+    krb5_principal src = NULL, dst = NULL;
+    char sname[1100], dname[1100];
+    long ret;
+
+    record_principal_name(type, from, sname, sizeof(sname));
+    record_principal_name(type, to, dname, sizeof(dname));
+    ret = principal(dir, sname, &src);
+    if (!ret)
+        ret = principal(dir, dname, &dst);
+    if (!ret) {
+        ret = kadm5_rename_principal(M(dir)->handle, src, dst);
+        if (ret == KADM5_DUP)
+            ret = kasa_set_error(dir->ctx, KASA_ERR_ARRAY_EXISTS, "%s %s already exists", type,
+                                 to);
+        else if (ret == KADM5_UNK_PRINC)
+            ret = kasa_set_error(dir->ctx, KASA_ERR_ARRAY_NOT_FOUND, "no %s %s in %s", type,
+                                 from, dir->realm);
+        else if (ret)
+            ret = fail(dir, ret, "cannot rename", sname);
+    }
+    krb5_free_principal(M(dir)->kctx, src);
+    krb5_free_principal(M(dir)->kctx, dst);
+    return ret;
+}
+
 /* The longest ticket the KDC issues for name: its max_life (the KDC also caps it by the
  * realm's, which kadmind does not tell; the principal's is an upper bound). A renewal
  * re-encrypts the ticket in the service's current key, so renewable life does not keep an
@@ -1488,6 +1515,7 @@ const struct kasa_dir_ops kasa_dir_mit_ops = {
     .record_set = mit_record_set,
     .record_list = mit_record_list,
     .record_delete = mit_record_delete,
+    .record_rename = mit_record_rename,
     .meta_get = mit_meta_get,
     .meta_set = mit_meta_set,
     .ticket_life = mit_ticket_life,

@@ -68,6 +68,10 @@ struct kasa_dir_ops {
     long (*record_set)(kasa_dir *dir, const char *type, const char *name, const char *key,
                        const char *value);
     long (*record_list)(kasa_dir *dir, const char *type, char ***names, size_t *n);
+    /* Give record TYPE FROM the name TO, strings and all, in one step the directory
+     * refuses (KASA_ERR_ARRAY_EXISTS) when TO exists; KASA_ERR_ARRAY_NOT_FOUND when FROM
+     * does not. */
+    long (*record_rename)(kasa_dir *dir, const char *type, const char *from, const char *to);
     long (*record_delete)(kasa_dir *dir, const char *type, const char *name);
 
     long (*meta_get)(kasa_dir *dir, const char *object, const char *key, char **value_out);

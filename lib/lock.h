@@ -1,11 +1,13 @@
 /*
  * One roll at a time per array, across admin hosts: a lock kept in the directory as a
- * record of its own, which the directory creates only once (kadmind refuses a second
- * principal of the same name), so taking it is one atomic step, not a read and a write.
- * It names its owner (host and pid), the operation and when it was taken, and expires
- * after [array] lock_timeout, so a controller that died does not block the array for
- * ever: `kasa roll --resume` takes an expired lock over, or at once one whose holder was a
- * process of this host that is gone.
+ * record of its own, written whole under a name of the taker's own and then renamed to
+ * kasa-lock/FQDN, which the directory does only when no such record exists (kadmind and
+ * an AD DC both refuse a rename onto an existing name), so taking it is one atomic step,
+ * not a read and a write, and a lock is never seen half written. It names its owner (host
+ * and pid), the operation and when it was taken, and expires after [array] lock_timeout,
+ * so a controller that died does not block the array for ever: `kasa roll --resume` takes
+ * an expired lock over (again by one rename, which only one of two resumers can do), or at
+ * once one whose holder was a process of this host that is gone.
  */
 #ifndef KASA_LOCK_H
 #define KASA_LOCK_H
@@ -18,8 +20,11 @@
 typedef struct kasa_lock {
     char *owner;     /* "HOST pid PID" */
     char *operation; /* roll, copy, ... */
+    char *id;        /* its own token, NULL for a lock kasa before 0.9 wrote */
     int64_t taken;
-    int64_t expires;
+    int64_t expires; /* 0: none recorded (not live) */
+    int64_t gone;    /* when it was moved aside by a takeover, or 0 */
+    unsigned from_kvno; /* a roll's: the ASA's kvno when it began, 0 if not yet noted */
 } kasa_lock;
 
 void kasa_lock_clear(kasa_lock *lock);
@@ -31,14 +36,26 @@ long kasa_lock_get(kasa_dir *dir, const char *fqdn, kasa_lock *out);
  * Take the lock on fqdn for operation, valid ttl seconds. When another holds it:
  * KASA_ERR_BUSY with "a roll of FQDN is running on HOST since TIME"; when its holder's
  * time is up, it is taken over only with take_expired, else KASA_ERR_BUSY saying to
- * resume.
+ * resume. taken_over (may be NULL) receives the lock taken over, if any (owner NULL when
+ * the lock was free); clear it with kasa_lock_clear.
  */
 long kasa_lock_take(kasa_dir *dir, const char *fqdn, const char *operation, int64_t ttl,
-                    bool take_expired);
+                    bool take_expired, kasa_lock *taken_over);
+
+/* The newest of fqdn's locks that a takeover moved aside in the last hour (owner NULL
+ * when none): a roll that died holding it. */
+long kasa_lock_last_gone(kasa_dir *dir, const char *fqdn, kasa_lock *out);
+
+/* Whether the lock on fqdn is still this process's (not taken over meanwhile). */
+bool kasa_lock_mine(kasa_dir *dir, const char *fqdn);
 
 /* Whether its holder may still be at work: not expired, and not a process of this host
  * that is gone. */
 bool kasa_lock_live(const kasa_lock *lock);
+
+/* Note on the lock the kvno a roll starts from: a resume that takes the lock over can tell
+ * whether that roll committed anything. */
+long kasa_lock_note_kvno(kasa_dir *dir, const char *fqdn, unsigned kvno);
 
 /* Give the lock back (only if it is still ours). */
 void kasa_lock_release(kasa_dir *dir, const char *fqdn);

@@ -432,8 +432,11 @@ static long restage(kasa_dir *dir, const kasa_config *cfg, const kasa_roll_opts 
 }
 
 /* The roll itself, plan to retire, under the array's lock. */
+/* died: for a --resume, the lock of the roll that died (NULL when none). If that roll
+ * recorded nothing and committed nothing (killed right after it took the lock), there is
+ * nothing staged to finish: the resume does that roll. */
 static long roll_locked(kasa_dir *dir, const kasa_config *cfg, const char *fqdn,
-                        const kasa_roll_opts *opts, kasa_roll_result *r)
+                        const kasa_roll_opts *opts, const kasa_lock *died, kasa_roll_result *r)
 {
     kasa_ctx *ctx = dir->ctx;
     kasa_array *a = NULL;
@@ -485,7 +488,17 @@ static long roll_locked(kasa_dir *dir, const kasa_config *cfg, const char *fqdn,
                              fqdn, a->roll_kvno, fqdn);
         goto cleanup;
     }
-    if (opts->resume && a->roll_kvno == 0) {
+    if (!opts->dry_run) {
+        ret = kasa_lock_note_kvno(dir, fqdn, acct->kvno);
+        if (ret)
+            goto cleanup;
+    }
+    if (opts->resume && a->roll_kvno == 0 && died != NULL && died->operation != NULL &&
+        strcmp(died->operation, "roll") == 0 &&
+        (died->from_kvno == 0 || died->from_kvno == acct->kvno)) {
+        progress(opts, "directory", "resume",
+                 "the interrupted roll had staged nothing; rolling from kvno %u", acct->kvno);
+    } else if (opts->resume && a->roll_kvno == 0) {
         /* Nothing staged is pending; the members may still need to hear of the commit. */
         progress(opts, "directory", "resume", "no roll in progress; kvno %u is committed",
                  acct->kvno);
@@ -799,18 +812,26 @@ static long unlock_after(kasa_dir *dir, const char *fqdn, long ret)
 long kasa_roll(kasa_dir *dir, const kasa_config *cfg, const char *fqdn, const kasa_roll_opts *opts,
                kasa_roll_result *r)
 {
+    kasa_lock over;
     long ret;
 
     memset(r, 0, sizeof(*r));
     ret = kasa_hostname_check(dir->ctx, "array", fqdn);
     if (!ret && opts->dry_run) /* reads only: no lock */
-        return roll_locked(dir, cfg, fqdn, opts, r);
+        return roll_locked(dir, cfg, fqdn, opts, NULL, r);
     if (!ret)
-        ret = kasa_lock_take(dir, fqdn, "roll", cfg->lock_timeout, opts->resume);
+        ret = kasa_lock_take(dir, fqdn, "roll", cfg->lock_timeout, opts->resume, &over);
     if (ret)
         return ret;
+    /* The roll that died: the one this run took the lock over from, or, when another
+     * resumer moved that lock aside and this run took the lock it freed, that one. */
+    if (opts->resume && over.owner == NULL)
+        (void)kasa_lock_last_gone(dir, fqdn, &over);
     kasa_test_point("locked");
-    return unlock_after(dir, fqdn, roll_locked(dir, cfg, fqdn, opts, r));
+    ret = unlock_after(dir, fqdn,
+                       roll_locked(dir, cfg, fqdn, opts, over.owner != NULL ? &over : NULL, r));
+    kasa_lock_clear(&over);
+    return ret;
 }
 
 long kasa_copy(kasa_dir *dir, const kasa_config *cfg, const char *fqdn, const char *from,
@@ -821,7 +842,7 @@ long kasa_copy(kasa_dir *dir, const kasa_config *cfg, const char *fqdn, const ch
     memset(r, 0, sizeof(*r));
     ret = kasa_hostname_check(dir->ctx, "array", fqdn);
     if (!ret)
-        ret = kasa_lock_take(dir, fqdn, "copy", cfg->lock_timeout, false);
+        ret = kasa_lock_take(dir, fqdn, "copy", cfg->lock_timeout, false, NULL);
     if (ret)
         return ret;
     return unlock_after(dir, fqdn, copy_locked(dir, cfg, fqdn, from, to, n_to, opts, r));

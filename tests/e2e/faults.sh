@@ -250,10 +250,8 @@ step_kill() {
 	dir_check "$1, after the kill"
 	expect 0 "$1: kasa roll --resume $ARRAY finishes it" "$KASA" roll --resume $ARRAY
 	if [ "$2" = locked ]; then
-		# Killed before it recorded a kvno: there is nothing to finish, and the resume says so;
-		# the roll itself is to be run again.
-		out_has "no roll of $ARRAY was in progress" "$1: the resume says no kvno was in progress"
-		expect 0 "$1: so the roll is run again" "$KASA" roll $ARRAY
+		# Killed before it recorded a kvno: nothing was staged, so the resume does that roll.
+		out_has "rolled $ARRAY" "$1: the resume does the roll that staged nothing"
 	fi
 	status_ok "$1"
 }
