@@ -94,6 +94,10 @@ static int parse_dir_opts(struct cli *cli, int argc, char **argv, const char **d
         case 'd':
             if (*optarg == '\0')
                 return cli_usage(cli, "--dir takes a directory");
+            /* kasa lab up --dir --realm X: the value is missing; a lab in ./--realm is not
+             * what was meant. */
+            if (*optarg == '-')
+                return cli_usage(cli, "option --dir needs a value, not the option %s", optarg);
             *dir = optarg;
             break;
         case 'r':
@@ -1113,7 +1117,9 @@ static int lab_up(struct cli *cli, int argc, char **argv)
         "  -r, --realm REALM   the realm's name\n"
         "      --members N     also N array members (kasad) cas1.. on 127.0.0.11..19,\n"
         "                      cas10..cas100 on 127.0.2.10..100 (N at most 100)\n"
-        "      --replay redis  the members share a replay cache in a Redis of the lab's\n");
+        "      --replay redis  the members share a replay cache in a Redis of the lab's\n"
+        "                      own on 127.0.0.1, with a password in DIR/redis\n"
+        "      --ad            a Samba AD domain instead (kasa lab up --ad --help)\n");
     if (st)
         return st < 0 ? EXIT_OK : st;
     if (realm != NULL && (st = check_realm(cli, realm)) != 0)

@@ -752,6 +752,10 @@ static int parse_up(struct cli *cli, int argc, char **argv, const char **dir, in
         case 'd':
             if (*optarg == '\0')
                 return cli_usage(cli, "--dir takes a directory");
+            /* kasa lab up --dir --ad: the value is missing, and --ad only looked like the flag
+             * that brought us here; a directory named like an option is ./--ad. */
+            if (*optarg == '-')
+                return cli_usage(cli, "option --dir needs a value, not the option %s", optarg);
             *dir = optarg;
             break;
         case 'A':

@@ -53,6 +53,59 @@ static void print_warning(void *data, const char *msg)
     cli_say(cli, "warning: %s", msg);
 }
 
+/* argv[0] is the command: hand its arguments to the file that implements it. */
+static int dispatch(struct cli *cli, int argc, char **argv)
+{
+    if (strcmp(argv[0], "lab") == 0)
+        return cmd_lab(cli, argc - 1, argv + 1);
+    if (strcmp(argv[0], "account") == 0)
+        return cmd_account(cli, argc - 1, argv + 1);
+    if (strcmp(argv[0], "spn") == 0)
+        return cmd_spn(cli, argc - 1, argv + 1);
+    if (strcmp(argv[0], "array") == 0)
+        return cmd_array(cli, argc - 1, argv + 1);
+    if (strcmp(argv[0], "roll") == 0)
+        return cmd_roll(cli, argc, argv);
+    if (strcmp(argv[0], "copy") == 0)
+        return cmd_copy(cli, argc, argv);
+    if (strcmp(argv[0], "heal") == 0)
+        return cmd_heal(cli, argc, argv);
+    if (strcmp(argv[0], "status") == 0)
+        return cmd_status(cli, argc, argv);
+    if (strcmp(argv[0], "log") == 0)
+        return cmd_log(cli, argc, argv);
+    if (strcmp(argv[0], "inspect") == 0)
+        return cmd_inspect(cli, argc, argv);
+    if (strcmp(argv[0], "verify") == 0)
+        return cmd_verify(cli, argc, argv);
+    if (strcmp(argv[0], "diagnose") == 0)
+        return cmd_diagnose(cli, argc, argv);
+    return cli_usage(cli, "unknown command %s", argv[0]);
+}
+
+/*
+ * kasa help [COMMAND [SUB]]: the global usage, or the command's own help as kasa COMMAND
+ * [SUB] --help prints it (an unknown command is bad usage there as here). Only command
+ * words: an option would take --help as its value and run the command.
+ */
+static int help(struct cli *cli, int argc, char **argv)
+{
+    char *args[4] = {NULL, NULL, NULL, NULL};
+
+    if (argc < 1 || (argc == 1 && strcmp(argv[0], "help") == 0)) {
+        fputs(usage, stdout);
+        return EXIT_OK;
+    }
+    if (argc > 2)
+        return cli_usage(cli, "help: too many arguments (expected COMMAND [SUB])");
+    if (argc == 2 && (argv[1][0] == '-' || argv[1][0] == '\0'))
+        return cli_usage(cli, "help: unknown command %s %s", argv[0], argv[1]);
+    args[0] = argv[0];
+    args[1] = argc == 2 ? argv[1] : "--help";
+    args[2] = "--help";
+    return dispatch(cli, argc + 1, args);
+}
+
 int main(int argc, char **argv)
 {
     static const struct option opts[] = {
@@ -107,35 +160,10 @@ int main(int argc, char **argv)
     if (argc < 1) {
         fputs(usage, stderr);
         status = EXIT_USAGE;
-    } else if (strcmp(argv[0], "lab") == 0) {
-        status = cmd_lab(&cli, argc - 1, argv + 1);
-    } else if (strcmp(argv[0], "account") == 0) {
-        status = cmd_account(&cli, argc - 1, argv + 1);
-    } else if (strcmp(argv[0], "spn") == 0) {
-        status = cmd_spn(&cli, argc - 1, argv + 1);
-    } else if (strcmp(argv[0], "array") == 0) {
-        status = cmd_array(&cli, argc - 1, argv + 1);
-    } else if (strcmp(argv[0], "roll") == 0) {
-        status = cmd_roll(&cli, argc, argv);
-    } else if (strcmp(argv[0], "copy") == 0) {
-        status = cmd_copy(&cli, argc, argv);
-    } else if (strcmp(argv[0], "heal") == 0) {
-        status = cmd_heal(&cli, argc, argv);
-    } else if (strcmp(argv[0], "status") == 0) {
-        status = cmd_status(&cli, argc, argv);
-    } else if (strcmp(argv[0], "log") == 0) {
-        status = cmd_log(&cli, argc, argv);
-    } else if (strcmp(argv[0], "inspect") == 0) {
-        status = cmd_inspect(&cli, argc, argv);
-    } else if (strcmp(argv[0], "verify") == 0) {
-        status = cmd_verify(&cli, argc, argv);
-    } else if (strcmp(argv[0], "diagnose") == 0) {
-        status = cmd_diagnose(&cli, argc, argv);
     } else if (strcmp(argv[0], "help") == 0) {
-        fputs(usage, stdout);
-        status = EXIT_OK;
+        status = help(&cli, argc - 1, argv + 1);
     } else {
-        status = cli_usage(&cli, "unknown command %s", argv[0]);
+        status = dispatch(&cli, argc, argv);
     }
 
 done:
