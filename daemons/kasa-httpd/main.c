@@ -23,6 +23,7 @@
 #include <limits.h>
 #include <netdb.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -50,6 +51,7 @@
 #include "kasa/kasa.h"
 #include "kasa/replay.h"
 #include "kasa/token.h"
+#include "deadline.h"
 #include "metrics.h"
 #include "proxy.h"
 #include "ntlmcompat.h"
@@ -63,7 +65,17 @@ struct num_opt {
     bool given; /* on the command line */
 };
 
-enum { N_PORT, N_THREADS, N_PER_IP, N_CONN_LIMIT, N_TIMEOUT, N_MAX_BODY, N_METRICS_PORT, N_NUMS };
+enum {
+    N_PORT,
+    N_THREADS,
+    N_PER_IP,
+    N_CONN_LIMIT,
+    N_TIMEOUT,
+    N_HEADER_TIMEOUT,
+    N_MAX_BODY,
+    N_METRICS_PORT,
+    N_NUMS
+};
 
 /* Extended Protection for Authentication, as IIS names its levels. */
 enum cb_level { CB_OFF, CB_ACCEPT, CB_REQUIRE };
@@ -98,9 +110,9 @@ struct conn {
     size_t body;     /* bytes of the current request's body, read and dropped */
 };
 
-/* libmicrohttpd 0.9.75 has no deadline for a whole request head: its timeout counts
- * idleness, and each byte restarts it. So the timeout is short, and the per-address
- * limit is what bounds a client that trickles bytes to keep connections open. */
+/* libmicrohttpd 0.9.75's timeout counts idleness, and each byte restarts it, so a client
+ * trickling bytes would keep a connection open; header_timeout, a deadline for the whole
+ * request head, is kasa-httpd's own (deadline.c), since libmicrohttpd has none. */
 static struct opts o = {
     .listen = "0.0.0.0",
     .num =
@@ -110,6 +122,7 @@ static struct opts o = {
             [N_PER_IP] = {"per_ip_limit", 0, 1000000, 1000, false},
             [N_CONN_LIMIT] = {"connection_limit", 16, 1000000, 10000, false},
             [N_TIMEOUT] = {"connection_timeout", 1, 3600, 10, false},
+            [N_HEADER_TIMEOUT] = {"header_timeout", 0, 3600, 30, false}, /* 0: none */
             [N_MAX_BODY] = {"max_body", 0, 1U << 30, 10U << 20, false},
             [N_METRICS_PORT] = {"metrics_port", 1, 65535, 0, false}, /* 0: no metrics */
         },
@@ -138,6 +151,7 @@ static const gss_OID_desc ntlm_oid = {10, (void *)"\x2b\x06\x01\x04\x01\x82\x37\
 
 static void say(const char *fmt, ...) KASA_PRINTF(1, 2);
 static void say_at(int level, const char *fmt, ...) KASA_PRINTF(2, 3);
+static void say_fatal(const char *fmt, ...) KASA_PRINTF(1, 2);
 
 /* A message-log line at a level (KASA_LOG_*), which the journal keeps. */
 static void say_at(int level, const char *fmt, ...)
@@ -161,6 +175,21 @@ static void say(const char *fmt, ...)
     kasa_log_line(log_file, "kasa-httpd", fmt, ap);
     funlockfile(log_file);
     va_end(ap);
+}
+
+/* Why kasa-httpd cannot start, once the message log is open: there, and on stderr for
+ * whoever started it (once when the log is stderr). */
+static void say_fatal(const char *fmt, ...)
+{
+    va_list ap;
+    char msg[1024];
+
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    if (log_file != stderr)
+        say_at(KASA_LOG_ERR, "%s", msg);
+    fprintf(stderr, "kasa-httpd: %s\n", msg);
 }
 
 static void mhd_log(void *cls, const char *fmt, va_list ap) KASA_PRINTF(2, 0);
@@ -483,10 +512,25 @@ static const char *ntlm_user(const kasa_token_info *seen, char *buf, size_t len)
 }
 
 /*
+ * An NTLM AUTHENTICATE bound to another TLS channel. gss-ntlmssp 1.2 refuses a channel
+ * binding that does not match ours as EACCES with GSS_S_DEFECTIVE_TOKEN, the codes of a
+ * MIC that does not match too (not GSS_S_BAD_BINDINGS, as Kerberos does); it is the
+ * binding when we passed one and the message carries one.
+ */
+static bool ntlm_binding_mismatch(OM_uint32 major, OM_uint32 minor, const kasa_token_info *seen)
+{
+    return o.cb != CB_OFF && tls_bindings != GSS_C_NO_CHANNEL_BINDINGS && seen != NULL &&
+           seen->ntlm_type == 3 && minor == EACCES &&
+           GSS_ROUTINE_ERROR(major) == GSS_S_DEFECTIVE_TOKEN && seen->mech_token != NULL &&
+           tlsbind_ntlm_bound(seen->mech_token, seen->mech_token_len);
+}
+
+/*
  * A failure in words an administrator can act on. gss-ntlmssp 1.2 reports an NTLM
- * response that does not match the password as EINVAL ("Invalid argument"), and a user
- * its user file does not know as EACCES ("Permission denied"); Kerberos's own words are
- * already good.
+ * response that does not match the password as EINVAL ("Invalid argument"), a user its
+ * user file does not know as EACCES or ENOENT ("Permission denied"), and a channel
+ * binding or MIC that does not match as EACCES too, with GSS_S_DEFECTIVE_TOKEN; Kerberos's
+ * own words are already good.
  */
 static void failure_words(OM_uint32 major, OM_uint32 minor, const char *mech,
                           const kasa_token_info *seen, char *buf, size_t len)
@@ -494,6 +538,18 @@ static void failure_words(OM_uint32 major, OM_uint32 minor, const char *mech,
     if (strcmp(mech, "NTLM") == 0 && seen != NULL && seen->ntlm_type == 3) {
         if (minor == EINVAL) {
             snprintf(buf, len, "NTLM: wrong password (the response does not match the user's)");
+            return;
+        }
+        if (ntlm_binding_mismatch(major, minor, seen)) {
+            snprintf(buf, len,
+                     "NTLM: channel binding mismatch: the client bound its response to another "
+                     "TLS channel (a relay, or a TLS-intercepting proxy)");
+            return;
+        }
+        if (minor == EACCES && GSS_ROUTINE_ERROR(major) == GSS_S_DEFECTIVE_TOKEN) {
+            snprintf(buf, len,
+                     "NTLM: the message integrity code (MIC) does not match: the messages "
+                     "were altered on the way");
             return;
         }
         if ((minor == EACCES || minor == ENOENT) && ntlm_by_domain) {
@@ -518,9 +574,11 @@ static void failure_words(OM_uint32 major, OM_uint32 minor, const char *mech,
 }
 
 /* A failed accept's class, for the metrics: from the codes, not from the words. */
-static enum metrics_reason failure_class(OM_uint32 major, OM_uint32 minor, const char *mech)
+static enum metrics_reason failure_class(OM_uint32 major, OM_uint32 minor, const char *mech,
+                                         const kasa_token_info *seen)
 {
-    if (GSS_ROUTINE_ERROR(major) == GSS_S_BAD_BINDINGS)
+    if (GSS_ROUTINE_ERROR(major) == GSS_S_BAD_BINDINGS ||
+        (strcmp(mech, "NTLM") == 0 && ntlm_binding_mismatch(major, minor, seen)))
         return MR_CHANNEL_BINDING;
     if (strcmp(mech, "NTLM") == 0)
         return MR_NTLM_REFUSED;
@@ -655,7 +713,7 @@ static enum MHD_Result authenticate(struct MHD_Connection *c, kasa_ctx *kctx, st
         failure_words(major, minor, mname, seen, why, sizeof(why));
         gss_delete_sec_context(&scratch, &st->gctx, GSS_C_NO_BUFFER);
         log_event(kctx, client, seen, ntlm_user(seen, user, sizeof(user)), NULL, mname, false,
-                  failure_class(major, minor, mname), why);
+                  failure_class(major, minor, mname, seen), why);
         ret = reply(c, MHD_HTTP_UNAUTHORIZED, "authentication failed\n", NULL, NULL, NULL, NULL);
         goto cleanup;
     }
@@ -701,6 +759,9 @@ cleanup:
     return ret;
 }
 
+/* How far past max_body a chunked body is read (and dropped) to answer it with a 413. */
+#define DRAIN_OVER (64U << 20)
+
 /* 413 for a body over max_body; said in the auth log's neighbour, the message log. */
 static enum MHD_Result too_large(struct MHD_Connection *c, const char *client, size_t n)
 {
@@ -727,6 +788,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     (void)cls;
     (void)version;
     (void)upload_data;
+    if (*req_cls == NULL) /* the first call: the head is complete */
+        deadline_head_done(c);
     ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
     st = ci != NULL ? ci->socket_context : NULL;
     if (st == NULL)
@@ -747,15 +810,20 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     if (*upload_size > 0) { /* a piece of the body */
         st->body += *upload_size;
         *upload_size = 0;
-        /* Only a chunked body gets here over the limit; it cannot be answered before it
-         * ends, so the connection is closed. */
-        if (st->body > o.num[N_MAX_BODY].value) {
-            say("%s: a chunked request body over max_body (%u); connection closed", client,
-                o.num[N_MAX_BODY].value);
+        /* Only a chunked body gets here over the limit. libmicrohttpd cannot answer before
+         * the body ends, so the rest is dropped as it comes and the 413 sent then; a body
+         * that goes on far past the limit has its connection closed instead. */
+        if (st->body > (size_t)o.num[N_MAX_BODY].value + DRAIN_OVER) {
+            say_at(KASA_LOG_WARNING,
+                   "%s: a chunked request body more than %u bytes over max_body (%u); "
+                   "connection closed",
+                   client, DRAIN_OVER, o.num[N_MAX_BODY].value);
             return MHD_NO;
         }
         return MHD_YES;
     }
+    if (st->body > o.num[N_MAX_BODY].value) /* a chunked body, dropped to its end */
+        return too_large(c, client, st->body);
     auth = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
     if (auth == NULL) {
         if (st->principal != NULL) /* NTLM authenticated this connection (not auth_request) */
@@ -774,7 +842,7 @@ static void on_connection(void *cls, struct MHD_Connection *c, void **socket_con
     OM_uint32 minor;
 
     (void)cls;
-    (void)c;
+    deadline_connection(c, code);
     if (code == MHD_CONNECTION_NOTIFY_STARTED) {
         st = calloc(1, sizeof(struct conn));
         if (st != NULL && kasa_ctx_new(&st->kctx) != 0) {
@@ -800,7 +868,7 @@ static int read_pem(const char *path, char **out)
     size_t n;
 
     if (f == NULL || (buf = calloc(1, 65537)) == NULL) {
-        fprintf(stderr, "kasa-httpd: cannot read %s: %s\n", path, strerror(errno));
+        say_fatal("cannot read %s: %s", path, strerror(errno));
         if (f != NULL)
             fclose(f);
         return 1;
@@ -808,7 +876,7 @@ static int read_pem(const char *path, char **out)
     n = fread(buf, 1, 65536, f);
     fclose(f);
     if (n == 0 || n == 65536) {
-        fprintf(stderr, "kasa-httpd: %s is empty or too large\n", path);
+        say_fatal("%s is empty or too large", path);
         free(buf);
         return 1;
     }
@@ -1004,6 +1072,18 @@ static int parse_policies(void)
     return 0;
 }
 
+static void tls_say(const char *fmt, ...) KASA_PRINTF(1, 2);
+
+/* GnuTLS's lines, under libmicrohttpd's limit: any peer can make GnuTLS complain. */
+static void tls_say(const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    mhd_log(NULL, fmt, ap);
+    va_end(ap);
+}
+
 static void tls_audit(gnutls_session_t session, const char *msg)
 {
     size_t n = strlen(msg);
@@ -1011,7 +1091,19 @@ static void tls_audit(gnutls_session_t session, const char *msg)
     (void)session;
     while (n > 0 && msg[n - 1] == '\n')
         n--;
-    say("GnuTLS: %.*s", (int)n, msg);
+    tls_say("GnuTLS: %.*s", (int)n, msg);
+}
+
+/* GnuTLS's own log at level 1, its few warnings: from level 2 on it tells every handshake. */
+#define TLS_LOG_LEVEL 1
+static void tls_log(int level, const char *msg)
+{
+    size_t n = strlen(msg);
+
+    (void)level;
+    while (n > 0 && msg[n - 1] == '\n')
+        n--;
+    tls_say("GnuTLS: %.*s", (int)n, msg);
 }
 
 static volatile sig_atomic_t reopen_logs;
@@ -1089,6 +1181,9 @@ static const char usage[] =
     "      --per-ip-limit N    connections from one address (default 1000; 0: no limit)\n"
     "      --connection-limit N  connections in all (default 10000)\n"
     "      --connection-timeout S  close a connection idle this long (default 10)\n"
+    "      --header-timeout S  close a connection whose request head is not complete\n"
+    "                          this long after it opened or after its last response\n"
+    "                          (default 30; 0: never)\n"
     "      --max-body BYTES    largest request body (default 10485760; 413 beyond)\n"
     "      --schemes LIST      offered and accepted, in order (default negotiate,ntlm)\n"
     "      --channel-binding off|accept|require  TLS channel binding (Extended\n"
@@ -1130,6 +1225,7 @@ int main(int argc, char **argv)
         {"per-ip-limit", required_argument, NULL, 0x100 + N_PER_IP},
         {"connection-limit", required_argument, NULL, 0x100 + N_CONN_LIMIT},
         {"connection-timeout", required_argument, NULL, 0x100 + N_TIMEOUT},
+        {"header-timeout", required_argument, NULL, 0x100 + N_HEADER_TIMEOUT},
         {"max-body", required_argument, NULL, 0x100 + N_MAX_BODY},
         {"schemes", required_argument, NULL, 'S'},
         {"channel-binding", required_argument, NULL, 'B'},
@@ -1145,7 +1241,7 @@ int main(int argc, char **argv)
     struct MHD_Daemon *d;
     struct MHD_OptionItem ops[16];
     size_t n_ops = 0;
-    char hostname[256], portstr[16], *cert_pem = NULL, *key_pem = NULL;
+    char hostname[256], portstr[16], header_words[16], *cert_pem = NULL, *key_pem = NULL;
     const char *config = NULL;
     bool listen_set = false;
     unsigned threads;
@@ -1176,6 +1272,7 @@ int main(int argc, char **argv)
         case 0x100 + N_PER_IP:
         case 0x100 + N_CONN_LIMIT:
         case 0x100 + N_TIMEOUT:
+        case 0x100 + N_HEADER_TIMEOUT:
         case 0x100 + N_MAX_BODY:
         case 0x100 + N_METRICS_PORT: {
             struct num_opt *n = &o.num[c == 'p' ? N_PORT : c - 0x100];
@@ -1235,7 +1332,7 @@ int main(int argc, char **argv)
     }
     if (config != NULL && read_config(config, listen_set) != 0)
         return 1;
-    if (parse_policies() != 0)
+    if (parse_policies() != 0 || (o.proxy_from != NULL && proxy_check(o.proxy_from) != 0))
         return 2;
     {
         kasa_ctx *rctx = NULL;
@@ -1294,11 +1391,19 @@ int main(int argc, char **argv)
     }
     if (krb5_init_context(&words_kctx) != 0)
         words_kctx = NULL; /* gss_words() then falls back to GSS-API's words */
-    /* epoll, not select(): no FD_SETSIZE ceiling; a thread per core, so one slow
+    /* epoll, not select(): no FD_SETSIZE ceiling; a thread per core this process may run
+     * on (its CPU affinity, as nproc(1) counts them: a container's cpuset), so one slow
      * accept (a replay cache on a slow disk) does not stall everyone. */
-    cores = sysconf(_SC_NPROCESSORS_ONLN);
-    threads = o.num[N_THREADS].value != 0 ? o.num[N_THREADS].value
-                                          : (unsigned)(cores > 0 && cores <= 256 ? cores : 1);
+    {
+        cpu_set_t cpus;
+        cores = sched_getaffinity(0, sizeof(cpus), &cpus) == 0 ? CPU_COUNT(&cpus)
+                                                               : sysconf(_SC_NPROCESSORS_ONLN);
+    }
+    if (cores < 1)
+        cores = 1;
+    else if (cores > 256)
+        cores = 256;
+    threads = o.num[N_THREADS].value != 0 ? o.num[N_THREADS].value : (unsigned)cores;
     fit_descriptors(threads);
     if (threads > o.num[N_CONN_LIMIT].value / 2)
         threads = o.num[N_CONN_LIMIT].value / 2;
@@ -1316,7 +1421,7 @@ int main(int argc, char **argv)
             kasa_acceptor_open(actx, o.keytab, KASA_ACCEPTOR_WATCH,
                                threads > 1 ? (threads > 256 ? 256 : threads) : 1, acceptor_log,
                                NULL, &acceptor) != 0) {
-            fprintf(stderr, "kasa-httpd: %s\n", actx != NULL ? kasa_error(actx) : "out of memory");
+            say_fatal("%s", actx != NULL ? kasa_error(actx) : "out of memory");
             kasa_ctx_free(actx);
             return 1;
         }
@@ -1329,13 +1434,13 @@ int main(int argc, char **argv)
     hints.ai_socktype = SOCK_STREAM;
     snprintf(portstr, sizeof(portstr), "%u", o.num[N_PORT].value);
     if (getaddrinfo(o.listen, portstr, &hints, &res) != 0) {
-        fprintf(stderr, "kasa-httpd: cannot listen on %s\n", o.listen);
+        say_fatal("cannot listen on %s", o.listen);
         return 1;
     }
     memcpy(&ss, res->ai_addr, res->ai_addrlen);
     freeaddrinfo(res);
     if ((o.tls_cert == NULL) != (o.tls_key == NULL)) {
-        fprintf(stderr, "kasa-httpd: give --tls-cert and --tls-key together\n");
+        say_fatal("give --tls-cert and --tls-key together");
         return 2;
     }
     if (o.tls_cert != NULL &&
@@ -1345,12 +1450,14 @@ int main(int argc, char **argv)
         char why[200];
         tls_bindings = tlsbind_server_end_point(cert_pem, why, sizeof(why));
         if (tls_bindings == NULL) {
-            fprintf(stderr, "kasa-httpd: %s: %s\n", o.tls_cert, why);
+            say_fatal("%s: %s", o.tls_cert, why);
             return 1;
         }
     }
     /* GnuTLS's own complaints go where ours go. */
     gnutls_global_set_audit_log_function(tls_audit);
+    gnutls_global_set_log_function(tls_log);
+    gnutls_global_set_log_level(TLS_LOG_LEVEL);
 
     /* The logger first, or libmicrohttpd says so on stderr. */
     ops[n_ops++] = (struct MHD_OptionItem){MHD_OPTION_EXTERNAL_LOGGER, (intptr_t)mhd_log, NULL};
@@ -1358,6 +1465,8 @@ int main(int argc, char **argv)
         ops[n_ops++] = (struct MHD_OptionItem){MHD_OPTION_SOCK_ADDR, 0, &ss};
     ops[n_ops++] =
         (struct MHD_OptionItem){MHD_OPTION_NOTIFY_CONNECTION, (intptr_t)on_connection, NULL};
+    ops[n_ops++] =
+        (struct MHD_OptionItem){MHD_OPTION_NOTIFY_COMPLETED, (intptr_t)deadline_completed, NULL};
     ops[n_ops++] = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_TIMEOUT,
                                            (intptr_t)o.num[N_TIMEOUT].value, NULL};
     ops[n_ops++] = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_LIMIT,
@@ -1374,6 +1483,10 @@ int main(int argc, char **argv)
         ops[n_ops++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_KEY, 0, key_pem};
     }
     ops[n_ops] = (struct MHD_OptionItem){MHD_OPTION_END, 0, NULL};
+    if ((c = deadline_start(o.num[N_HEADER_TIMEOUT].value, say)) != 0) {
+        fprintf(stderr, "kasa-httpd: cannot start the header timeout's thread: %s\n", strerror(c));
+        return 1;
+    }
     /* MHD_USE_ITC: so that a stop can quiesce the daemon and let requests in flight end. */
     d = MHD_start_daemon(MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ERROR_LOG | MHD_USE_ITC |
                              (cert_pem != NULL ? MHD_USE_TLS : 0) |
@@ -1381,11 +1494,12 @@ int main(int argc, char **argv)
                          (uint16_t)o.num[N_PORT].value, NULL, NULL, on_request, NULL,
                          MHD_OPTION_ARRAY, ops, MHD_OPTION_END);
     if (d == NULL) {
-        fprintf(stderr, "kasa-httpd: cannot listen on %s port %u\n", o.listen, o.num[N_PORT].value);
+        say_fatal("cannot listen on %s port %u%s", o.listen, o.num[N_PORT].value,
+                  cert_pem != NULL ? ", or cannot use the TLS certificate and key" : "");
         return 1;
     }
     if (o.proxy_from != NULL &&
-        (c = proxy_start(d, (struct sockaddr *)&ss, o.proxy_from, say)) != 0) {
+        (c = proxy_start(d, (struct sockaddr *)&ss, o.proxy_from, say, say_fatal)) != 0) {
         MHD_stop_daemon(d);
         return c;
     }
@@ -1402,10 +1516,12 @@ int main(int argc, char **argv)
             fclose(f);
         }
     }
+    snprintf(header_words, sizeof(header_words), "%u s", o.num[N_HEADER_TIMEOUT].value);
     say("listening on %s port %u as %s; keytab %s; %u threads, %u connections (%u per address), "
-        "%u s idle timeout",
+        "%u s idle timeout, %s header timeout",
         o.listen, o.num[N_PORT].value, o.member, o.keytab, threads > 1 ? threads : 1,
-        o.num[N_CONN_LIMIT].value, o.num[N_PER_IP].value, o.num[N_TIMEOUT].value);
+        o.num[N_CONN_LIMIT].value, o.num[N_PER_IP].value, o.num[N_TIMEOUT].value,
+        o.num[N_HEADER_TIMEOUT].value != 0 ? header_words : "no");
     if (o.num[N_METRICS_PORT].value != 0)
         say("metrics at http://%s%s%s:%u/metrics (no authentication)",
             strchr(o.metrics_listen, ':') != NULL ? "[" : "", o.metrics_listen,
@@ -1438,6 +1554,7 @@ int main(int argc, char **argv)
     proxy_stop();
     drain(d);
     MHD_stop_daemon(d);
+    deadline_stop();
     free(cert_pem);
     if (key_pem != NULL) {
         kasa_zap(key_pem, strlen(key_pem));

@@ -34,6 +34,7 @@ static const char *const reason_label[MR_COUNT] = {
 static atomic_ullong auths[MM_COUNT][2]; /* [mechanism][ok] */
 static atomic_ullong failures[MR_COUNT];
 static atomic_ullong replays;
+static atomic_ullong header_timeouts;
 static time_t started;
 static const char *keytab_path;
 static kasa_acceptor *acceptor;
@@ -60,6 +61,11 @@ void metrics_count(const char *mechanism, bool ok, enum metrics_reason why)
     atomic_fetch_add_explicit(&failures[why], 1, memory_order_relaxed);
     if (why == MR_REPLAY)
         atomic_fetch_add_explicit(&replays, 1, memory_order_relaxed);
+}
+
+void metrics_header_timeouts(unsigned n)
+{
+    atomic_fetch_add_explicit(&header_timeouts, n, memory_order_relaxed);
 }
 
 struct kvno_of {
@@ -181,6 +187,11 @@ static char *exposition(size_t *len)
                      "Kerberos authenticators refused as replays.");
     fprintf(f, "kasa_httpd_replays_total %llu\n",
             atomic_load_explicit(&replays, memory_order_relaxed));
+    kasa_prom_family(f, "kasa_httpd_header_timeouts_total", "counter",
+                     "Connections closed because their request head was not complete within "
+                     "header_timeout.");
+    fprintf(f, "kasa_httpd_header_timeouts_total %llu\n",
+            atomic_load_explicit(&header_timeouts, memory_order_relaxed));
     put_keytab(f);
     put_keys(f);
     kasa_prom_family(f, "kasa_httpd_start_time_seconds", "gauge",

@@ -27,6 +27,10 @@ enum metrics_reason {
  * "NTLM", "" for none). Safe from any thread. */
 void metrics_count(const char *mechanism, bool ok, enum metrics_reason why);
 
+/* Count n connections closed because their request head was not complete in time
+ * (deadline.c). Safe from any thread. */
+void metrics_header_timeouts(unsigned n);
+
 /* Serve /metrics on listen (a numeric address) and port; keytab is read at each scrape.
  * Says why on stderr and returns non-zero when it cannot listen. */
 int metrics_start(const char *listen, unsigned port, const char *keytab, MHD_LogCallback log);

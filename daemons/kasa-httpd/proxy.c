@@ -62,6 +62,7 @@ struct pending {
 static struct {
     struct MHD_Daemon *d;
     proxy_say_fn say;
+    proxy_say_fn fatal; /* why it cannot start */
     kasa_ctx *ctx;
     int lfd, wake[2];
     pthread_t thread;
@@ -408,9 +409,9 @@ static int listen_on(const struct sockaddr *addr)
         (addr->sa_family == AF_INET6 &&
          setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &on, sizeof(on)) != 0) ||
         bind(fd, addr, len) != 0 || listen(fd, SOMAXCONN) != 0) {
-        fprintf(stderr, "kasa-httpd: cannot listen on %s: %s\n",
-                peer_name((const struct sockaddr_storage *)addr, len, name, sizeof(name)),
-                strerror(errno));
+        px.fatal("cannot listen on %s: %s",
+                 peer_name((const struct sockaddr_storage *)addr, len, name, sizeof(name)),
+                 strerror(errno));
         if (fd >= 0)
             close(fd);
         return -1;
@@ -418,21 +419,29 @@ static int listen_on(const struct sockaddr *addr)
     return fd;
 }
 
+int proxy_check(const char *from)
+{
+    int st = parse_from(from);
+
+    px.n_from = 0;
+    return st;
+}
+
 int proxy_start(struct MHD_Daemon *d, const struct sockaddr *addr, const char *from,
-                proxy_say_fn say)
+                proxy_say_fn say, proxy_say_fn fatal)
 {
     sigset_t all, old;
     int st;
 
     px.d = d;
     px.say = say;
+    px.fatal = fatal;
     st = parse_from(from);
     if (st != 0)
         goto cleanup;
     st = 1;
     if (kasa_ctx_new(&px.ctx) != 0 || pipe2(px.wake, O_CLOEXEC) != 0) {
-        fprintf(stderr, "kasa-httpd: cannot start the PROXY protocol listener: %s\n",
-                strerror(errno));
+        fatal("cannot start the PROXY protocol listener: %s", strerror(errno));
         goto cleanup;
     }
     px.lfd = listen_on(addr);
@@ -444,7 +453,7 @@ int proxy_start(struct MHD_Daemon *d, const struct sockaddr *addr, const char *f
     st = pthread_create(&px.thread, NULL, run, NULL);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     if (st != 0) {
-        fprintf(stderr, "kasa-httpd: cannot start the PROXY protocol listener: %s\n", strerror(st));
+        fatal("cannot start the PROXY protocol listener: %s", strerror(st));
         st = 1;
         goto cleanup;
     }

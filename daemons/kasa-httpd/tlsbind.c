@@ -79,3 +79,33 @@ void tlsbind_free(gss_channel_bindings_t cb)
     free(cb->application_data.value);
     free(cb);
 }
+
+static unsigned le16(const unsigned char *p)
+{
+    return (unsigned)p[0] | (unsigned)p[1] << 8;
+}
+
+bool tlsbind_ntlm_bound(const unsigned char *msg, size_t len)
+{
+    /* NtChallengeResponseFields at 20: length, room, offset. An NTLMv2 response is the
+     * NTProofStr (16 bytes), then a client challenge whose AV pairs start at 28. */
+    size_t nt_len, at, end;
+    static const unsigned char zero[16];
+
+    if (len < 28 || memcmp(msg, "NTLMSSP\0\3\0\0\0", 12) != 0)
+        return false;
+    nt_len = le16(msg + 20);
+    at = (size_t)msg[24] | (size_t)msg[25] << 8 | (size_t)msg[26] << 16 | (size_t)msg[27] << 24;
+    if (nt_len <= 24 || at > len || nt_len > len - at) /* NTLMv1, or out of the message */
+        return false;
+    end = at + nt_len;
+    for (at += 16 + 28; at + 4 <= end;) {
+        unsigned id = le16(msg + at), n = le16(msg + at + 2);
+        if (id == 0 || n > end - at - 4) /* MsvAvEOL, or past the response */
+            return false;
+        if (id == 0x000A) /* MsvAvChannelBindings */
+            return n == 16 && memcmp(msg + at + 4, zero, 16) != 0;
+        at += 4 + n;
+    }
+    return false;
+}

@@ -1,19 +1,26 @@
 #!/usr/bin/python3
 """A Negotiate client over TLS that sends channel bindings (RFC 5929 tls-server-end-point)
-with its Kerberos token, as Chromium and Windows do with Extended Protection.
+with its Kerberos or NTLM token, as Chromium and Windows do with Extended Protection.
 
   cbclient.py ADDRESS PORT [--name NAME] [--no-bindings | --bind-to-cert FILE]
-              [--mech spnego|krb5] [--path PATH]
+              [--mech spnego|krb5|ntlm] [--user DOMAIN\\USER] [--plain] [--path PATH]
+              [--post FILE]
 
-Connects to ADDRESS:PORT with TLS (the certificate is not verified), builds an initiator
-token for HTTP@NAME bound to the server's certificate (or to FILE's, or to nothing), sends
-GET PATH with it and prints the response's status line and body. Exits 0 when it got a
-response, 1 when it could not ask (connection, TLS or GSS-API failure).
+Connects to ADDRESS:PORT with TLS (the certificate is not verified), or without it
+(--plain: no bindings then), builds an initiator token for HTTP@NAME bound to the
+server's certificate (or to FILE's, or to nothing), sends GET PATH with it (or POST, with
+FILE's bytes as a chunked body on every leg) and prints the final response's status line
+and body. --mech ntlm is gss-ntlmssp's NTLM under the NTLM
+scheme (USER's password from NTLM_USER_FILE): NEGOTIATE, then the CHALLENGE from a 401,
+then AUTHENTICATE, all on one keep-alive connection; each 401 that carries a token is
+said on stderr ("leg: 401 NTLM <token>"). Exits 0 when it got a response, 1 when it
+could not ask (connection, TLS or GSS-API failure, or the connection changed between
+legs).
 """
 import argparse
 import base64
 import hashlib
-import socket
+import http.client
 import ssl
 import sys
 
@@ -79,6 +86,10 @@ def end_point_binding(cert):
     return b"tls-server-end-point:" + digest
 
 
+NTLM_OID = "1.3.6.1.4.1.311.2.2.10"
+SPNEGO_OID = "1.3.6.1.5.5.2"
+
+
 def main():
     p = argparse.ArgumentParser(description="Negotiate over TLS with channel bindings")
     p.add_argument("address")
@@ -89,45 +100,68 @@ def main():
     g.add_argument("--no-bindings", action="store_true", help="send no channel bindings")
     g.add_argument("--bind-to-cert", metavar="FILE",
                    help="bind to this PEM certificate instead of the server's")
-    p.add_argument("--mech", choices=("spnego", "krb5"), default="spnego")
+    p.add_argument("--mech", choices=("spnego", "krb5", "ntlm"), default="spnego")
+    p.add_argument("--user", help="NTLM: DOMAIN\\USER (default: NTLM_USER_FILE's first)")
+    p.add_argument("--plain", action="store_true", help="HTTP, not HTTPS (no bindings)")
     p.add_argument("--path", default="/whoami")
+    p.add_argument("--post", metavar="FILE", help="POST FILE, chunked, on every leg")
     a = p.parse_args()
 
     tls = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     tls.check_hostname = False
     tls.verify_mode = ssl.CERT_NONE
     try:
-        raw = socket.create_connection((a.address, a.port), timeout=10)
-        conn = tls.wrap_socket(raw, server_hostname=a.name)
-        if a.bind_to_cert:
-            with open(a.bind_to_cert) as f:
-                cert = ssl.PEM_cert_to_DER_cert(f.read())
+        if a.plain:
+            conn = http.client.HTTPConnection(a.address, a.port, timeout=10)
         else:
-            cert = conn.getpeercert(binary_form=True)
+            conn = http.client.HTTPSConnection(a.address, a.port, timeout=10, context=tls)
+        conn.connect()
+        local = conn.sock.getsockname()
         bindings = None
-        if not a.no_bindings:
+        if not a.no_bindings and not a.plain:
+            if a.bind_to_cert:
+                with open(a.bind_to_cert) as f:
+                    cert = ssl.PEM_cert_to_DER_cert(f.read())
+            else:
+                cert = conn.sock.getpeercert(binary_form=True)
             bindings = gssapi.raw.ChannelBindings(application_data=end_point_binding(cert))
-        mech = gssapi.MechType.kerberos if a.mech == "krb5" else gssapi.raw.OID.from_int_seq(
-            "1.3.6.1.5.5.2")
+        creds = None
+        if a.mech == "krb5":
+            mech = gssapi.MechType.kerberos
+        else:
+            mech = gssapi.raw.OID.from_int_seq(NTLM_OID if a.mech == "ntlm" else SPNEGO_OID)
+        if a.mech == "ntlm" and a.user:
+            creds = gssapi.Credentials(name=gssapi.Name(a.user, gssapi.NameType.user),
+                                       mechs=[mech], usage="initiate")
+        scheme = "NTLM" if a.mech == "ntlm" else "Negotiate"
         target = gssapi.Name("HTTP@" + a.name, gssapi.NameType.hostbased_service)
-        gctx = gssapi.SecurityContext(name=target, mech=mech, usage="initiate",
+        gctx = gssapi.SecurityContext(name=target, mech=mech, usage="initiate", creds=creds,
                                       channel_bindings=bindings)
-        token = base64.b64encode(gctx.step()).decode()
-        conn.sendall((f"GET {a.path} HTTP/1.1\r\nHost: {a.name}:{a.port}\r\n"
-                      f"Authorization: Negotiate {token}\r\nConnection: close\r\n\r\n").encode())
-        reply = b""
+        chunks = None  # a list, which http.client sends chunked
+        if a.post:
+            with open(a.post, "rb") as f:
+                data = f.read()
+            chunks = [data[i:i + 65536] for i in range(0, len(data), 65536)]
+        token = gctx.step()
         while True:
-            chunk = conn.recv(65536)
-            if not chunk:
+            conn.request("POST" if a.post else "GET", a.path, body=chunks, headers={
+                "Host": f"{a.name}:{a.port}",
+                "Authorization": f"{scheme} {base64.b64encode(token).decode()}"})
+            r = conn.getresponse()
+            answer = r.read()
+            offer = (r.getheader("WWW-Authenticate") or "").split()
+            if r.status != 401 or gctx.complete or len(offer) != 2 or offer[0] != scheme:
                 break
-            reply += chunk
+            if conn.sock is None or conn.sock.getsockname() != local:
+                raise OSError("the server closed the connection between legs")
+            print(f"leg: 401 {offer[0]} {offer[1]}", file=sys.stderr)
+            token = gctx.step(base64.b64decode(offer[1]))
         conn.close()
-    except (OSError, ValueError, gssapi.exceptions.GSSError) as e:
+    except (OSError, ValueError, http.client.HTTPException, gssapi.exceptions.GSSError) as e:
         print(f"cbclient: {e}", file=sys.stderr)
         return 1
-    head, _, body = reply.partition(b"\r\n\r\n")
-    print(head.split(b"\r\n")[0].decode(errors="replace"))
-    sys.stdout.write(body.decode(errors="replace"))
+    print(f"HTTP/1.1 {r.status} {r.reason}")
+    sys.stdout.write(answer.decode(errors="replace"))
     return 0
 
 

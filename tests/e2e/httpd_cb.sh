@@ -1,8 +1,9 @@
 #!/bin/sh
 # Channel bindings over TLS (Extended Protection, issue 10): a member's kasa-httpd with
 # --channel-binding off, accept and require, and a python3-gssapi client that binds its
-# Kerberos token to the server's certificate (RFC 5929 tls-server-end-point), to another
-# certificate, or to nothing.
+# Kerberos or NTLM (gss-ntlmssp) token to the server's certificate (RFC 5929
+# tls-server-end-point), to another certificate, or to nothing. And a failed TLS handshake
+# is said in --log, not on stderr.
 . "$(dirname "$0")/lib.sh"
 
 : "${KASA_HTTPD:?}"
@@ -58,7 +59,7 @@ start() {
 	port=$(free_port "$ADDR")
 	"$KASA_HTTPD" --keytab "$KT1" --member "cas1-$name" --listen "$ADDR" --port "$port" \
 		--tls-cert "$T_WORK/$crt.crt" --tls-key "$T_WORK/$crt.key" --auth-log "$T_WORK/$name.log" \
-		--log "$T_WORK/$name.err" --pidfile "$T_WORK/$name.pid" "$@" &
+		--log "$T_WORK/$name.err" --pidfile "$T_WORK/$name.pid" "$@" 2>"$T_WORK/$name.stderr" &
 	PIDS="$PIDS $!"
 	PORT=$port
 	for _ in $(seq 50); do
@@ -68,7 +69,7 @@ start() {
 	check "kasa-httpd cas1-$name listens${*:+ ($*)}" test -s "$T_WORK/$name.pid"
 }
 # code_is DESCRIPTION CODE PORT ARGS...: cbclient gets HTTP status CODE; for 200, as alice
-# by Kerberos.
+# by Kerberos (by NTLM with ntlm_is).
 code_is() {
 	desc=$1 want=$2 port=$3
 	shift 3
@@ -77,13 +78,21 @@ code_is() {
 	got=$(sed -n '1s/^HTTP\/1\.[01] \([0-9]*\).*/\1/p' "$T_WORK/cb.out")
 	body=$(sed 1d "$T_WORK/cb.out")
 	if [ "$st" -eq 0 ] && [ "$got" = "$want" ] &&
-		{ [ "$want" != 200 ] || [ "$body" = "alice@PROSEWARE.LAB Kerberos" ]; }; then
+		{ [ "$want" != 200 ] || [ "$body" = "${WHO:-alice@PROSEWARE.LAB Kerberos}" ]; }; then
 		ok "$desc"
 	else
 		not_ok "$desc" "cbclient $* exited $st; status '$got', expected $want" \
 			"stdout: $(cat "$T_WORK/cb.out")" "stderr: $(cat "$T_WORK/cb.err")"
 	fi
 }
+# ntlm_is DESCRIPTION CODE PORT ARGS...: the same with gss-ntlmssp's NTLM (alice's password
+# from the lab's NTLM_USER_FILE, which the members read too) under the NTLM scheme.
+ntlm_is() {
+	WHO='PROSEWARE\alice NTLM'
+	code_is "$@" --mech ntlm --user 'PROSEWARE\alice'
+	WHO=
+}
+WHO=
 
 start accept tls --channel-binding accept
 ACCEPT=$PORT
@@ -130,6 +139,54 @@ code_is "channel_binding = require from --config: bound: 200" 200 "$CONF"
 code_is "channel_binding = require from --config: no bindings: 401" 401 "$CONF" --no-bindings
 code_is "default (accept): no bindings: 200" 200 "$DEFAULT" --no-bindings
 code_is "default (accept): bound to another certificate: 401" 401 "$DEFAULT" --bind-to-cert "$T_WORK/other.crt"
+
+# NTLM over TLS: gss-ntlmssp binds its AUTHENTICATE to the channel too (MsvAvChannelBindings,
+# MS-NLMP 2.2.2.1), and kasa-httpd hands it the same binding as Kerberos. It refuses one
+# that does not match with the codes it gives a wrong MIC, so the log must not call it an
+# unknown user, nor the metrics an NTLM refusal.
+MP=$(free_port 127.0.0.1)
+start ntlm tls --channel-binding accept --metrics-port "$MP"
+NTLM=$PORT
+ntlm_is "NTLM, accept: bound to the server's certificate: 200" 200 "$NTLM"
+check "the 401 before it carried the CHALLENGE, on the same connection" grep -q '^leg: 401 NTLM TlRMTVNTUAACAAAA' "$T_WORK/cb.err"
+ntlm_is "NTLM, accept: no bindings: 200" 200 "$NTLM" --no-bindings
+ntlm_is "NTLM, accept: bound to another certificate: 401" 401 "$NTLM" --bind-to-cert "$T_WORK/other.crt"
+check "NTLM, accept: logged as a channel binding mismatch, for PROSEWARE\\alice" \
+	grep -q '"PROSEWARE\\\\alice",.*"NTLM",.*"failed","NTLM: channel binding mismatch' "$T_WORK/ntlm.log"
+check "NTLM, accept: two successes and one refusal logged" \
+	test "$(grep -c '"ok"' "$T_WORK/ntlm.log")" -eq 2 -a "$(grep -c '"failed"' "$T_WORK/ntlm.log")" -eq 1
+curl -s "http://127.0.0.1:$MP/metrics" >"$T_WORK/ntlm.metrics"
+check "NTLM, accept: counted as channel_binding, not ntlm_refused" sh -c "
+	grep -qx 'kasa_httpd_authentication_failures_total{reason=\"channel_binding\"} 1' '$T_WORK/ntlm.metrics' &&
+	! grep -q 'kasa_httpd_authentication_failures_total{reason=\"ntlm_refused\"} [1-9]' '$T_WORK/ntlm.metrics'"
+: >"$T_WORK/require.log"
+ntlm_is "NTLM, require: bound to the server's certificate: 200" 200 "$REQUIRE"
+ntlm_is "NTLM, require: no bindings: 401" 401 "$REQUIRE" --no-bindings
+check "NTLM, require: logged as carrying no channel binding" \
+	grep -q '"NTLM",.*"failed","no channel binding: the client did not bind' "$T_WORK/require.log"
+ntlm_is "NTLM, require: bound to another certificate: 401" 401 "$REQUIRE" --bind-to-cert "$T_WORK/other.crt"
+check "NTLM, require: logged as a channel binding mismatch" \
+	grep -q '"NTLM",.*"failed","NTLM: channel binding mismatch' "$T_WORK/require.log"
+check "NTLM, require: one success and two refusals logged" \
+	test "$(grep -c '"ok"' "$T_WORK/require.log")" -eq 1 -a "$(grep -c '"failed"' "$T_WORK/require.log")" -eq 2
+ntlm_is "NTLM, off: bound to another certificate: 200 (not checked)" 200 "$OFF" --bind-to-cert "$T_WORK/other.crt"
+
+# A failed TLS handshake (plain HTTP to the TLS port, a ClientHello cut short) is said in
+# the message log (--log), libmicrohttpd's and GnuTLS's words, and nothing on stderr.
+lines=$(wc -l <"$T_WORK/accept.err")
+curl -s -o /dev/null --max-time 5 "http://$ADDR:$ACCEPT/whoami"
+python3 -c '
+import socket, sys
+s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=5)
+s.sendall(bytes.fromhex("16030100050100000100"))  # a ClientHello of one byte
+try:
+    s.recv(100)
+except OSError:
+    pass' "$ADDR" "$ACCEPT"
+check "the failed handshakes are in --log" eventually sh -c "
+	tail -n +$((lines + 1)) '$T_WORK/accept.err' | grep -q 'GnuTLS\|handshake'"
+check "a GnuTLS line among them" sh -c "tail -n +$((lines + 1)) '$T_WORK/accept.err' | grep -q 'GnuTLS: '"
+check "nothing on stderr from any kasa-httpd with --log" sh -c "cat '$T_WORK'/*.stderr | wc -c | grep -qx 0"
 
 expect 2 "--channel-binding with an unknown level" "$KASA_HTTPD" --keytab "$KT1" --channel-binding sometimes
 err_has "sometimes" "names the bad value"

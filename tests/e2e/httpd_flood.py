@@ -8,7 +8,8 @@ idle probe that sends nothing. Bounded in count and time: it stops by itself.
                  --duration 20 --trickle 3 --ready FILE --out FILE
 
 FILE given to --ready is written (JSON) once every connection is open and it is known
-which ones the server refused (closed at once); --out when the flood ends.
+which ones the server refused (closed at once); --out when the flood ends, with how many
+of each address's connections the server closed later and how long after each opened.
 """
 import argparse
 import json
@@ -60,7 +61,7 @@ def main():
         resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, total + 256), hard))
 
     start = time.monotonic()
-    conns = {addr: [] for addr, _ in sources}
+    conns = {addr: {} for addr, _ in sources}  # socket: when it was opened
     failed = {addr: 0 for addr, _ in sources}
     for addr, n in sources:
         for _ in range(n):
@@ -71,7 +72,7 @@ def main():
                 s.connect((a.host, a.port))
                 s.sendall(HEAD)
                 s.setblocking(False)
-                conns[addr].append(s)
+                conns[addr][s] = time.monotonic()
             except OSError:
                 failed[addr] += 1
                 s.close()
@@ -84,15 +85,11 @@ def main():
 
     def census():
         out = {}
-        for addr, lst in conns.items():
-            alive = []
-            for s in lst:
-                if closed(s):
-                    s.close()
-                else:
-                    alive.append(s)
-            conns[addr] = alive
-            out[addr] = len(alive)
+        for addr, held in conns.items():
+            for s in [s for s in held if closed(s)]:
+                del held[s]
+                s.close()
+            out[addr] = len(held)
         return out
 
     first = census()
@@ -106,6 +103,14 @@ def main():
         json.dump(report, f)
     os.rename(a.ready + ".tmp", a.ready)
 
+    # From now on each closure is noticed within 0.2 s, with the connection's age then.
+    poller = select.poll()
+    owner = {}
+    for addr, held in conns.items():
+        for s in held:
+            poller.register(s, select.POLLIN)
+            owner[s.fileno()] = (addr, s)
+    closed_after = {addr: [] for addr in conns}
     probe_closed_after = None
     nbyte = 0
     while time.monotonic() - start < a.duration:
@@ -113,26 +118,35 @@ def main():
         while time.monotonic() < deadline:
             if probe is not None and probe_closed_after is None and closed(probe):
                 probe_closed_after = round(time.monotonic() - probe_opened, 1)
-            time.sleep(0.2)
+            for fd, _ in poller.poll(200):
+                addr, s = owner[fd]
+                if closed(s):
+                    closed_after[addr].append(time.monotonic() - conns[addr].pop(s))
+                    poller.unregister(fd)
+                    del owner[fd]
+                    s.close()
         nbyte += 1
-        for lst in conns.values():
-            for s in lst:
+        for held in conns.values():
+            for s in held:
                 try:
                     s.send(b"a")
                 except OSError:
                     pass
     report["alive_at_end"] = census()
+    report["closed"] = {addr: len(t) for addr, t in closed_after.items()}
+    report["closed_after"] = {
+        addr: [round(min(t), 1), round(max(t), 1)] if t else None for addr, t in closed_after.items()
+    }
     report["bytes_trickled"] = nbyte
     report["probe_closed_after"] = probe_closed_after
-    for lst in conns.values():
-        for s in lst:
+    for held in conns.values():
+        for s in held:
             s.close()
     if probe is not None:
         probe.close()
     with open(a.out + ".tmp", "w") as f:
         json.dump(report, f)
     os.rename(a.out + ".tmp", a.out)
-
 
 if __name__ == "__main__":
     main()

@@ -1,11 +1,15 @@
 #!/bin/sh
 # kasa-httpd speaks HTTP authentication as IIS does (issue 10): request bodies on every
 # leg (Content-Length and chunked, 413 over the limit), Negotiate and NTLM both offered
-# and accepted, X-Remote-User only for auth_request, and failures a person can read: a
-# log line for every 401, NTLM's unknown user and wrong password in words, with the user.
+# (in --schemes' order) and accepted, each login by the mechanism the client meant,
+# X-Remote-User only for auth_request, and failures a person can read: a log line for
+# every 401 that ends an exchange, NTLM's unknown user and wrong password in words, with
+# the user.
 . "$(dirname "$0")/lib.sh"
 
 : "${KASA_HTTPD:?}"
+HERE=$(dirname "$0")
+gssapi_python # the raw exchanges need python3-gssapi
 ARRAY=outlook.proseware.lab
 ASA='CASARRAY-ASA$'
 NAME=post.proseware.lab
@@ -45,10 +49,14 @@ post() {
 	curl -s -o "$T_WORK/post.body" -w '%{http_code}' --max-time 20 $auth $te --resolve "$RESOLVE" \
 		-H 'Content-Type: text/xml' --data-binary "@$T_WORK/$2" "$EWS"
 }
+# answered CODE WHO: the last POST got CODE, and its body says who it was, by which
+# mechanism (curl --negotiate could fall back to NTLM, since NTLM_USER_FILE is set).
+answered() { test "$1" = 200 && grep -qF "hello $2" "$T_WORK/post.body"; }
 for auth in kerberos ntlm; do
+	if [ $auth = kerberos ]; then who='alice@PROSEWARE.LAB (Kerberos)'; else who='PROSEWARE\alice (NTLM)'; fi
 	for size in 1k 1m; do
 		for how in length chunked; do
-			check "POST $size ($how) with $auth through the balancer: 200" test "$(post $auth $size $how)" = 200
+			check "POST $size ($how) with $auth through the balancer: 200, as $who" answered "$(post $auth $size $how)" "$who"
 		done
 	done
 done
@@ -85,30 +93,43 @@ c() { curl -s -o /dev/null -w '%{http_code}' --max-time 20 --resolve "$R" "$@"; 
 check "a body over --max-body (Content-Length): 413" test "$(c --negotiate -u : --data-binary "@$T_WORK/1m" "$U")" = 413
 check "within it: 200" test "$(c --negotiate -u : --data-binary "@$T_WORK/1k" "$U")" = 200
 check "the 413 is in the message log" grep -q "over max_body (100000); 413" "$T_WORK/s.err"
-check "still serving after a chunked body over the limit" sh -c "
-	curl -s -o /dev/null --max-time 10 --resolve '$R' -H Transfer-Encoding:chunked --data-binary '@$T_WORK/1m' '$U';
-	test \"\$(curl -s -o /dev/null -w '%{http_code}' --negotiate -u : --resolve '$R' '$U')\" = 200"
+# A chunked body cannot be answered before it ends: it is read, dropped, and then 413.
+check "unauthenticated, a chunked body over --max-body: 413" \
+	test "$(c -H Transfer-Encoding:chunked --data-binary "@$T_WORK/1m" "$U")" = 413
+check "the message log says so, with its size" grep -q "of 1048576 bytes or more is over max_body (100000); 413" "$T_WORK/s.err"
+expect 0 "with a Kerberos token, a chunked body over --max-body" \
+	"$PY" "$HERE/cbclient.py" $ADDR "$SP" --plain --name $NAME --path /ews/exchange.asmx --post "$T_WORK/1m"
+check "413" test "$(head -1 "$T_WORK/out" | tr -d '\r')" = "HTTP/1.1 413 Content Too Large"
+expect 0 "by NTLM, a chunked body over --max-body on the NEGOTIATE leg" \
+	"$PY" "$HERE/cbclient.py" $ADDR "$SP" --plain --name $NAME --mech ntlm --user 'PROSEWARE\alice' \
+	--path /ews/exchange.asmx --post "$T_WORK/1m"
+check "413" test "$(head -1 "$T_WORK/out" | tr -d '\r')" = "HTTP/1.1 413 Content Too Large"
+curl -s -D "$T_WORK/hc" -o /dev/null --max-time 10 --resolve "$R" -H Transfer-Encoding:chunked \
+	--data-binary "@$T_WORK/1k" "$U"
+check "unauthenticated, a chunked body within it: 401" grep -q '^HTTP/1.1 401' "$T_WORK/hc"
+check "offering Negotiate, then NTLM" test "$(grep -i '^WWW-Authenticate' "$T_WORK/hc" | tr -d '\r' | tr '\n' ' ')" = "WWW-Authenticate: Negotiate WWW-Authenticate: NTLM "
+expect 0 "by NTLM, a chunked body within it on every leg" \
+	"$PY" "$HERE/cbclient.py" $ADDR "$SP" --plain --name $NAME --mech ntlm --user 'PROSEWARE\alice' \
+	--path /ews/exchange.asmx --post "$T_WORK/1k"
+out_has "hello PROSEWARE\alice (NTLM)" "200 from EWS, as alice by NTLM"
+check "still serving after the bodies over the limit" test "$(c --negotiate -u : "$U")" = 200
 
 # NTLM as its own scheme: curl --ntlm, and a raw exchange on one connection.
 expect 0 "curl --ntlm" curl -s --max-time 10 --ntlm -u "PROSEWARE\\alice:$ALICE_NTLM" --resolve "$R" "http://$NAME:$SP/whoami"
 check "is alice by NTLM" test "$T_OUT" = "PROSEWARE\\alice NTLM"
-expect 0 "a raw NTLM exchange (gss-ntlmssp as the client, one connection)" python3 - "$ADDR" "$SP" <<'EOF'
-import base64, http.client, subprocess, sys
-# The client side of NTLM from curl's own engine is what curl --ntlm tested; here the
-# headers are checked one by one: the challenge comes back under the NTLM scheme.
-c = http.client.HTTPConnection(sys.argv[1], int(sys.argv[2]), timeout=10)
-# NEGOTIATE as Windows sends it: Unicode, OEM, request target, NTLM, always sign,
-# extended session security, 128, version (empty domain and workstation at offset 40).
-neg = base64.b64encode(bytes.fromhex("4e544c4d5353500001000000078208a2"
-                                     "0000000028000000" "0000000028000000"
-                                     "0a00614a0000000f")).decode()
-c.request("GET", "/whoami", headers={"Authorization": "NTLM " + neg})
-r = c.getresponse(); r.read()
-chal = r.getheader("WWW-Authenticate") or ""
-print(r.status, chal[:12])
-sys.exit(0 if r.status == 401 and chal.startswith("NTLM T") else 1)
-EOF
-check "the challenge came back as WWW-Authenticate: NTLM" test "$T_OUT" = "401 NTLM TlRMTVN"
+# The legs one by one, gss-ntlmssp as the client (alice's password from the lab's
+# NTLM_USER_FILE): NEGOTIATE, a 401 with the CHALLENGE under the NTLM scheme, AUTHENTICATE,
+# 200, all on one keep-alive connection (cbclient fails if the connection changes).
+lines=$(wc -l <"$T_WORK/s.log")
+expect 0 "a raw NTLM exchange (gss-ntlmssp as the client, one connection)" \
+	"$PY" "$HERE/cbclient.py" $ADDR "$SP" --plain --name $NAME --mech ntlm --user 'PROSEWARE\alice'
+check "200, as alice by NTLM" test "$(printf '%s\n' "$T_OUT" | tr -d '\r' | tr '\n' '|')" = "HTTP/1.1 200 OK|PROSEWARE\\alice NTLM|"
+check "after one 401 with the CHALLENGE as WWW-Authenticate: NTLM" \
+	test "$(grep -c '^leg: 401 NTLM TlRMTVNTUAACAAAA' "$T_WORK/err")" -eq 1
+# only_line TEXT: the auth log got one line since $lines, and it holds TEXT.
+only_line() { test "$(tail -n +$((lines + 1)) "$T_WORK/s.log" | wc -l)" -eq 1 && tail -n 1 "$T_WORK/s.log" | grep -qF "$1"; }
+check "one auth log line, at its end (not for the CHALLENGE's 401): NTLM, alice, ok" \
+	only_line '"PROSEWARE\\alice","","NTLM","","","ok",""'
 
 # Failures in words, with the user where the token names one.
 expect 0 "a wrong NTLM password" c --ntlm -u "PROSEWARE\\alice:wrong" "http://$NAME:$SP/whoami"
@@ -170,5 +191,41 @@ kill "$SPID"; wait "$SPID" 2>/dev/null
 SPID=
 wait $NOTIFY
 check "and STOPPING=1 when it stopped" grep -qx "STOPPING=1" "$T_WORK/notify.out"
+
+# --schemes ntlm,negotiate offers NTLM first and still accepts both; --schemes ntlm offers
+# and accepts NTLM alone.
+# serve SCHEMES NAME: our kasa-httpd again, with --schemes SCHEMES and the logs NAME.log
+# and NAME.err.
+serve() {
+	rm -f "$T_WORK/s.pid"
+	NTLM_USER_FILE="$T_WORK/server.users" "$KASA_HTTPD" --keytab "$T_WORK/post.keytab" --member post \
+		--listen $ADDR --port "$SP" --schemes "$1" --auth-log "$T_WORK/$2.log" --log "$T_WORK/$2.err" \
+		--pidfile "$T_WORK/s.pid" &
+	SPID=$!
+	for _ in $(seq 50); do [ -s "$T_WORK/s.pid" ] && break; sleep 0.1; done
+	check "kasa-httpd --schemes $1 listens" test -s "$T_WORK/s.pid"
+}
+offers() { curl -s -D - -o /dev/null --resolve "$R" "http://$NAME:$SP/whoami" | grep -i '^WWW-Authenticate' | tr -d '\r' | tr '\n' ' '; }
+raw_ntlm() { "$PY" "$HERE/cbclient.py" $ADDR "$SP" --plain --name $NAME --mech ntlm --user 'PROSEWARE\alice'; }
+raw_kerberos() { "$PY" "$HERE/cbclient.py" $ADDR "$SP" --plain --name $NAME; }
+serve ntlm,negotiate s3
+check "--schemes ntlm,negotiate offers NTLM, then Negotiate" \
+	test "$(offers)" = "WWW-Authenticate: NTLM WWW-Authenticate: Negotiate "
+expect 0 "curl --ntlm" curl -s --max-time 10 --ntlm -u "PROSEWARE\\alice:$ALICE_NTLM" --resolve "$R" "http://$NAME:$SP/whoami"
+check "is alice by NTLM" test "$T_OUT" = "PROSEWARE\\alice NTLM"
+expect 0 "the raw NTLM exchange" raw_ntlm
+out_has "PROSEWARE\\alice NTLM" "is alice by NTLM"
+expect 0 "curl --negotiate" curl -s --max-time 10 --negotiate -u : --resolve "$R" "http://$NAME:$SP/whoami"
+check "is alice by Kerberos" test "$T_OUT" = "alice@PROSEWARE.LAB Kerberos"
+kill "$SPID"; wait "$SPID" 2>/dev/null
+serve ntlm s4
+check "--schemes ntlm offers NTLM alone" test "$(offers)" = "WWW-Authenticate: NTLM "
+expect 0 "the raw NTLM exchange" raw_ntlm
+out_has "PROSEWARE\\alice NTLM" "is alice by NTLM"
+expect 0 "a Negotiate token (Kerberos)" raw_kerberos
+out_has "HTTP/1.1 401" "is refused"
+check "and logged as a scheme not accepted" grep -q '"failed","the Negotiate scheme is not accepted here (schemes: ntlm)' "$T_WORK/s4.log"
+kill "$SPID"; wait "$SPID" 2>/dev/null
+SPID=
 
 done_testing
