@@ -36,8 +36,10 @@
 #define UAC_NORMAL 512       /* NORMAL_ACCOUNT: a user */
 #define UAC_WORKSTATION 4096 /* WORKSTATION_TRUST_ACCOUNT: a computer */
 #define UAC_NO_EXPIRY 65536  /* DONT_EXPIRE_PASSWORD: kasa rolls the keys, not a policy */
-/* AD's default Kerberos policy: MaxTicketAge 10 hours. Reading the domain's policy from
- * SYSVOL's GptTmpl.inf needs SMB; until then, the default. */
+/* AD's default Kerberos policy: MaxServiceAge 600 minutes, the longest service ticket.
+ * The domain's policy lives in the Default Domain Policy GPO (SYSVOL's GptTmpl.inf),
+ * which LDAP does not show and SMB would; kasa assumes the default, says so in kasa
+ * status, and [array] keep_window covers a longer policy (kasa.conf(5)). */
 #define AD_TICKET_LIFE (10 * 3600)
 
 struct ad {

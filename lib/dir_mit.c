@@ -960,8 +960,8 @@ static long mit_spn_owners(kasa_dir *dir, kasa_spn_claim *claims, size_t *n)
     return 0;
 }
 
-/* The account's keys at its current kvno, as kadmind holds them (needs the 'e' right). */
-static long current_keys(kasa_dir *dir, const kasa_account *acct, kasa_keyset **out)
+/* name's keys at kvno, as kadmind holds them (needs the 'e' right). */
+static long mit_keys_get(kasa_dir *dir, const char *name, unsigned kvno, kasa_keyset **out)
 {
     krb5_principal princ = NULL;
     kadm5_key_data *kd = NULL;
@@ -970,12 +970,12 @@ static long current_keys(kasa_dir *dir, const kasa_account *acct, kasa_keyset **
     long ret;
 
     *out = NULL;
-    ret = principal(dir, acct->name, &princ);
+    ret = principal(dir, name, &princ);
     if (ret)
         return ret;
-    ret = kadm5_get_principal_keys(M(dir)->handle, princ, acct->kvno, &kd, &n);
+    ret = kadm5_get_principal_keys(M(dir)->handle, princ, kvno, &kd, &n);
     if (ret) {
-        ret = fail(dir, ret, "cannot read the keys of", acct->name);
+        ret = fail(dir, ret, "cannot read the keys of", name);
         goto cleanup;
     }
     ks = calloc(1, sizeof(*ks));
@@ -983,7 +983,7 @@ static long current_keys(kasa_dir *dir, const kasa_account *acct, kasa_keyset **
         ret = kasa_set_error(dir->ctx, KASA_ERR_NOMEM, NULL);
         goto cleanup;
     }
-    ks->kvno = acct->kvno;
+    ks->kvno = kvno;
     for (int i = 0; i < n; i++) {
         ret = krb5_copy_keyblock_contents(M(dir)->kctx, &kd[i].key, &ks->keys[ks->n]);
         if (ret) {
@@ -993,8 +993,7 @@ static long current_keys(kasa_dir *dir, const kasa_account *acct, kasa_keyset **
         ks->n++;
     }
     if (ks->n == 0) {
-        ret = kasa_set_error(dir->ctx, KASA_ERR_DIR, "%s has no keys at kvno %u", acct->name,
-                             acct->kvno);
+        ret = kasa_set_error(dir->ctx, KASA_ERR_DIR, "%s has no keys at kvno %u", name, kvno);
         goto cleanup;
     }
     *out = ks;
@@ -1006,6 +1005,12 @@ cleanup:
     kasa_keyset_free(ks);
     krb5_free_principal(M(dir)->kctx, princ);
     return ret;
+}
+
+/* The account's keys at its current kvno. */
+static long current_keys(kasa_dir *dir, const kasa_account *acct, kasa_keyset **out)
+{
+    return mit_keys_get(dir, acct->name, acct->kvno, out);
 }
 
 /* Every SPN principal of the realm that names acct its owner, read one by one: kadm5
@@ -1516,6 +1521,7 @@ const struct kasa_dir_ops kasa_dir_mit_ops = {
     .record_list = mit_record_list,
     .record_delete = mit_record_delete,
     .record_rename = mit_record_rename,
+    .keys_get = mit_keys_get,
     .meta_get = mit_meta_get,
     .meta_set = mit_meta_set,
     .ticket_life = mit_ticket_life,

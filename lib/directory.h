@@ -48,6 +48,9 @@ struct kasa_dir_ops {
     long (*spn_list)(kasa_dir *dir, const kasa_account *acct, char ***out, size_t *n_out);
 
     long (*key_set)(kasa_dir *dir, const kasa_account *acct, const kasa_keyset *keys);
+    /* The keys of principal name (no realm) at kvno, as the directory holds them. NULL
+     * when the directory never gives keys out (AD). */
+    long (*keys_get)(kasa_dir *dir, const char *name, unsigned kvno, kasa_keyset **out);
     /* The directory takes passwords, not keys, and derives the keys itself with
      * kasa_ad_salt()'s salt (AD): key_set cannot work, password_set does instead. */
     bool keys_from_password;

@@ -584,22 +584,29 @@ static bool same_keys(const kasa_keyset *a, const kasa_keyset *b)
 long kasa_held_stage(kasa_ctx *ctx, kasa_held *held, const kasa_kvno_set *set, int64_t now)
 {
     kasa_kvno_set *slot = find_set(held, set->kvno), copy;
+    int64_t arrived = now;
     long ret;
 
     if (slot != NULL && slot->committed != 0) {
-        /* The same keys again (kasa copy of what this member holds) change nothing. */
-        if (same_keys(slot->keys, set->keys) && set->n_principals == slot->n_principals)
-            return 0;
-        return kasa_set_error(ctx, KASA_ERR_KVNO,
-                              "kvno %u is already committed in the directory with other keys; "
-                              "it cannot be replaced",
-                              set->kvno);
+        /* A roll's stage (no commit time) must not change a committed kvno. A copy carries
+         * its kvno's commit time: it is the committed keys from another member, and replaces
+         * what this member holds at that kvno whole (keys altered here, an entry of one
+         * principal wrong), keeping when the kvno arrived. */
+        if (set->committed == 0 &&
+            !(same_keys(slot->keys, set->keys) && set->n_principals == slot->n_principals))
+            return kasa_set_error(ctx, KASA_ERR_KVNO,
+                                  "kvno %u is already committed in the directory with other "
+                                  "keys; it cannot be replaced",
+                                  set->kvno);
+        if (set->committed == 0)
+            return 0; /* the same keys again change nothing */
+        arrived = slot->arrived;
     }
     ret = kasa_kvno_set_copy(ctx, set, &copy);
     if (ret)
         return ret;
     /* A copy carries the time its kvno was committed; a roll's new kvno has none yet. */
-    copy.arrived = now;
+    copy.arrived = arrived;
     if (slot == NULL && (slot = add_set(held, set->kvno)) == NULL) {
         kasa_kvno_set_clear(&copy);
         return kasa_set_error(ctx, KASA_ERR_NOMEM, NULL);
@@ -698,7 +705,8 @@ long kasa_keytab_prove(kasa_ctx *ctx, const char *path, const kasa_kvno_set *set
 {
     krb5_context kctx;
     krb5_keytab_entry *all = NULL;
-    size_t n_all = 0;
+    krb5_enctype ets[KASA_PROTO_MAX_KEYS];
+    size_t n_all = 0, n_ets = 0;
     krb5_data data;
     long ret;
 
@@ -708,11 +716,34 @@ long kasa_keytab_prove(kasa_ctx *ctx, const char *path, const kasa_kvno_set *set
         ret = entries_at(ctx, kctx, path, set->kvno, &all, &n_all);
     if (ret)
         return ret;
+    if (set->keys != NULL) {
+        for (size_t k = 0; k < set->keys->n && n_ets < KASA_PROTO_MAX_KEYS; k++)
+            ets[n_ets++] = set->keys->keys[k].enctype;
+    } else if (set->n_principals > 0) { /* what the first principal holds at the kvno */
+        krb5_principal princ = NULL;
+        ret = krb5_parse_name(kctx, set->principals[0], &princ);
+        for (size_t i = 0; !ret && i < n_all; i++) {
+            bool seen = false;
+            if (!krb5_principal_compare(kctx, all[i].principal, princ))
+                continue;
+            for (size_t e = 0; e < n_ets; e++)
+                seen = seen || ets[e] == all[i].key.enctype;
+            if (!seen && n_ets < KASA_PROTO_MAX_KEYS)
+                ets[n_ets++] = all[i].key.enctype;
+        }
+        krb5_free_principal(kctx, princ);
+        if (!ret && n_ets == 0)
+            ret = kasa_set_error(ctx, KASA_ERR_KEYTAB, "%s does not hold %s at kvno %u", path,
+                                 set->principals[0], set->kvno);
+        else if (ret)
+            ret = kasa_set_krb5_error(ctx, KASA_ERR_KEYTAB, kctx, ret, "cannot parse %s",
+                                      set->principals[0]);
+    }
     data.magic = KV5M_DATA;
     data.data = (char *)nonce;
     data.length = KASA_PROTO_NONCE;
-    for (size_t k = 0; !ret && set->keys != NULL && k < set->keys->n; k++) {
-        krb5_enctype et = set->keys->keys[k].enctype;
+    for (size_t k = 0; !ret && k < n_ets; k++) {
+        krb5_enctype et = ets[k];
         const krb5_keytab_entry *first = NULL;
         krb5_checksum cksum = {0};
         for (size_t p = 0; !ret && p < set->n_principals; p++) {

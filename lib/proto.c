@@ -196,6 +196,10 @@ static bool x_request(XDR *x, kasa_request *req)
                req->stage.keys->n > 0 && req->stage.n_principals > 0 &&
                x_fixed_bytes(x, req->nonce, &nonce_len, KASA_PROTO_NONCE) &&
                nonce_len == KASA_PROTO_NONCE;
+    case KASA_OP_PROVE: /* the kvno and principals, never keys */
+        return x_kvno_set(x, &req->stage, false) && req->stage.n_principals > 0 &&
+               x_fixed_bytes(x, req->nonce, &nonce_len, KASA_PROTO_NONCE) &&
+               nonce_len == KASA_PROTO_NONCE;
     case KASA_OP_RETIRE:
         return x_unsigned(x, &req->committed_kvno) && x_i64(x, &req->committed_at) &&
                x_u32(x, &req->keep_seconds);

@@ -82,6 +82,7 @@ void kasa_array_status_clear(kasa_array_status *st)
     free(st->dir_error);
     free(st->roll_note);
     free(st->foreign_change);
+    free(st->keys_unchecked);
     kasa_array_free(st->array);
     memset(st, 0, sizeof(*st));
 }
@@ -908,13 +909,80 @@ static bool holds_principal(const kasa_reply *rep, unsigned kvno, const char *pr
 }
 
 /*
+ * The keys themselves, where the directory gives them out (MIT, with the 'e' right): each
+ * member that holds the directory's kvno proves, with a checksum over a fresh nonce, that
+ * every principal of the array (the ASA, which no ticket names, and its SPNs) holds the
+ * directory's key of every enctype, as the roll's stage proofs do; no key leaves the
+ * member or the controller. A failed proof is WRONG-KEY. The tickets (check_keys) then
+ * show what clients meet on every backend: the key the KDC uses for each SPN.
+ */
+static void check_proofs(kasa_dir *dir, const kasa_config *cfg, int timeout_ms,
+                         const kasa_kvno_set *want, kasa_array_status *st)
+{
+    kasa_roll_opts opts = {.timeout_ms = timeout_ms};
+    kasa_keyset *keys = NULL;
+    struct job *jobs;
+    size_t *owner, n_jobs = 0;
+
+    if (dir->ops->keys_get == NULL || want->n_principals == 0 ||
+        dir->ops->keys_get(dir, st->array->asa, st->dir_kvno, &keys) != 0)
+        return; /* AD, or no right to read keys: the tickets alone tell */
+    jobs = calloc(st->n + 1, sizeof(*jobs));
+    owner = calloc(st->n + 1, sizeof(*owner));
+    for (size_t m = 0; jobs != NULL && owner != NULL && m < st->n; m++) {
+        struct job *j = &jobs[n_jobs];
+        char **held;
+        size_t n_held = 0;
+        if (st->members[m].verdict != KASA_VERDICT_OK ||
+            (held = calloc(want->n_principals + 1, sizeof(*held))) == NULL)
+            continue;
+        /* Those it holds at the kvno; one it lacks (an SPN added since the last roll) is
+         * check_keys' to tell. The names are borrowed from want. */
+        for (size_t p = 0; p < want->n_principals; p++)
+            if (holds_principal(&st->members[m].reply, st->dir_kvno, want->principals[p]))
+                held[n_held++] = want->principals[p];
+        if (n_held == 0 ||
+            getrandom(j->req.nonce, sizeof(j->req.nonce), 0) != (ssize_t)sizeof(j->req.nonce)) {
+            free(held);
+            continue;
+        }
+        job_init(j, cfg, &opts, &st->array->members[m], KASA_OP_PROVE, "proof");
+        j->req.stage.kvno = st->dir_kvno;
+        j->req.stage.n_principals = n_held;
+        j->req.stage.principals = held;
+        j->verify = keys;
+        owner[n_jobs++] = m;
+    }
+    run_all(jobs, n_jobs);
+    for (size_t i = 0; i < n_jobs; i++) {
+        kasa_member_status *m = &st->members[owner[i]];
+        if (jobs[i].code == 0)
+            continue;
+        m->verdict = KASA_VERDICT_WRONG_KEY;
+        free(m->wrong_key);
+        if (asprintf(&m->wrong_key, "its keys at kvno %u are not the directory's: %s",
+                     st->dir_kvno, jobs[i].message != NULL ? jobs[i].message : "no proof") < 0)
+            m->wrong_key = NULL;
+    }
+    for (size_t i = 0; i < n_jobs; i++)
+        free(jobs[i].req.stage.principals);
+    if (jobs != NULL)
+        jobs_free(jobs, n_jobs);
+    free(owner);
+    kasa_keyset_free(keys);
+}
+
+/*
  * The keys, not only the kvnos: a member that holds the directory's kvno is shown a fresh
  * ticket for every SPN (from the KDC, so made with the directory's current key), which
  * its keeper must decrypt from the array keytab. A ticket is the proof every backend can
- * give (the directory need not hand out keys); a rejection is WRONG-KEY.
+ * give (the directory need not hand out keys); a rejection is WRONG-KEY. The kvno of
+ * each SPN's ticket goes to kvnos[s] (0: unknown): the KDC's, which an SPN changed
+ * outside kasa moves away from the ASA's. When no ticket can be had, st says the keys
+ * were not checked: an OK that compared kvnos only must not pass for a checked one.
  */
 static void check_keys(kasa_ctx *ctx, const kasa_config *cfg, int timeout_ms,
-                       const kasa_kvno_set *want, kasa_array_status *st)
+                       const kasa_kvno_set *want, unsigned *kvnos, kasa_array_status *st)
 {
     kasa_roll_opts opts = {.timeout_ms = timeout_ms};
     gss_cred_id_t cred = GSS_C_NO_CREDENTIAL;
@@ -923,8 +991,26 @@ static void check_keys(kasa_ctx *ctx, const kasa_config *cfg, int timeout_ms,
     size_t *owner;
     OM_uint32 minor;
 
-    if (n_spn == 0 || verify_cred(ctx, cfg, NULL, &cred) != 0)
-        return; /* nothing to check, or no way to: the kvno verdicts stand */
+    if (n_spn == 0)
+        return; /* nothing to check */
+    if (verify_cred(ctx, cfg, NULL, &cred) != 0) {
+        if (asprintf(&st->keys_unchecked, "%s", kasa_error(ctx)) < 0)
+            st->keys_unchecked = NULL;
+        return;
+    }
+    for (size_t s = 1; s <= n_spn; s++) {
+        gss_buffer_desc tok = GSS_C_EMPTY_BUFFER;
+        kasa_token_info info;
+        if (mint_token(ctx, cred, want->principals[s], false, &tok) != 0) {
+            if (st->keys_unchecked == NULL &&
+                asprintf(&st->keys_unchecked, "%s", kasa_error(ctx)) < 0)
+                st->keys_unchecked = NULL;
+            continue;
+        }
+        if (kasa_token_decode(ctx, tok.value, tok.length, &info) == 0 && info.has_kvno)
+            kvnos[s] = info.kvno;
+        gss_release_buffer(&minor, &tok);
+    }
     jobs = calloc(st->n * n_spn + 1, sizeof(*jobs));
     owner = calloc(st->n * n_spn + 1, sizeof(*owner));
     for (size_t m = 0; jobs != NULL && owner != NULL && m < st->n; m++) {
@@ -1031,11 +1117,58 @@ static void roll_state(kasa_dir *dir, unsigned kvno, kasa_array_status *st)
         kasa_lock_clear(&lock);
 }
 
+/* Where keep_window() took the window from, for people. AD's Kerberos policy lives in a
+ * GPO in SYSVOL, which LDAP does not show: that backend assumes AD's default. */
+static const char *keep_source(kasa_dir *dir, const kasa_config *cfg)
+{
+    if (cfg->keep_window > 0)
+        return "kasa.conf keep_window";
+    if (strcmp(dir->ops->name, "ad") == 0)
+        return "AD's default service ticket life + clock skew; set keep_window if the "
+               "domain's policy is longer";
+    return "the longest max life of the ASA and its SPNs + clock skew";
+}
+
+/*
+ * Every principal of the array (want: the ASA, then its SPNs) whose kvno in the
+ * directory (kvnos, 0 when unknown) is neither the one kasa last committed nor the one a
+ * roll is committing: its keys were changed behind kasa's back.
+ */
+static void changed_outside(kasa_array_status *st, const kasa_kvno_set *want,
+                            const unsigned *kvnos)
+{
+    const kasa_array *a = st->array;
+    char names[700] = "";
+    size_t named = 0, more = 0;
+
+    if (a->committed_kvno == 0)
+        return; /* never rolled: kasa committed nothing to compare with */
+    for (size_t p = 0; p < want->n_principals; p++) {
+        if (kvnos[p] == 0 || kvnos[p] == a->committed_kvno || kvnos[p] == a->roll_kvno)
+            continue;
+        if (named++ < 4)
+            snprintf(names + strlen(names), sizeof(names) - strlen(names), "%s%s at kvno %u",
+                     names[0] ? ", " : "", want->principals[p], kvnos[p]);
+        else
+            more++;
+    }
+    if (named == 0)
+        return;
+    if (more > 0)
+        snprintf(names + strlen(names), sizeof(names) - strlen(names), ", and %zu more", more);
+    if (asprintf(&st->foreign_change,
+                 "the directory holds %s, but kasa last committed kvno %u: keys changed outside "
+                 "kasa (kadmin, a keytab's own principal); fix: kasa roll %s, which gives every "
+                 "member and the directory new keys",
+                 names, a->committed_kvno, a->fqdn) < 0)
+        st->foreign_change = NULL;
+}
+
 long kasa_status(kasa_dir *dir, const kasa_config *cfg, const char *fqdn, int timeout_ms,
                  kasa_array_status *st)
 {
     kasa_kvno_set want;
-    unsigned kvno = 0;
+    unsigned kvno = 0, *kvnos = NULL; /* each principal's in the directory, as want */
     long ret;
 
     memset(st, 0, sizeof(*st));
@@ -1054,17 +1187,18 @@ long kasa_status(kasa_dir *dir, const kasa_config *cfg, const char *fqdn, int ti
         return ret;
     }
     st->dir_kvno = kvno;
-    check_keys(dir->ctx, cfg, timeout_ms, &want, st);
+    st->keep_source = keep_source(dir, cfg);
+    kvnos = calloc(want.n_principals + 1, sizeof(*kvnos));
+    if (kvnos == NULL) {
+        kasa_kvno_set_clear(&want);
+        return kasa_set_error(dir->ctx, KASA_ERR_NOMEM, NULL);
+    }
+    kvnos[0] = kvno;
+    check_proofs(dir, cfg, timeout_ms, &want, st);
+    check_keys(dir->ctx, cfg, timeout_ms, &want, kvnos, st);
     roll_state(dir, kvno, st);
-    /* A kvno the directory moved to without kasa: keys changed behind its back. */
-    if (st->array->committed_kvno != 0 && kvno != st->array->committed_kvno &&
-        st->array->roll_kvno != kvno &&
-        asprintf(&st->foreign_change,
-                 "the directory holds kvno %u for %s, but kasa last committed kvno %u: its keys "
-                 "were changed outside kasa (kadmin, a keytab's own principal); kasa roll %s "
-                 "gives every member and the directory new keys",
-                 kvno, st->array->asa, st->array->committed_kvno, st->array->fqdn) < 0)
-        st->foreign_change = NULL;
+    changed_outside(st, &want, kvnos);
+    free(kvnos);
     kasa_kvno_set_clear(&want);
     return 0;
 }

@@ -150,6 +150,19 @@ static void handle(kasa_ctx *ctx, const struct kasad_opts *opts, const kasa_requ
         }
         break;
     }
+    case KASA_OP_PROVE: { /* what it holds: no change, no key leaves */
+        kasa_proof proofs[KASA_PROTO_MAX_KEYS];
+        size_t n = 0;
+        ret = kasa_keytab_prove(ctx, opts->managed_keytab, &req->stage, req->nonce, proofs, &n);
+        if (!ret && n > 0 && (rep->proofs = calloc(n, sizeof(*rep->proofs))) == NULL)
+            ret = KASA_ERR_NOMEM;
+        if (!ret) {
+            memcpy(rep->proofs, proofs, n * sizeof(*proofs));
+            rep->n_proofs = n;
+        }
+        kasa_zap(proofs, sizeof(proofs));
+        break;
+    }
     case KASA_OP_RETIRE: {
         unsigned dropped[KASA_PROTO_MAX_SETS];
         size_t n = 0;

@@ -34,9 +34,9 @@
 #include "../promserve.h"
 
 /* Ops by their wire number; 0 collects any other. */
-enum { OP_LABELS = 6 };
-static const char *const op_label[OP_LABELS] = {"unknown", "status", "stage",
-                                                "export",  "retire", "verify"};
+enum { OP_LABELS = 7 };
+static const char *const op_label[OP_LABELS] = {"unknown", "status", "stage", "export",
+                                                "retire",  "verify", "prove"};
 static const char *const result_label[MRES_COUNT] = {"ok", "refused", "failed"};
 static const char *const refusal_label[MREF_COUNT] = {
     "acl", "auth", "malformed", "handshake_timeout", "budget", "busy", "replay", "descriptors"};

@@ -282,6 +282,8 @@ static const char *op_name(unsigned op)
         return "retire";
     case KASA_OP_VERIFY:
         return "verify";
+    case KASA_OP_PROVE:
+        return "prove";
     default:
         return "unknown";
     }

@@ -50,7 +50,8 @@ KASA_API long kasa_held_retire(kasa_ctx *ctx, kasa_held *held, unsigned committe
                                size_t *n_dropped);
 
 /* Prove, from the keytab on disk, that every principal of set holds set's keys: one
- * checksum over nonce per enctype. */
+ * checksum over nonce per enctype. Without keys in set (PROVE), for every enctype the
+ * keytab holds for set's first principal at set's kvno. */
 KASA_API long kasa_keytab_prove(kasa_ctx *ctx, const char *path, const kasa_kvno_set *set,
                                 const unsigned char *nonce, kasa_proof *proofs, size_t *n_proofs);
 

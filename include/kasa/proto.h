@@ -50,6 +50,7 @@ enum kasa_op {
     KASA_OP_EXPORT = 3, /* the keys the member holds (for kasa copy) */
     KASA_OP_RETIRE = 4, /* a kvno was committed; drop what no ticket can need */
     KASA_OP_VERIFY = 5, /* would the array keytab accept this Kerberos token? */
+    KASA_OP_PROVE = 6,  /* prove the keys held at a kvno: checksums over the nonce */
 };
 
 #define KASA_PROTO_MAX_TOKEN (16 * 1024)
@@ -81,7 +82,7 @@ typedef struct kasa_proof {
 
 typedef struct kasa_request {
     unsigned op;
-    kasa_kvno_set stage; /* STAGE: the kvno, principals and keys */
+    kasa_kvno_set stage; /* STAGE: the kvno, principals and keys; PROVE: no keys */
     unsigned char nonce[KASA_PROTO_NONCE];
     unsigned committed_kvno; /* RETIRE */
     int64_t committed_at;    /* RETIRE */
@@ -97,7 +98,7 @@ typedef struct kasa_reply {
     int64_t now;     /* the member's clock (seconds since the epoch), for skew checks */
     size_t n_sets;   /* STATUS, EXPORT */
     kasa_kvno_set *sets;
-    size_t n_proofs; /* STAGE */
+    size_t n_proofs; /* STAGE, PROVE */
     kasa_proof *proofs;
     size_t n_dropped; /* RETIRE */
     unsigned *dropped;

@@ -102,10 +102,14 @@ typedef struct kasa_array_status {
      * ("kasa roll --resume ARRAY"); NULL when none. */
     char *roll_note;
     bool roll_interrupted; /* no live lock holds it: someone must resume it */
-    /* kvnos the directory moved to that kasa did not commit (keys changed behind its
-     * back); NULL when none. */
+    /* The principals of the array (the ASA, its SPNs) at a kvno kasa did not commit
+     * (keys changed behind its back), with the fix; NULL when none. */
     char *foreign_change;
-    int64_t keep_seconds; /* how long a superseded kvno is kept after its successor */
+    /* Why the keys were not compared (no credentials or ticket to make the check with);
+     * NULL when they were. The verdicts then compare kvnos only. */
+    char *keys_unchecked;
+    int64_t keep_seconds;    /* how long a superseded kvno is kept after its successor */
+    const char *keep_source; /* where keep_seconds came from, for people; NULL: unknown */
     size_t n;
     kasa_member_status *members;
 } kasa_array_status;

@@ -1,8 +1,12 @@
 #!/usr/bin/env python3
 """Give one principal's entries at one kvno a wrong key in an MIT keytab (in place), as a
-person with root on a member could: same principal, same kvno, other key bytes.
+person with root on a member could: same principal, same kvno, other key bytes (each key
+byte XORed with 0x5A, so the same key gives the same wrong key in every entry).
 
-    ktdoctor.py KEYTAB PRINCIPAL KVNO
+    ktdoctor.py KEYTAB PRINCIPAL KVNO [ENCTYPE]
+
+PRINCIPAL '*' is every principal; ENCTYPE (a number: 17 is aes128-cts-hmac-sha1-96) only
+the entries of that enctype.
 
 The format is MIT's keytab version 0x502 (krb5 keytab file format, as klist -k reads it).
 Prints how many entries it changed; exits 1 when none matched.
@@ -13,6 +17,7 @@ import sys
 
 def main():
     path, want, kvno = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    only = int(sys.argv[4]) if len(sys.argv) > 4 else None
     data = bytearray(open(path, "rb").read())
     if data[:2] != b"\x05\x02":
         sys.exit("ktdoctor.py: not a version 0x502 keytab")
@@ -36,12 +41,12 @@ def main():
         p += 4 + 4  # name type, timestamp
         vno8 = data[p]
         p += 1
-        _etype, klen = struct.unpack_from(">HH", data, p)
+        etype, klen = struct.unpack_from(">HH", data, p)
         p += 4
         key_at = p
         p += klen
         vno = struct.unpack_from(">I", data, p)[0] if end - p >= 4 else vno8
-        if name == want and vno == kvno:
+        if (want in ("*", name)) and vno == kvno and only in (None, etype):
             for i in range(klen):
                 data[key_at + i] ^= 0x5A
             changed += 1

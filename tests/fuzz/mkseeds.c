@@ -113,6 +113,9 @@ int main(int argc, char **argv)
     req.stage.keys = keys;
     memset(req.nonce, 0x42, sizeof(req.nonce));
     save_request(ctx, "req-stage", &req);
+    req.op = KASA_OP_PROVE; /* the same kvno and principals, no keys */
+    req.stage.keys = NULL;
+    save_request(ctx, "req-prove", &req);
     memset(&req, 0, sizeof(req));
     req.op = KASA_OP_RETIRE;
     req.committed_kvno = 5;

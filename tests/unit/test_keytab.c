@@ -100,6 +100,13 @@ static void test_stage_store_load(void **state)
     assert_int_equal(kasa_held_stage(ctx, &held, &again, 303), 0);
     assert_int_equal(held.sets[1].committed, 301);
     assert_int_equal(held.sets[1].arrived, 300);
+    /* A copy (it carries the commit time) of other keys replaces a committed kvno whole,
+     * keeping when it arrived: kasa copy mends a member whose keys were altered. */
+    s2.committed = 301;
+    assert_int_equal(kasa_held_stage(ctx, &held, &s2, 304), 0);
+    assert_memory_equal(held.sets[1].keys->keys[0].contents, s2.keys->keys[0].contents, 32);
+    assert_int_equal(held.sets[1].arrived, 300);
+    assert_int_equal(held.n, 2);
 
     kasa_kvno_set_clear(&again);
     kasa_kvno_set_clear(&s1);
@@ -321,9 +328,25 @@ static void test_prove(void **state)
     assert_int_equal(kasa_proof_verify(ctx, s.keys, nonce, proofs, n), KASA_ERR_MEMBER);
     nonce[0] ^= 1;
     assert_int_equal(kasa_proof_verify(ctx, s.keys, nonce, proofs, 1), KASA_ERR_MEMBER);
-    /* A kvno the keytab does not hold cannot be proved. */
+    /* Without keys (PROVE), every enctype the first principal holds is proved. */
+    {
+        kasa_keyset *keys = s.keys;
+        s.keys = NULL;
+        assert_int_equal(kasa_keytab_prove(ctx, path, &s, nonce, proofs, &n), 0);
+        assert_int_equal(n, 2);
+        s.keys = keys;
+        assert_int_equal(kasa_proof_verify(ctx, s.keys, nonce, proofs, n), 0);
+        assert_int_equal(kasa_proof_verify(ctx, other.keys, nonce, proofs, n), KASA_ERR_MEMBER);
+    }
+    /* A kvno the keytab does not hold cannot be proved, with keys or without. */
     other.kvno = 8;
     assert_int_equal(kasa_keytab_prove(ctx, path, &other, nonce, proofs, &n), KASA_ERR_KEYTAB);
+    {
+        kasa_keyset *keys = other.keys;
+        other.keys = NULL;
+        assert_int_equal(kasa_keytab_prove(ctx, path, &other, nonce, proofs, &n), KASA_ERR_KEYTAB);
+        other.keys = keys;
+    }
     kasa_kvno_set_clear(&s);
     kasa_kvno_set_clear(&other);
     kasa_held_clear(&held);

@@ -199,6 +199,45 @@ static void test_hostile_requests(void **state)
     kasa_request_clear(&req);
 }
 
+/* PROVE carries a kvno, principals and a nonce, never keys; every cut is refused. */
+static void test_prove_roundtrip(void **state)
+{
+    kasa_request req, got;
+    unsigned char *buf;
+    size_t len;
+    /* PROVE with no principal: nothing to prove, refused */
+    static const unsigned char none[] = {0, 0, 0, 1, 0, 0, 0, 6, 0, 0, 0, 5, /* kvno 5 */
+                                         0, 0, 0, 0, 0, 0, 0, 0,             /* arrived */
+                                         0, 0, 0, 0, 0, 0, 0, 0,             /* committed */
+                                         0, 0, 0, 0};                        /* principals */
+    kasa_request empty;
+
+    (void)state;
+    make_stage(&req);
+    req.op = KASA_OP_PROVE;
+    assert_int_equal(kasa_request_encode(ctx, &req, &buf, &len), 0);
+    assert_int_equal(kasa_request_decode(ctx, buf, len, &got), 0);
+    assert_int_equal(got.op, KASA_OP_PROVE);
+    assert_int_equal(got.stage.kvno, 5);
+    assert_int_equal(got.stage.n_principals, 2);
+    assert_string_equal(got.stage.principals[1], "http/outlook.proseware.lab@PROSEWARE.LAB");
+    assert_null(got.stage.keys); /* the keys were not sent */
+    assert_memory_equal(got.nonce, req.nonce, sizeof(req.nonce));
+    for (size_t i = 0; i + 32 <= len; i++) /* no key byte on the wire */
+        assert_memory_not_equal(buf + i, req.stage.keys->keys[0].contents, 32);
+    for (size_t cut = 0; cut < len; cut++) {
+        kasa_request part;
+        unsigned char *copy = malloc(cut + 1);
+        memcpy(copy, buf, cut);
+        assert_int_equal(kasa_request_decode(ctx, copy, cut, &part), KASA_ERR_PROTO);
+        free(copy);
+    }
+    assert_int_equal(kasa_request_decode(ctx, none, sizeof(none), &empty), KASA_ERR_PROTO);
+    kasa_proto_buf_free(buf, KASA_FRAME_MAX);
+    kasa_request_clear(&req);
+    kasa_request_clear(&got);
+}
+
 static void test_frames(void **state)
 {
     unsigned char buf[16], hdr[5];
@@ -233,6 +272,7 @@ int main(void)
         cmocka_unit_test(test_stage_roundtrip),
         cmocka_unit_test(test_reply_roundtrip),
         cmocka_unit_test(test_hostile_requests),
+        cmocka_unit_test(test_prove_roundtrip),
         cmocka_unit_test(test_frames),
     };
 

@@ -165,6 +165,21 @@ const char *cli_time(long long t, char *buf, size_t len)
     return buf;
 }
 
+const char *cli_duration(long long seconds, char *buf, size_t len)
+{
+    long long s = seconds < 0 ? 0 : seconds;
+
+    if (s < 60)
+        snprintf(buf, len, "%llds", s);
+    else if (s < 3600 && s % 60 != 0)
+        snprintf(buf, len, "%lldm%02llds", s / 60, s % 60);
+    else if (s < 3600)
+        snprintf(buf, len, "%lldm", s / 60);
+    else
+        snprintf(buf, len, "%lldh%02lldm", s / 3600, s % 3600 / 60);
+    return buf;
+}
+
 struct table {
     int cols;
     size_t rows, cap;

@@ -83,6 +83,9 @@ json_object *cli_json_str(const char *s);
 /* ISO 8601 UTC of a time, into buf. */
 const char *cli_time(long long t, char *buf, size_t len);
 
+/* A span of seconds for people, into buf: "30s", "45m", "12m30s", "10h05m". */
+const char *cli_duration(long long seconds, char *buf, size_t len);
+
 /* A table for people: rows of cells, columns padded to the widest cell. */
 struct table;
 struct table *table_new(int cols, ...);

@@ -658,11 +658,22 @@ static void check_array_state(struct diag *d, const kasa_array_status *s)
                 "clients get 401",
                 s->foreign_change);
     }
-    if (s->keep_seconds > 0)
+    if (s->keys_unchecked != NULL)
+        finding(&d->f, S_WARN, "keys",
+                "give kasa credentials that get tickets (its keytab and principal in "
+                "kasa.conf), then diagnose again",
+                "the members' keys were not checked against the directory's (%s): their "
+                "verdicts compare kvnos only",
+                s->keys_unchecked);
+    if (s->keep_seconds > 0) {
+        char span[32];
         finding(&d->f, S_INFO, "keep", NULL,
-                "members keep a superseded kvno for %lldh %02lldm after a roll, so tickets "
-                "issued before it stay usable",
-                (long long)s->keep_seconds / 3600, (long long)s->keep_seconds % 3600 / 60);
+                "members keep a superseded kvno for %s after a roll%s%s%s, so tickets issued "
+                "before it stay usable",
+                cli_duration(s->keep_seconds, span, sizeof(span)),
+                s->keep_source != NULL ? " (" : "", s->keep_source != NULL ? s->keep_source : "",
+                s->keep_source != NULL ? ")" : "");
+    }
 }
 
 /* Tickets encrypted with a kvno the directory did not commit: the KDC's keys were changed

@@ -342,48 +342,44 @@ static int64_t retire_after(const kasa_array_status *st, const kasa_kvno_set *su
                : 0;
 }
 
-/* "3 (2026-11-24T20:01:02Z)" for the latest committed kvno; "2 (kept until T)" for the
- * one before; "-" when there is none. */
-static const char *held(const kasa_array_status *st, const kasa_member_status *m,
-                        size_t from_newest, char *buf, size_t len)
+/* Every kvno m holds, newest first, each with when it may be retired: "kvno 7 (latest),
+ * kvno 6 until 2026-12-01T13:05:00Z, kvno 5 until ..."; a staged one says so. */
+static void kvnos_held(const kasa_array_status *st, const kasa_member_status *m, char *buf,
+                       size_t len)
 {
-    const kasa_kvno_set *next = NULL, *s = committed_set(st, m, from_newest, &next);
+    size_t used = 0, rank = 0;
     char when[32];
-    int64_t until;
-
-    if (s == NULL)
-        return "-";
-    until = retire_after(st, next);
-    if (from_newest == 0 || until == 0)
-        snprintf(buf, len, "%u (%s)", s->kvno, cli_time(s->arrived, when, sizeof(when)));
-    else
-        snprintf(buf, len, "%u (kept until %s)", s->kvno, cli_time(until, when, sizeof(when)));
-    return buf;
-}
-
-/* What else to say of a member: why it is not OK, the kvnos staged or kept besides. */
-static void member_note(const kasa_array_status *st, const kasa_member_status *m, char *buf,
-                        size_t len)
-{
-    size_t used = 0, older = 0;
-    const char *why = m->error != NULL       ? m->error
-                      : m->wrong_key != NULL ? m->wrong_key
-                      : m->foreign != NULL   ? m->foreign
-                                             : NULL;
 
     buf[0] = '\0';
-    if (why != NULL)
-        used += (size_t)snprintf(buf, len, "%s", why);
-    for (size_t s = 0; s < m->reply.n_sets && used < len; s++) {
-        if (is_staged(st, &m->reply.sets[s]))
-            used += (size_t)snprintf(buf + used, len - used, "%skvno %u staged, not committed",
-                                     used ? "; " : "", m->reply.sets[s].kvno);
+    for (size_t s = m->reply.n_sets; s-- > 0 && used < len;) {
+        const kasa_kvno_set *set = &m->reply.sets[s], *next = NULL;
+        const char *sep = used ? ", " : "";
+        int64_t until;
+        if (is_staged(st, set)) {
+            used += (size_t)snprintf(buf + used, len - used, "%skvno %u (staged, not committed)",
+                                     sep, set->kvno);
+            continue;
+        }
+        (void)committed_set(st, m, rank, &next);
+        until = rank == 0 ? 0 : retire_after(st, next);
+        if (rank == 0)
+            used += (size_t)snprintf(buf + used, len - used, "%skvno %u (latest)", sep, set->kvno);
+        else if (until != 0)
+            used += (size_t)snprintf(buf + used, len - used, "%skvno %u until %s", sep, set->kvno,
+                                     cli_time(until, when, sizeof(when)));
+        else
+            used += (size_t)snprintf(buf + used, len - used, "%skvno %u (kept)", sep, set->kvno);
+        rank++;
     }
-    while (committed_set(st, m, 2 + older, NULL) != NULL)
-        older++;
-    if (older > 0 && used < len)
-        snprintf(buf + used, len - used, "%s%zu older kvno%s kept (--json)", used ? "; " : "",
-                 older, older == 1 ? "" : "s");
+}
+
+/* Why a member is not OK; "" when nothing is wrong. */
+static const char *member_note(const kasa_member_status *m)
+{
+    return m->error != NULL       ? m->error
+           : m->wrong_key != NULL ? m->wrong_key
+           : m->foreign != NULL   ? m->foreign
+                                  : "";
 }
 
 static json_object *status_json(const kasa_array_status *st)
@@ -397,9 +393,11 @@ static json_object *status_json(const kasa_array_status *st)
                            st->dir_unreachable ? NULL : json_object_new_int64(st->dir_kvno));
     json_object_object_add(o, "directory_error", cli_json_str(st->dir_error));
     json_object_object_add(o, "keep_seconds", json_object_new_int64(st->keep_seconds));
+    json_object_object_add(o, "keep_source", cli_json_str(st->keep_source));
     json_object_object_add(o, "roll", cli_json_str(st->roll_note));
     json_object_object_add(o, "roll_interrupted", json_object_new_boolean(st->roll_interrupted));
     json_object_object_add(o, "keys_changed_outside_kasa", cli_json_str(st->foreign_change));
+    json_object_object_add(o, "keys_unchecked", cli_json_str(st->keys_unchecked));
     for (size_t i = 0; i < st->n; i++) {
         const kasa_member_status *m = &st->members[i];
         json_object *j = json_object_new_object(), *ks = json_object_new_array();
@@ -445,31 +443,47 @@ static json_object *status_json(const kasa_array_status *st)
     return o;
 }
 
+/* The array, then a row per member (its verdict, why not OK) with, indented under it,
+ * every kvno it holds: one line each, however many members and kvnos. */
 static void status_print(const kasa_array_status *st)
 {
-    struct table *t = table_new(5, "MEMBER", "VERDICT", "LATEST", "PREVIOUS", "NOTE");
+    int wh = (int)strlen("MEMBER"), wv = (int)strlen("VERDICT");
+    char span[32];
 
     if (st->dir_unreachable)
         printf("array %s: ASA %s; the directory could not be asked (%s): what each member "
                "holds, not compared with it\n",
                st->array->fqdn, st->array->asa, st->dir_error != NULL ? st->dir_error : "");
     else
-        printf("array %s: ASA %s, directory kvno %u; superseded kvnos are kept %lldh%02lldm\n",
-               st->array->fqdn, st->array->asa, st->dir_kvno, (long long)(st->keep_seconds / 3600),
-               (long long)(st->keep_seconds % 3600 / 60));
+        printf("array %s: ASA %s, directory kvno %u; superseded kvnos are kept %s%s%s%s\n",
+               st->array->fqdn, st->array->asa, st->dir_kvno,
+               cli_duration(st->keep_seconds, span, sizeof(span)),
+               st->keep_source != NULL ? " (" : "",
+               st->keep_source != NULL ? st->keep_source : "",
+               st->keep_source != NULL ? ")" : "");
     if (st->roll_note != NULL)
         printf("%s: %s\n", st->roll_interrupted ? "INTERRUPTED" : "in progress", st->roll_note);
     if (st->foreign_change != NULL)
         printf("CHANGED OUTSIDE KASA: %s\n", st->foreign_change);
+    if (st->keys_unchecked != NULL)
+        printf("KEYS NOT CHECKED: %s; the verdicts compare kvnos only, so status exits 1\n",
+               st->keys_unchecked);
+    for (size_t i = 0; i < st->n; i++) {
+        int h = (int)strlen(st->members[i].host),
+            v = (int)strlen(kasa_verdict_name(st->members[i].verdict));
+        wh = h > wh ? h : wh;
+        wv = v > wv ? v : wv;
+    }
+    printf("%-*s  %-*s  NOTE\n", wh, "MEMBER", wv, "VERDICT");
     for (size_t i = 0; i < st->n; i++) {
         const kasa_member_status *m = &st->members[i];
-        char latest[64], previous[80], note[900];
-        member_note(st, m, note, sizeof(note));
-        table_add(t, m->host, kasa_verdict_name(m->verdict), held(st, m, 0, latest, sizeof(latest)),
-                  held(st, m, 1, previous, sizeof(previous)), note);
+        char kvnos[2048];
+        printf("%-*s  %-*s  %s\n", wh, m->host, wv, kasa_verdict_name(m->verdict),
+               member_note(m));
+        kvnos_held(st, m, kvnos, sizeof(kvnos));
+        if (kvnos[0] != '\0')
+            printf("    %s\n", kvnos);
     }
-    table_print(t, stdout);
-    table_free(t);
 }
 
 /* Every array this host remembers ([array] cache_dir), for when the directory is down. */
@@ -496,10 +510,12 @@ static long cached_arrays(struct cli *cli, char ***names, size_t *n)
     return 0;
 }
 
-/* Every member OK, no roll interrupted, no key changed behind kasa's back. */
+/* Every member OK, its keys checked, no roll interrupted, no key changed behind kasa's
+ * back. */
 static bool status_healthy(const kasa_array_status *s)
 {
-    bool ok = s->n > 0 && !s->roll_interrupted && s->foreign_change == NULL && !s->dir_unreachable;
+    bool ok = s->n > 0 && !s->roll_interrupted && s->foreign_change == NULL &&
+              s->keys_unchecked == NULL && !s->dir_unreachable;
 
     for (size_t m = 0; m < s->n; m++)
         ok = ok && s->members[m].verdict == KASA_VERDICT_OK;
@@ -562,7 +578,7 @@ static int status_offline(struct cli *cli, const char *fqdn, int timeout, bool j
  * kasa status --nagios: one line and the monitoring plugins' exit status (0 OK, 1 WARNING,
  * 2 CRITICAL, 3 UNKNOWN), the way Nagios, Icinga and their kin run checks: CRITICAL for a
  * member not OK, an interrupted roll or keys changed outside kasa; WARNING for a roll in
- * progress; UNKNOWN when the directory or the array cannot be read.
+ * progress or keys not checked; UNKNOWN when the directory or the array cannot be read.
  */
 enum { NAGIOS_OK, NAGIOS_WARNING, NAGIOS_CRITICAL, NAGIOS_UNKNOWN };
 
@@ -623,6 +639,11 @@ static int status_nagios(struct cli *cli, const char *fqdn, int timeout)
             used += (size_t)snprintf(text + used, sizeof(text) - used,
                                      " keys changed outside kasa (kasa roll %s)", arrays[i].fqdn);
         }
+        if (used < sizeof(text) && s.keys_unchecked != NULL && level < NAGIOS_WARNING) {
+            level = NAGIOS_WARNING;
+            used += (size_t)snprintf(text + used, sizeof(text) - used, " keys not checked (%s)",
+                                     s.keys_unchecked);
+        }
         if (s.n == 0)
             level = NAGIOS_CRITICAL;
         if (used < sizeof(text))
@@ -661,7 +682,7 @@ int cmd_status(struct cli *cli, int argc, char **argv)
         if (c == 'h') {
             fputs("usage: kasa status [ARRAY] [--json | --nagios] [--timeout MS]\n"
                   "\n"
-                  "For each member: the kvnos it holds (latest, previous: kept until when),\n"
+                  "For each member: every kvno it holds (and until when each is kept),\n"
                   "against the directory's kvno and key: OK, STALE, MISSING, UNREACHABLE,\n"
                   "FOREIGN (holds a principal or kvno the array does not own) or WRONG-KEY\n"
                   "(the right kvno, not the directory's key). Also a roll in progress or\n"
