@@ -90,7 +90,7 @@ long kasa_authlog_format(kasa_ctx *ctx, const kasa_auth_event *e, char **line_ou
     raw[5] = e->mechanism;
     raw[6] = e->kvno ? kvno : "";
     raw[7] = e->enctype;
-    raw[8] = e->ok ? "ok" : "failed";
+    raw[8] = e->challenge ? "challenge" : e->ok ? "ok" : "failed";
     raw[9] = e->reason;
     for (int i = 0; i < KASA_AUTHLOG_FIELDS; i++)
         cap += (raw[i] != NULL ? strlen(raw[i]) : 0) * 8 + 6;

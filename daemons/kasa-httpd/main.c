@@ -234,9 +234,11 @@ static void mhd_log(void *cls, const char *fmt, va_list ap)
 /* One auth log line, and its count in the metrics. seen is what the token itself says (no
  * key needed): the SPN, kvno and enctype of a Kerberos ticket, the mechanism of a token
  * that failed. why is the reason's class, for the metrics. */
-static void log_event(kasa_ctx *kctx, const char *client, const kasa_token_info *seen,
-                      const char *principal, const char *spn, const char *mech, bool ok,
-                      enum metrics_reason why, const char *reason)
+/* One auth-log line; a challenge (a 401 that continues the exchange) is counted nowhere
+ * else: its exchange's last leg is. */
+static void log_line(kasa_ctx *kctx, const char *client, const kasa_token_info *seen,
+                     const char *principal, const char *spn, const char *mech, bool ok,
+                     bool challenge, enum metrics_reason why, const char *reason)
 {
     kasa_auth_event e = {
         .time = (int64_t)time(NULL),
@@ -247,6 +249,7 @@ static void log_event(kasa_ctx *kctx, const char *client, const kasa_token_info 
         .mechanism = mech != NULL ? mech : "",
         .enctype = "",
         .ok = ok,
+        .challenge = challenge,
         .reason = reason != NULL ? reason : "",
     };
     char enctype[64] = "", sname[800];
@@ -262,7 +265,8 @@ static void log_event(kasa_ctx *kctx, const char *client, const kasa_token_info 
     }
     if (seen != NULL && *e.mechanism == '\0')
         e.mechanism = seen->inner;
-    metrics_count(e.mechanism, ok, why);
+    if (!challenge)
+        metrics_count(e.mechanism, ok, why);
     if (kasa_authlog_format(kctx, &e, &line) == 0) {
         flockfile(auth_log); /* one whole line at a time from the worker threads */
         fputs(line, auth_log);
@@ -270,6 +274,13 @@ static void log_event(kasa_ctx *kctx, const char *client, const kasa_token_info 
         funlockfile(auth_log);
     }
     free(line);
+}
+
+static void log_event(kasa_ctx *kctx, const char *client, const kasa_token_info *seen,
+                      const char *principal, const char *spn, const char *mech, bool ok,
+                      enum metrics_reason why, const char *reason)
+{
+    log_line(kctx, client, seen, principal, spn, mech, ok, false, why, reason);
 }
 
 /* GSS-API's words for a failure, the mechanism's first: Kerberos minor codes are com_err
@@ -718,6 +729,10 @@ static enum MHD_Result authenticate(struct MHD_Connection *c, kasa_ctx *kctx, st
         goto cleanup;
     }
     if (major & GSS_S_CONTINUE_NEEDED) { /* NTLM: the challenge, on this connection */
+        log_line(kctx, client, seen, NULL, NULL, mname, false, true, MR_NONE,
+                 strcmp(mname, "NTLM") == 0
+                     ? "NTLM CHALLENGE sent: the client is to answer with its AUTHENTICATE"
+                     : "the exchange continues: the client is to answer the server's token");
         ret = reply(c, MHD_HTTP_UNAUTHORIZED, "continue\n", sname, mutual, NULL, NULL);
         goto cleanup;
     }

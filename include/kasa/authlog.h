@@ -5,7 +5,8 @@
  *   time,member,client,principal,spn,mechanism,kvno,enctype,result,reason
  *
  * time is ISO 8601 UTC; mechanism is the inner mechanism (Kerberos or NTLM), never just
- * "Negotiate"; result is ok or failed. Every field is quoted (libcsv's writer), and any
+ * "Negotiate"; result is ok, failed, or challenge: a 401 that carries a token to go on
+ * with the exchange (NTLM's CHALLENGE, a SPNEGO continuation), a leg and not an outcome. Every field is quoted (libcsv's writer), and any
  * control character or backslash in a field is written as \xNN or \\ first, so a name
  * holding commas, quotes or newlines can never end a line or forge another one.
  *
@@ -42,7 +43,8 @@ typedef struct kasa_auth_event {
     unsigned kvno;         /* 0 when unknown */
     const char *enctype;   /* "" when unknown */
     bool ok;
-    const char *reason; /* why it failed; "" when ok */
+    bool challenge;     /* a 401 that continues the exchange (result "challenge") */
+    const char *reason; /* why it failed, or what the challenge asks; "" when ok */
 } kasa_auth_event;
 
 /* Format one event as a line ending in "\n" (malloc'd). */

@@ -126,10 +126,17 @@ expect 0 "a raw NTLM exchange (gss-ntlmssp as the client, one connection)" \
 check "200, as alice by NTLM" test "$(printf '%s\n' "$T_OUT" | tr -d '\r' | tr '\n' '|')" = "HTTP/1.1 200 OK|PROSEWARE\\alice NTLM|"
 check "after one 401 with the CHALLENGE as WWW-Authenticate: NTLM" \
 	test "$(grep -c '^leg: 401 NTLM TlRMTVNTUAACAAAA' "$T_WORK/err")" -eq 1
-# only_line TEXT: the auth log got one line since $lines, and it holds TEXT.
-only_line() { test "$(tail -n +$((lines + 1)) "$T_WORK/s.log" | wc -l)" -eq 1 && tail -n 1 "$T_WORK/s.log" | grep -qF "$1"; }
-check "one auth log line, at its end (not for the CHALLENGE's 401): NTLM, alice, ok" \
-	only_line '"PROSEWARE\\alice","","NTLM","","","ok",""'
+# two_lines FIRST LAST: the auth log got two lines since $lines, holding FIRST and LAST.
+two_lines() {
+	tail -n +$((lines + 1)) "$T_WORK/s.log" >"$T_WORK/new.log"
+	test "$(wc -l <"$T_WORK/new.log")" -eq 2 && head -n 1 "$T_WORK/new.log" | grep -qF "$1" &&
+		tail -n 1 "$T_WORK/new.log" | grep -qF "$2"
+}
+check "two auth log lines: the CHALLENGE's 401 (result challenge), then NTLM, alice, ok" \
+	two_lines '"NTLM","","","challenge","NTLM CHALLENGE sent' '"PROSEWARE\\alice","","NTLM","","","ok",""'
+expect 0 "kasa log summary counts the exchange once" "$KASA" log summary --json "$T_WORK/new.log"
+check "one NTLM login, no failure (a challenge is neither)" \
+	test "$(json 0.ntlm) $(json 0.failed)" = "1 0"
 
 # Failures in words, with the user where the token names one.
 expect 0 "a wrong NTLM password" c --ntlm -u "PROSEWARE\\alice:wrong" "http://$NAME:$SP/whoami"

@@ -50,6 +50,13 @@ static void test_roundtrip_hostile(void **state)
     assert_string_equal(f[9], "Request is a replay");
     kasa_authlog_fields_free(f);
     free(line);
+    /* A 401 that continues the exchange is neither ok nor failed. */
+    e.challenge = true;
+    assert_int_equal(kasa_authlog_format(ctx, &e, &line), 0);
+    assert_int_equal(kasa_authlog_parse(ctx, line, f), 0);
+    assert_string_equal(f[8], "challenge");
+    kasa_authlog_fields_free(f);
+    free(line);
     kasa_ctx_free(ctx);
 }
 
