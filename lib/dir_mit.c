@@ -1462,11 +1462,10 @@ static long mit_record_rename(kasa_dir *dir, const char *type, const char *from,
     if (!ret) {
         ret = kadm5_rename_principal(M(dir)->handle, src, dst);
         if (ret == KADM5_DUP)
-            ret = kasa_set_error(dir->ctx, KASA_ERR_ARRAY_EXISTS, "%s %s already exists", type,
-                                 to);
+            ret = kasa_set_error(dir->ctx, KASA_ERR_ARRAY_EXISTS, "%s %s already exists", type, to);
         else if (ret == KADM5_UNK_PRINC)
-            ret = kasa_set_error(dir->ctx, KASA_ERR_ARRAY_NOT_FOUND, "no %s %s in %s", type,
-                                 from, dir->realm);
+            ret = kasa_set_error(dir->ctx, KASA_ERR_ARRAY_NOT_FOUND, "no %s %s in %s", type, from,
+                                 dir->realm);
         else if (ret)
             ret = fail(dir, ret, "cannot rename", sname);
     }

@@ -259,8 +259,8 @@ static long move_aside(kasa_dir *dir, const char *fqdn, const kasa_lock *held)
         snprintf(aside, sizeof(aside), "%s/gone-t%lld", fqdn, (long long)held->taken);
     ret = dir->ops->record_rename(dir, RECORD, fqdn, aside);
     if (ret == KASA_ERR_ARRAY_EXISTS)
-        return kasa_set_error(dir->ctx, KASA_ERR_BUSY,
-                              "another run took over the lock of %s first", fqdn);
+        return kasa_set_error(dir->ctx, KASA_ERR_BUSY, "another run took over the lock of %s first",
+                              fqdn);
     if (ret)
         return ret;
     snprintf(now, sizeof(now), "%lld", (long long)time(NULL));
@@ -298,10 +298,9 @@ long kasa_lock_take(kasa_dir *dir, const char *fqdn, const char *operation, int6
         if (ret)
             break;
         if (kasa_lock_live(&held)) {
-            ret = kasa_set_error(dir->ctx, KASA_ERR_BUSY,
-                                 "a %s of %s is running on %s since %s; wait for it to end",
-                                 held.operation, fqdn, held.owner,
-                                 utc(held.taken, when, sizeof(when)));
+            ret = kasa_set_error(
+                dir->ctx, KASA_ERR_BUSY, "a %s of %s is running on %s since %s; wait for it to end",
+                held.operation, fqdn, held.owner, utc(held.taken, when, sizeof(when)));
         } else if (!take_expired) {
             ret = kasa_set_error(dir->ctx, KASA_ERR_BUSY,
                                  "a %s of %s on %s since %s stopped before it ended (%s); "

@@ -22,8 +22,8 @@ typedef struct kasa_lock {
     char *operation; /* roll, copy, ... */
     char *id;        /* its own token, NULL for a lock kasa before 0.9 wrote */
     int64_t taken;
-    int64_t expires; /* 0: none recorded (not live) */
-    int64_t gone;    /* when it was moved aside by a takeover, or 0 */
+    int64_t expires;    /* 0: none recorded (not live) */
+    int64_t gone;       /* when it was moved aside by a takeover, or 0 */
     unsigned from_kvno; /* a roll's: the ASA's kvno when it began, 0 if not yet noted */
 } kasa_lock;
 

@@ -960,8 +960,8 @@ static void check_proofs(kasa_dir *dir, const kasa_config *cfg, int timeout_ms,
             continue;
         m->verdict = KASA_VERDICT_WRONG_KEY;
         free(m->wrong_key);
-        if (asprintf(&m->wrong_key, "its keys at kvno %u are not the directory's: %s",
-                     st->dir_kvno, jobs[i].message != NULL ? jobs[i].message : "no proof") < 0)
+        if (asprintf(&m->wrong_key, "its keys at kvno %u are not the directory's: %s", st->dir_kvno,
+                     jobs[i].message != NULL ? jobs[i].message : "no proof") < 0)
             m->wrong_key = NULL;
     }
     for (size_t i = 0; i < n_jobs; i++)
@@ -1134,8 +1134,7 @@ static const char *keep_source(kasa_dir *dir, const kasa_config *cfg)
  * directory (kvnos, 0 when unknown) is neither the one kasa last committed nor the one a
  * roll is committing: its keys were changed behind kasa's back.
  */
-static void changed_outside(kasa_array_status *st, const kasa_kvno_set *want,
-                            const unsigned *kvnos)
+static void changed_outside(kasa_array_status *st, const kasa_kvno_set *want, const unsigned *kvnos)
 {
     const kasa_array *a = st->array;
     char names[700] = "";

@@ -1499,7 +1499,7 @@ int main(int argc, char **argv)
     }
     ops[n_ops] = (struct MHD_OptionItem){MHD_OPTION_END, 0, NULL};
     if ((c = deadline_start(o.num[N_HEADER_TIMEOUT].value, say)) != 0) {
-        fprintf(stderr, "kasa-httpd: cannot start the header timeout's thread: %s\n", strerror(c));
+        say_fatal("cannot start the header timeout's thread: %s", strerror(c));
         return 1;
     }
     /* MHD_USE_ITC: so that a stop can quiesce the daemon and let requests in flight end. */

@@ -6,9 +6,10 @@
  *
  * time is ISO 8601 UTC; mechanism is the inner mechanism (Kerberos or NTLM), never just
  * "Negotiate"; result is ok, failed, or challenge: a 401 that carries a token to go on
- * with the exchange (NTLM's CHALLENGE, a SPNEGO continuation), a leg and not an outcome. Every field is quoted (libcsv's writer), and any
- * control character or backslash in a field is written as \xNN or \\ first, so a name
- * holding commas, quotes or newlines can never end a line or forge another one.
+ * with the exchange (NTLM's CHALLENGE, a SPNEGO continuation), a leg and not an outcome. Every
+ * field is quoted (libcsv's writer), and any control character or backslash in a field is written
+ * as \xNN or \\ first, so a name holding commas, quotes or newlines can never end a line or forge
+ * another one.
  *
  * A value that starts with = + - @ TAB or CR, which a spreadsheet would run as a formula
  * (the SPN and realm come from unauthenticated tickets), is written with a single quote

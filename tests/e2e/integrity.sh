@@ -12,15 +12,8 @@ ARRAY=outlook.proseware.lab
 ASA='CASARRAY-ASA$'
 SPNS="HTTP/outlook.proseware.lab exchangeMDB/outlook"
 
-lab_up --members 2
-"$KASA" lab status --dir "$LAB" --json >"$T_WORK/lab.json"
-member() { python3 -c 'import json,sys; m=json.load(open(sys.argv[1]))["members"][int(sys.argv[2])-1]; print(m[sys.argv[3]])' "$T_WORK/lab.json" "$1" "$2"; }
-"$KASA" account create "$ASA" --computer >/dev/null
-for spn in $SPNS; do "$KASA" spn add "$spn" "$ASA" >/dev/null 2>&1; done
-"$KASA" array create $ARRAY --asa "$ASA" >/dev/null
-for i in 1 2; do
-	"$KASA" array add-member $ARRAY "cas$i.proseware.lab:$(member $i port)" --address "$(member $i address)" >/dev/null
-done
+# shellcheck disable=SC2086 # the SPNs, one word each
+array_up 2 "$ASA" $ARRAY $SPNS
 expect 0 "a first roll" "$KASA" roll $ARRAY
 dir_kvno() { kadmin_local "getprinc $ASA" | sed -n 's/.*Key: vno \([0-9]*\),.*/\1/p' | head -1; }
 fresh() { kdestroy >/dev/null 2>&1; kinit -k -t "$LAB/alice.keytab" alice; }
@@ -34,14 +27,17 @@ all_decrypt() {
 	done
 }
 
-# Two rolls at once, ten times: one commits, the other is told who holds the lock. Each
-# run waits 1.5 s once it holds the lock (KASA_TEST_HOLD_AT), so they always meet.
-bad=0
-for round in $(seq 10); do
+# race P1 P2 ROLL-ARGS...: two `kasa roll ROLL-ARGS` at once, each waiting 1.5 s once it
+# holds the lock (KASA_TEST_HOLD_AT), so they always meet: exactly one may win, the kvno
+# moves by one, every member decrypts every SPN, and what the runs said matches the glob
+# P1 or P2. Counts what went wrong in bad.
+race() {
+	p1=$1 p2=$2
+	shift 2
 	before=$(dir_kvno)
-	KASA_TEST_HOLD_AT=locked "$KASA" roll $ARRAY >"$T_WORK/a.out" 2>"$T_WORK/a.err" &
+	KASA_TEST_HOLD_AT=locked "$KASA" roll "$@" >"$T_WORK/a.out" 2>"$T_WORK/a.err" &
 	A=$!
-	KASA_TEST_HOLD_AT=locked "$KASA" roll $ARRAY >"$T_WORK/b.out" 2>"$T_WORK/b.err" &
+	KASA_TEST_HOLD_AT=locked "$KASA" roll "$@" >"$T_WORK/b.out" 2>"$T_WORK/b.err" &
 	B=$!
 	wait $A; sa=$?
 	wait $B; sb=$?
@@ -52,8 +48,16 @@ for round in $(seq 10); do
 		bad=$((bad + 1))
 		echo "# round $round: exits $sa $sb, kvno $before -> $after: $msg"
 	fi
-	# the loser names the winner: this host, a pid, and the time it took the lock
-	case $msg in *"a roll of $ARRAY is running on $(hostname) pid "[0-9]*" since 20"[0-9][0-9]-*) ;; *) bad=$((bad + 1)); echo "# round $round: $msg" ;; esac
+	# shellcheck disable=SC2254 # the patterns are globs
+	case $msg in $p1 | $p2) ;; *) bad=$((bad + 1)); echo "# round $round: $msg" ;; esac
+}
+
+# Two rolls at once, ten times: one commits, the other is told who holds the lock: this
+# host, a pid, and the time it took the lock.
+bad=0
+won_by="*a roll of $ARRAY is running on $(hostname) pid [0-9]* since 20[0-9][0-9]-*"
+for round in $(seq 10); do
+	race "$won_by" "$won_by" $ARRAY
 done
 check "10 rounds of two rolls at once: one committed each time, every member decrypts every SPN" test "$bad" -eq 0
 
@@ -125,21 +129,7 @@ forge() {
 bad=0
 for round in $(seq 10); do
 	forge "$round"
-	before=$(dir_kvno)
-	KASA_TEST_HOLD_AT=locked "$KASA" roll --resume $ARRAY >"$T_WORK/a.out" 2>"$T_WORK/a.err" &
-	A=$!
-	KASA_TEST_HOLD_AT=locked "$KASA" roll --resume $ARRAY >"$T_WORK/b.out" 2>"$T_WORK/b.err" &
-	B=$!
-	wait $A; sa=$?
-	wait $B; sb=$?
-	after=$(dir_kvno)
-	won=$(( (sa == 0) + (sb == 0) ))
-	msg=$(cat "$T_WORK/a.err" "$T_WORK/b.err")
-	if [ "$won" -ne 1 ] || [ "$after" -ne $((before + 1)) ] || ! all_decrypt; then
-		bad=$((bad + 1))
-		echo "# round $round: exits $sa $sb, kvno $before -> $after: $msg"
-	fi
-	case $msg in *"another run took over the lock of $ARRAY first"* | *"a roll of $ARRAY is running on $(hostname) pid "*) ;; *) bad=$((bad + 1)); echo "# round $round: $msg" ;; esac
+	race "*another run took over the lock of $ARRAY first*" "*a roll of $ARRAY is running on $(hostname) pid *" --resume $ARRAY
 done
 check "10 rounds of two resumers taking over one expired lock: exactly one rolled each time" test "$bad" -eq 0
 left=$(kadmin.local -r PROSEWARE.LAB -q 'listprincs kasa-lock/*' 2>/dev/null | grep '^kasa-lock/' | grep -v "^kasa-lock/$ARRAY/gone-")
@@ -193,8 +183,7 @@ out_has "HTTP/outlook.proseware.lab@PROSEWARE.LAB" "naming the principal whose k
 expect 1 "status --json" "$KASA" status $ARRAY --json
 check "cas1 OK, cas2 WRONG-KEY" test "$(json members.0.verdict) $(json members.1.verdict)" = "OK WRONG-KEY"
 expect 1 "diagnose with a wrong key on cas2" "$KASA" diagnose $ARRAY
-out_has "cas2.proseware.lab" "names the member"
-out_has "WRONG-KEY" "and the verdict"
+check "names cas2, WRONG-KEY, on one line (and not cas1)" sh -c 'printf "%s\n" "$1" | grep "WRONG-KEY" | grep -q "cas2.proseware.lab" && ! printf "%s\n" "$1" | grep "WRONG-KEY" | grep -q "cas1.proseware.lab"' _ "$T_OUT"
 expect 0 "a copy from cas1 mends it" "$KASA" copy $ARRAY --from cas1.proseware.lab --to cas2.proseware.lab
 expect 0 "and status is OK" "$KASA" status $ARRAY
 

@@ -119,7 +119,7 @@ check "every counter starts at 0" sh -c "! grep '_total' '$T_WORK/s$N' | grep -v
 check "each metric has HELP and TYPE" sh -c "for m in $Q $R kasad_replays_total kasad_keytab_readable \
 	kasad_keytab_kvno kasad_keytab_kvno_arrival_seconds kasad_start_time_seconds kasad_build_info; do
 	grep -q \"^# HELP \$m \" '$T_WORK/s$N' && grep -q \"^# TYPE \$m \" '$T_WORK/s$N' || exit 1; done"
-check "requests are counted by the fixed ops and results" test "$(grep -c "^$Q{op=\"[a-z]*\",result=\"\(ok\|refused\|failed\)\"} " "$T_WORK/s$N")" -eq 18
+check "requests are counted by the fixed ops (seven, prove too) and results" test "$(grep -c "^$Q{op=\"[a-z]*\",result=\"\(ok\|refused\|failed\)\"} " "$T_WORK/s$N")" -eq 21
 check "refusals are the fixed classes" test "$(grep -o "^$R{reason=\"[a-z_]*\"}" "$T_WORK/s$N" | sed 's/.*="//; s/".*//' | tr '\n' ' ')" = \
 	"acl auth malformed handshake_timeout budget busy replay descriptors "
 check "build_info is this version" test "$(value "kasad_build_info{version=\"$KASA_PROJECT_VERSION\"}")" = 1

@@ -120,6 +120,29 @@ lab_up() {
 }
 
 # kadmin.local QUERY: MIT's own view of the lab's database (not kasa's).
+# array_up N ASA ARRAY SPN...: a lab with N members, the computer account ASA owning the
+# SPNs, and the array ARRAY of every member; member I FIELD then reads member I's FIELD
+# (port, address, managed_keytab, ...) from the lab.
+array_up() {
+	_n=$1 _asa=$2 _array=$3
+	shift 3
+	lab_up --members "$_n"
+	"$KASA" lab status --dir "$LAB" --json >"$T_WORK/lab.json"
+	if ! "$KASA" account create "$_asa" --computer >/dev/null ||
+		! "$KASA" array create "$_array" --asa "$_asa" >/dev/null; then
+		echo "Bail out! cannot make the ASA and the array"
+		exit 1
+	fi
+	for _spn in "$@"; do "$KASA" spn add "$_spn" "$_asa" >/dev/null 2>&1; done
+	for _i in $(seq "$_n"); do
+		"$KASA" array add-member "$_array" "cas$_i.proseware.lab:$(member "$_i" port)" \
+			--address "$(member "$_i" address)" >/dev/null
+	done
+}
+member() {
+	python3 -c 'import json,sys; m=json.load(open(sys.argv[1]))["members"][int(sys.argv[2])-1]; print(m[sys.argv[3]])' "$T_WORK/lab.json" "$1" "$2"
+}
+
 kadmin_local() {
 	kadmin.local -r "${REALM:-PROSEWARE.LAB}" -q "$1" 2>/dev/null
 }

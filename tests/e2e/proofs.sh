@@ -13,15 +13,7 @@ ARRAY=outlook.proseware.lab
 ASA='CASARRAY-ASA$'
 REALM=PROSEWARE.LAB
 
-lab_up --members 2
-"$KASA" lab status --dir "$LAB" --json >"$T_WORK/lab.json"
-member() { python3 -c 'import json,sys; m=json.load(open(sys.argv[1]))["members"][int(sys.argv[2])-1]; print(m[sys.argv[3]])' "$T_WORK/lab.json" "$1" "$2"; }
-"$KASA" account create "$ASA" --computer >/dev/null
-"$KASA" spn add HTTP/$ARRAY "$ASA" >/dev/null 2>&1
-"$KASA" array create $ARRAY --asa "$ASA" >/dev/null
-for i in 1 2; do
-	"$KASA" array add-member $ARRAY "cas$i.proseware.lab:$(member $i port)" --address "$(member $i address)" >/dev/null
-done
+array_up 2 "$ASA" $ARRAY HTTP/$ARRAY
 expect 0 "a first roll" "$KASA" roll $ARRAY
 KVNO=$(kadmin_local "getprinc $ASA" | sed -n 's/.*Key: vno \([0-9]*\),.*/\1/p' | head -1)
 KT1=$(member 1 managed_keytab)
@@ -34,7 +26,8 @@ cp "$KT1" "$T_WORK/kt1.good"
 expect 0 "doctor every aes128 key of cas1 at kvno $KVNO" python3 "$HERE/ktdoctor.py" "$KT1" '*' "$KVNO" 17
 kdestroy >/dev/null 2>&1
 kinit -k -t "$LAB/alice.keytab" alice
-check "a ticket for the SPN still decrypts with cas1's keytab (the KDC picks aes256)" kvno -k "$KT1" HTTP/$ARRAY
+check "a ticket for the SPN still decrypts with cas1's keytab (the KDC picks aes256)" \
+	sh -c 'kvno -k "$1" "$2" >/dev/null 2>&1' _ "$KT1" HTTP/$ARRAY
 expect 1 "status finds cas1's wrong aes128 key" "$KASA" status $ARRAY --json
 check "cas1 WRONG-KEY, cas2 OK" test "$(json members.0.verdict) $(json members.1.verdict)" = "WRONG-KEY OK"
 check "naming the enctype whose proof failed" sh -c 'case $1 in *"enctype 17"*) exit 0 ;; esac; exit 1' _ "$(json members.0.wrong_key)"

@@ -127,7 +127,7 @@ int cmd_log(struct cli *cli, int argc, char **argv)
             good++;
             /* A challenge is a leg of an exchange whose own line follows: no count. */
             k = strcmp(fields[8], "challenge") == 0 ? NULL
-                                                     : find(&b, &n, &cap, fields[1], fields[0]);
+                                                    : find(&b, &n, &cap, fields[1], fields[0]);
             if (k != NULL) {
                 if (strcmp(fields[8], "ok") != 0) {
                     k->failed++;

@@ -458,8 +458,7 @@ static void status_print(const kasa_array_status *st)
         printf("array %s: ASA %s, directory kvno %u; superseded kvnos are kept %s%s%s%s\n",
                st->array->fqdn, st->array->asa, st->dir_kvno,
                cli_duration(st->keep_seconds, span, sizeof(span)),
-               st->keep_source != NULL ? " (" : "",
-               st->keep_source != NULL ? st->keep_source : "",
+               st->keep_source != NULL ? " (" : "", st->keep_source != NULL ? st->keep_source : "",
                st->keep_source != NULL ? ")" : "");
     if (st->roll_note != NULL)
         printf("%s: %s\n", st->roll_interrupted ? "INTERRUPTED" : "in progress", st->roll_note);
@@ -478,8 +477,7 @@ static void status_print(const kasa_array_status *st)
     for (size_t i = 0; i < st->n; i++) {
         const kasa_member_status *m = &st->members[i];
         char kvnos[2048];
-        printf("%-*s  %-*s  %s\n", wh, m->host, wv, kasa_verdict_name(m->verdict),
-               member_note(m));
+        printf("%-*s  %-*s  %s\n", wh, m->host, wv, kasa_verdict_name(m->verdict), member_note(m));
         kvnos_held(st, m, kvnos, sizeof(kvnos));
         if (kvnos[0] != '\0')
             printf("    %s\n", kvnos);
