@@ -177,7 +177,13 @@ static long write_candidate(kasa_dir *dir, const char *fqdn, const char *operati
     if (ret && ret != KASA_ERR_ARRAY_EXISTS) {
         char *why = strdup(kasa_error(dir->ctx));
         (void)dir->ops->record_delete(dir, RECORD, name);
-        if (why != NULL)
+        if (why != NULL && ret == KASA_ERR_DIR_DENIED)
+            /* A realm set up for kasa before 0.9 gave it kasa-lock/FQDN alone. */
+            kasa_set_error(dir->ctx, ret,
+                           "%s (the roll lock is written as kasa-lock/%s/ID first: kadmind's ACL "
+                           "must give kasa admi on kasa-lock/%s/* too; see kasa(1))",
+                           why, fqdn, fqdn);
+        else if (why != NULL)
             kasa_set_error(dir->ctx, ret, "%s", why);
         free(why);
     }
@@ -321,7 +327,8 @@ long kasa_lock_take(kasa_dir *dir, const char *fqdn, const char *operation, int6
         if (ret)
             break;
     }
-    if (ret == KASA_ERR_ARRAY_EXISTS)
+    /* Still taken at the last try, or released each time before it could be read. */
+    if (ret == KASA_ERR_ARRAY_EXISTS || ret == KASA_ERR_ARRAY_NOT_FOUND)
         ret = kasa_set_error(dir->ctx, KASA_ERR_BUSY,
                              "the lock of %s changed hands %d times while this run tried to "
                              "take it; try again",

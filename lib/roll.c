@@ -659,6 +659,44 @@ cleanup:
 }
 
 /* The copy itself, under the array's lock. */
+/*
+ * Where the directory gives keys out (MIT, the e right): the source's keys at the
+ * directory's kvno must be the directory's, every enctype, or a copy would spread keys
+ * altered on the source to every target. Elsewhere (AD) the source is taken at its word,
+ * as status's tickets check it.
+ */
+static long source_keys_right(kasa_dir *dir, const kasa_array *a, const char *from,
+                              const kasa_reply *exp, unsigned dir_kvno)
+{
+    const kasa_kvno_set *set = NULL;
+    kasa_keyset *keys = NULL;
+    long ret = 0;
+
+    for (size_t s = 0; s < exp->n_sets; s++)
+        if (exp->sets[s].kvno == dir_kvno)
+            set = &exp->sets[s];
+    if (set == NULL || set->keys == NULL || dir->ops->keys_get == NULL ||
+        dir->ops->keys_get(dir, a->asa, dir_kvno, &keys) != 0)
+        return 0;
+    for (size_t k = 0; k < keys->n && ret == 0; k++) {
+        const krb5_keyblock *want = &keys->keys[k];
+        bool same = false;
+        for (size_t h = 0; h < set->keys->n && !same; h++) {
+            const krb5_keyblock *have = &set->keys->keys[h];
+            same = have->enctype == want->enctype && have->length == want->length &&
+                   memcmp(have->contents, want->contents, want->length) == 0;
+        }
+        if (!same)
+            ret = kasa_set_error(dir->ctx, KASA_ERR_MEMBER,
+                                 "the enctype %d key %s holds at kvno %u is not the directory's; "
+                                 "nothing was copied: copy from a member kasa status calls OK, or "
+                                 "kasa roll %s",
+                                 (int)want->enctype, from, dir_kvno, a->fqdn);
+    }
+    kasa_keyset_free(keys);
+    return ret;
+}
+
 static long copy_locked(kasa_dir *dir, const kasa_config *cfg, const char *fqdn, const char *from,
                         const char *const *to, size_t n_to, const kasa_roll_opts *opts,
                         kasa_roll_result *r)
@@ -712,6 +750,9 @@ static long copy_locked(kasa_dir *dir, const kasa_config *cfg, const char *fqdn,
                              foreign != NULL ? foreign : "out of memory to name them");
         goto cleanup;
     }
+    ret = source_keys_right(dir, a, from, &exp.reply, dir_kvno);
+    if (ret)
+        goto cleanup;
     if (getrandom(nonce, sizeof(nonce), 0) != (ssize_t)sizeof(nonce)) {
         ret = kasa_set_error(ctx, KASA_ERR_INTERNAL, "cannot read random bytes");
         goto cleanup;

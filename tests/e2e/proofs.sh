@@ -36,6 +36,11 @@ out_has "WRONG-KEY" "says WRONG-KEY"
 expect 1 "diagnose names cas1" "$KASA" diagnose $ARRAY
 out_has "cas1.proseware.lab" "names the member"
 out_has "WRONG-KEY" "and the verdict"
+expect 1 "a copy from cas1 with its wrong aes128 key is refused" \
+	"$KASA" copy $ARRAY --from cas1.proseware.lab --to cas2.proseware.lab
+err_has "the enctype 17 key cas1.proseware.lab holds at kvno $KVNO is not the directory's" "saying why"
+expect 1 "status, cas1 still doctored" "$KASA" status $ARRAY --json
+check "cas2 still proves the directory's keys (the copy changed nothing)" test "$(json members.1.verdict)" = OK
 cp "$T_WORK/kt1.good" "$KT1"
 expect 0 "with the keytab back, status is OK" "$KASA" status $ARRAY
 
