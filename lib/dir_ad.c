@@ -19,6 +19,7 @@
 #include <strings.h>
 #include <time.h>
 
+#include <gnutls/crypto.h>
 #include <gssapi/gssapi_krb5.h>
 #include <krb5/krb5.h>
 #include <lber.h>
@@ -1027,7 +1028,13 @@ static char *record_container(kasa_dir *dir)
     return s;
 }
 
-/* The DN of record TYPE NAME: CN=TYPE-NAME in kasa's container. */
+/*
+ * The DN of record TYPE NAME: CN=TYPE-NAME in kasa's container. AD allows a cn of 64
+ * characters; a longer TYPE-NAME (a long array name, or its lock's private names, which
+ * add up to 16 characters) keeps its first 47 and ends in ~ and 16 hex digits of the
+ * SHA-256 of the whole: the same record for the same name, another for any other.
+ * serviceDNSName keeps the name whole.
+ */
 static long record_dn(kasa_dir *dir, const char *type, const char *name, char **out)
 {
     char *cn = NULL, *esc = NULL, *container = NULL;
@@ -1037,11 +1044,13 @@ static long record_dn(kasa_dir *dir, const char *type, const char *name, char **
     if (asprintf(&cn, "%s-%s", type, name) < 0)
         return kasa_set_error(dir->ctx, KASA_ERR_NOMEM, NULL);
     if (strlen(cn) > AD_CN_MAX) {
-        ret = kasa_set_error(dir->ctx, KASA_ERR_ARRAY_INVALID,
-                             "%s %s: AD names an object with at most %d characters, and %s has "
-                             "%zu; choose a shorter name",
-                             type, name, AD_CN_MAX, cn, strlen(cn));
-        goto cleanup;
+        unsigned char d[32];
+        if (gnutls_hash_fast(GNUTLS_DIG_SHA256, cn, strlen(cn), d) != 0) {
+            ret = kasa_set_error(dir->ctx, KASA_ERR_INTERNAL, "cannot hash %s", cn);
+            goto cleanup;
+        }
+        snprintf(cn + AD_CN_MAX - 17, 18, "~%02x%02x%02x%02x%02x%02x%02x%02x", d[0], d[1], d[2],
+                 d[3], d[4], d[5], d[6], d[7]);
     }
     esc = kasa_ldap_dn_escape(cn, strlen(cn));
     container = record_container(dir);

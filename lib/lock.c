@@ -37,6 +37,7 @@ void kasa_lock_clear(kasa_lock *lock)
     free(lock->owner);
     free(lock->operation);
     free(lock->id);
+    free(lock->record);
     memset(lock, 0, sizeof(*lock));
 }
 
@@ -66,14 +67,17 @@ static long lock_read(kasa_dir *dir, const char *name, kasa_lock *out)
             out->gone = strtoll(v, NULL, 10);
         else if (strcmp(k, "kasa.from_kvno") == 0)
             out->from_kvno = (unsigned)strtoul(v, NULL, 10);
+        else if (strcmp(k, "kasa.resumed") == 0)
+            out->resumed = strtoll(v, NULL, 10);
     }
     kasa_attrs_free(attrs, n);
+    out->record = strdup(name);
     /* A lock kasa before 0.9 wrote field by field, cut short: nobody known, no expiry. */
     if (out->owner == NULL)
         out->owner = strdup("an unknown host");
     if (out->operation == NULL)
         out->operation = strdup("roll");
-    if (out->owner == NULL || out->operation == NULL) {
+    if (out->owner == NULL || out->operation == NULL || out->record == NULL) {
         kasa_lock_clear(out);
         return kasa_set_error(dir->ctx, KASA_ERR_NOMEM, NULL);
     }
@@ -225,8 +229,10 @@ static long each_other(kasa_dir *dir, const char *fqdn,
 static void tidy_one(kasa_dir *dir, const char *name, bool gone, kasa_lock *l, void *arg)
 {
     int64_t now = (int64_t)time(NULL);
-    bool stale = gone ? l->gone != 0 && l->gone + GONE_KEEP_SECONDS < now
-                      : l->expires != 0 && l->expires < now;
+    /* An aside whose mover died before it noted when: its lock's own expiry will do. */
+    int64_t since = gone ? (l->gone != 0 ? l->gone : l->expires) : 0;
+    bool stale =
+        gone ? since != 0 && since + GONE_KEEP_SECONDS < now : l->expires != 0 && l->expires < now;
 
     (void)arg;
     if (stale)
@@ -248,13 +254,19 @@ static void newest_gone(kasa_dir *dir, const char *name, bool gone, kasa_lock *l
 
 long kasa_lock_last_gone(kasa_dir *dir, const char *fqdn, kasa_lock *out)
 {
+    long ret;
+
     memset(out, 0, sizeof(*out));
-    return each_other(dir, fqdn, newest_gone, out);
+    ret = each_other(dir, fqdn, newest_gone, out);
+    /* Only the newest counts: an older one was the roll some later lock took over. */
+    if (!ret && out->resumed != 0)
+        kasa_lock_clear(out);
+    return ret;
 }
 
 /* Move the expired lock held aside, as only one run can. 0: moved; KASA_ERR_BUSY: another
  * run moved it first; KASA_ERR_ARRAY_NOT_FOUND: it is gone already. */
-static long move_aside(kasa_dir *dir, const char *fqdn, const kasa_lock *held)
+static long move_aside(kasa_dir *dir, const char *fqdn, kasa_lock *held)
 {
     char aside[1100], now[32], why[96];
     long ret;
@@ -271,6 +283,8 @@ static long move_aside(kasa_dir *dir, const char *fqdn, const kasa_lock *held)
         return ret;
     snprintf(now, sizeof(now), "%lld", (long long)time(NULL));
     (void)dir->ops->record_set(dir, RECORD, aside, "kasa.gone", now);
+    free(held->record);
+    held->record = strdup(aside);
     kasa_warn(dir->ctx, "took over the lock of %s left by %s (%s)", fqdn, held->owner,
               why_not_live(held, why, sizeof(why)));
     return 0;
@@ -327,8 +341,9 @@ long kasa_lock_take(kasa_dir *dir, const char *fqdn, const char *operation, int6
         if (ret)
             break;
     }
-    /* Still taken at the last try, or released each time before it could be read. */
-    if (ret == KASA_ERR_ARRAY_EXISTS || ret == KASA_ERR_ARRAY_NOT_FOUND)
+    /* Still taken at the last try, released each time before it could be read, or moved
+     * aside at the last try with no try left to take it: not held, whatever ret says. */
+    if (ret == 0 || ret == KASA_ERR_ARRAY_EXISTS || ret == KASA_ERR_ARRAY_NOT_FOUND)
         ret = kasa_set_error(dir->ctx, KASA_ERR_BUSY,
                              "the lock of %s changed hands %d times while this run tried to "
                              "take it; try again",
@@ -357,6 +372,16 @@ bool kasa_lock_mine(kasa_dir *dir, const char *fqdn)
     }
     free(mine);
     return yes;
+}
+
+long kasa_lock_mark_resumed(kasa_dir *dir, const kasa_lock *dead)
+{
+    char v[32];
+
+    if (dead->record == NULL)
+        return 0;
+    snprintf(v, sizeof(v), "%lld", (long long)time(NULL));
+    return dir->ops->record_set(dir, RECORD, dead->record, "kasa.resumed", v);
 }
 
 long kasa_lock_note_kvno(kasa_dir *dir, const char *fqdn, unsigned kvno)

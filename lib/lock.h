@@ -25,6 +25,8 @@ typedef struct kasa_lock {
     int64_t expires;    /* 0: none recorded (not live) */
     int64_t gone;       /* when it was moved aside by a takeover, or 0 */
     unsigned from_kvno; /* a roll's: the ASA's kvno when it began, 0 if not yet noted */
+    int64_t resumed;    /* moved aside: when a resume took its roll on, or 0 */
+    char *record;       /* the record it was read from (FQDN, or FQDN/gone-ID once aside) */
 } kasa_lock;
 
 void kasa_lock_clear(kasa_lock *lock);
@@ -42,9 +44,13 @@ long kasa_lock_get(kasa_dir *dir, const char *fqdn, kasa_lock *out);
 long kasa_lock_take(kasa_dir *dir, const char *fqdn, const char *operation, int64_t ttl,
                     bool take_expired, kasa_lock *taken_over);
 
-/* The newest of fqdn's locks that a takeover moved aside in the last hour (owner NULL
- * when none): a roll that died holding it. */
+/* The newest of fqdn's locks that a takeover moved aside in the last hour and no resume
+ * has taken on yet (owner NULL when none): a roll that died holding it. */
 long kasa_lock_last_gone(kasa_dir *dir, const char *fqdn, kasa_lock *out);
+
+/* Note on a lock moved aside that a resume has taken its roll on, so no later resume
+ * takes it on again. */
+long kasa_lock_mark_resumed(kasa_dir *dir, const kasa_lock *dead);
 
 /* Whether the lock on fqdn is still this process's (not taken over meanwhile). */
 bool kasa_lock_mine(kasa_dir *dir, const char *fqdn);

@@ -675,9 +675,12 @@ static long source_keys_right(kasa_dir *dir, const kasa_array *a, const char *fr
     for (size_t s = 0; s < exp->n_sets; s++)
         if (exp->sets[s].kvno == dir_kvno)
             set = &exp->sets[s];
-    if (set == NULL || set->keys == NULL || dir->ops->keys_get == NULL ||
-        dir->ops->keys_get(dir, a->asa, dir_kvno, &keys) != 0)
+    if (set == NULL || set->keys == NULL || dir->ops->keys_get == NULL)
         return 0;
+    if (dir->ops->keys_get(dir, a->asa, dir_kvno, &keys) != 0) {
+        kasa_warn(dir->ctx, "%s's keys are copied unchecked: %s", from, kasa_error(dir->ctx));
+        return 0;
+    }
     for (size_t k = 0; k < keys->n && ret == 0; k++) {
         const krb5_keyblock *want = &keys->keys[k];
         bool same = false;
@@ -869,6 +872,8 @@ long kasa_roll(kasa_dir *dir, const kasa_config *cfg, const char *fqdn, const ka
      * resumer moved that lock aside and this run took the lock it freed, that one. */
     if (opts->resume && over.owner == NULL)
         (void)kasa_lock_last_gone(dir, fqdn, &over);
+    if (over.owner != NULL && kasa_lock_mark_resumed(dir, &over) != 0)
+        kasa_lock_clear(&over); /* cannot say it is taken on: another resume might too */
     kasa_test_point("locked");
     ret = unlock_after(dir, fqdn,
                        roll_locked(dir, cfg, fqdn, opts, over.owner != NULL ? &over : NULL, r));
@@ -982,12 +987,13 @@ static void check_proofs(kasa_dir *dir, const kasa_config *cfg, int timeout_ms,
         for (size_t p = 0; p < want->n_principals; p++)
             if (holds_principal(&st->members[m].reply, st->dir_kvno, want->principals[p]))
                 held[n_held++] = want->principals[p];
+        job_init(j, cfg, &opts, &st->array->members[m], KASA_OP_PROVE, "proof");
+        /* The nonce after job_init, which clears the job: fresh for every member. */
         if (n_held == 0 ||
             getrandom(j->req.nonce, sizeof(j->req.nonce), 0) != (ssize_t)sizeof(j->req.nonce)) {
             free(held);
             continue;
         }
-        job_init(j, cfg, &opts, &st->array->members[m], KASA_OP_PROVE, "proof");
         j->req.stage.kvno = st->dir_kvno;
         j->req.stage.n_principals = n_held;
         j->req.stage.principals = held;

@@ -64,7 +64,8 @@ check "the new value round-trips" test "$T_OUT" = "other"
 expect 1 "meta-get of a key that is not set" "$DIRTOOL" meta-get "$ASA" kasa.nothing
 expect 1 "meta-get on an account that does not exist" "$DIRTOOL" meta-get 'NOPE$' kasa.test
 
-# Two rolls at once: the lock is one LDAP add, which the DC grants once. Each run waits
+# Two rolls at once: the lock is written under a private name, then renamed into place
+# with one LDAP modrdn, which the DC grants once. Each run waits
 # 1.5 s holding it (KASA_TEST_HOLD_AT), so they always meet; what the roll does after
 # the lock does not matter here.
 bad=0
@@ -84,6 +85,28 @@ done
 check "3 rounds of two rolls at once: exactly one is told the other is running" test "$bad" -eq 0
 run scp "CN=lock-$ARRAY,CN=kasa,CN=System,DC=proseware,DC=lab" dn
 check "the lock is released after the rolls" sh -c "! printf '%s' \"\$1\" | grep -q '^dn:'" sh "$T_OUT"
+
+# An array name too long for AD's 64-character cn with its prefix (and its lock's private
+# names longer still): the cn keeps a prefix and a hash of the whole, the name stays
+# whole in serviceDNSName, and the lock still lets one of two rolls through.
+LONG=a-load-balanced-array-with-a-rather-long-name-01.proseware.lab
+check "the long name has ${#LONG} characters, over the 58 that array-NAME allows" test ${#LONG} -gt 58
+expect 0 "array create with the long name" "$KASA" array create $LONG --asa "$ASA"
+expect 0 "array show finds it" "$KASA" array show $LONG --json
+check "by its whole name" test "$(json fqdn)" = $LONG
+expect 0 "array list names it whole" "$KASA" array list
+out_has "$LONG" "its whole name"
+KASA_TEST_HOLD_AT=locked "$KASA" roll $LONG >"$T_WORK/a.out" 2>"$T_WORK/a.err" &
+A=$!
+KASA_TEST_HOLD_AT=locked "$KASA" roll $LONG >"$T_WORK/b.out" 2>"$T_WORK/b.err" &
+B=$!
+wait $A
+wait $B
+check "two rolls of it at once: exactly one is told the other is running" \
+	test "$(cat "$T_WORK/a.err" "$T_WORK/b.err" | grep -c "a roll of $LONG is running on ")" -eq 1
+check "no lock record of it left but those moved aside" sh -c \
+	"! ldbsearch -H '$SAM' -b 'CN=kasa,CN=System,DC=proseware,DC=lab' '(serviceDNSName=$LONG*)' serviceDNSName 2>/dev/null | grep '^serviceDNSName: $LONG/' | grep -qv '/gone-'"
+expect 0 "array delete with the long name" "$KASA" array delete $LONG
 
 # diagnose flags an ASA whose msDS-SupportedEncryptionTypes was cleared behind kasa's back:
 # AD would issue RC4 tickets that AES-only members cannot decrypt.

@@ -149,6 +149,8 @@ for point in locked recorded staged spns-committed committed saved; do
 	[ $point = locked ] && out_has "no kvno staged or waiting for its commit" "its stage: nothing staged"
 	expect 0 "--resume finishes it" "$KASA" roll --resume $ARRAY
 	check "the roll killed at '$point' is done once: kvno $before -> $(dir_kvno)" test "$(dir_kvno)" -eq $((before + 1))
+	expect 0 "a second --resume after it" "$KASA" roll --resume $ARRAY
+	check "rolls nothing more: kvno $((before + 1)) -> $(dir_kvno)" test "$(dir_kvno)" -eq $((before + 1))
 	expect 0 "status is OK and exits 0 after it" "$KASA" status $ARRAY
 done
 
