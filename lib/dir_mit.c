@@ -87,7 +87,10 @@ static long fail(kasa_dir *dir, long kret, const char *what, const char *name)
     case KRB5_REALM_CANT_RESOLVE:
     case ECONNREFUSED:
     case ETIMEDOUT:
+    case EPIPE:
+    case ECONNRESET:
         code = KASA_ERR_DIR_UNREACHABLE;
+        hint = " (kadmind did not answer: is it running?)";
         break;
     default:
         code = KASA_ERR_DIR;

@@ -601,7 +601,15 @@ static long roll_locked(kasa_dir *dir, const kasa_config *cfg, const char *fqdn,
         ret = restage(dir, cfg, opts, a->asa, t, n, &set, r, nonce, &failed);
     }
     if (ret) {
-        progress(opts, "directory", "commit", "failed: %s", kasa_error(ctx));
+        char *why = strdup(kasa_error(ctx));
+        progress(opts, "directory", "commit", "failed: %s", why != NULL ? why : "");
+        /* Staged everywhere and recorded: the resume finishes it, whatever stopped it. */
+        if (why != NULL)
+            kasa_set_error(ctx, ret,
+                           "%s; kvno %u is staged on the members, not committed for the ASA: "
+                           "kasa roll --resume %s finishes the roll once the directory answers",
+                           why, set.kvno, fqdn);
+        free(why);
         goto cleanup;
     }
     kasa_test_point("committed");

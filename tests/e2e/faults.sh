@@ -348,6 +348,7 @@ step_kadmind() {
 	# shellcheck disable=SC2016 # the inner sh expands it
 	check "$1: and says why in one line: $(head -n 1 "$T_WORK/held.err" | cut -c 1-200)" \
 		sh -c '[ "$(wc -l <"$1")" -eq 1 ] && grep -q "^kasa: roll: " "$1"' sh "$T_WORK/held.err"
+	check "$1: naming the fix, kasa roll --resume $ARRAY" grep -q "kasa roll --resume $ARRAY finishes the roll" "$T_WORK/held.err"
 	dir_check "$1, with kadmind down"
 	expect 0 "$1: kasa lab up starts kadmind again" "$KASA" lab up --dir "$LAB"
 	expect 0 "$1: kasa roll --resume $ARRAY finishes it" "$KASA" roll --resume $ARRAY
