@@ -68,15 +68,19 @@ expect 1 "meta-get on an account that does not exist" "$DIRTOOL" meta-get 'NOPE$
 # with one LDAP modrdn, which the DC grants once. Each run waits
 # 1.5 s holding it (KASA_TEST_HOLD_AT), so they always meet; what the roll does after
 # the lock does not matter here.
-bad=0
-for round in 1 2 3; do
-	KASA_TEST_HOLD_AT=locked "$KASA" roll $ARRAY >"$T_WORK/a.out" 2>"$T_WORK/a.err" &
+# busy_of_two NAME: two rolls of NAME at once; how many were told the other is running.
+busy_of_two() {
+	KASA_TEST_HOLD_AT=locked "$KASA" roll "$1" >"$T_WORK/a.out" 2>"$T_WORK/a.err" &
 	A=$!
-	KASA_TEST_HOLD_AT=locked "$KASA" roll $ARRAY >"$T_WORK/b.out" 2>"$T_WORK/b.err" &
+	KASA_TEST_HOLD_AT=locked "$KASA" roll "$1" >"$T_WORK/b.out" 2>"$T_WORK/b.err" &
 	B=$!
 	wait $A
 	wait $B
-	busy=$(cat "$T_WORK/a.err" "$T_WORK/b.err" | grep -c "a roll of $ARRAY is running on ")
+	cat "$T_WORK/a.err" "$T_WORK/b.err" | grep -c "a roll of $1 is running on "
+}
+bad=0
+for round in 1 2 3; do
+	busy=$(busy_of_two $ARRAY)
 	if [ "$busy" -ne 1 ]; then
 		bad=$((bad + 1))
 		echo "# round $round: $(cat "$T_WORK/a.err" "$T_WORK/b.err" | tr '\n' ' ')"
@@ -96,14 +100,8 @@ expect 0 "array show finds it" "$KASA" array show $LONG --json
 check "by its whole name" test "$(json fqdn)" = $LONG
 expect 0 "array list names it whole" "$KASA" array list
 out_has "$LONG" "its whole name"
-KASA_TEST_HOLD_AT=locked "$KASA" roll $LONG >"$T_WORK/a.out" 2>"$T_WORK/a.err" &
-A=$!
-KASA_TEST_HOLD_AT=locked "$KASA" roll $LONG >"$T_WORK/b.out" 2>"$T_WORK/b.err" &
-B=$!
-wait $A
-wait $B
 check "two rolls of it at once: exactly one is told the other is running" \
-	test "$(cat "$T_WORK/a.err" "$T_WORK/b.err" | grep -c "a roll of $LONG is running on ")" -eq 1
+	test "$(busy_of_two $LONG)" -eq 1
 check "no lock record of it left but those moved aside" sh -c \
 	"! ldbsearch -H '$SAM' -b 'CN=kasa,CN=System,DC=proseware,DC=lab' '(serviceDNSName=$LONG*)' serviceDNSName 2>/dev/null | grep '^serviceDNSName: $LONG/' | grep -qv '/gone-'"
 expect 0 "array delete with the long name" "$KASA" array delete $LONG
